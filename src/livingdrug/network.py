@@ -1,0 +1,576 @@
+"""Reaction networks: the one model definition every engine runs.
+
+A :class:`Network` is a set of named :class:`Species`, unit-carrying
+:class:`~livingdrug.params.Param` s, :class:`Reaction` s (stoichiometry + a rate law written as a
+sympy expression in species and parameter symbols), :class:`Observable` s and
+:class:`Event` s.  From it :func:`compile_network` derives, as compiled numba functions,
+
+* the right-hand side  ``dy/dt = S · r(t, y, p)``  (``S`` the stoichiometry matrix, ``r`` the
+  vector of reaction rates) and its exact Jacobian ``J = S · ∂r/∂y`` (symbolic derivative),
+* the reaction propensities ``r(t, y, p)`` and ``S`` for stochastic engines,
+* observables ``o(t, y, p)``,
+* event times, event conditions and event assignments,
+
+and :func:`livingdrug.sbml.to_sbml` writes the same network as SBML.
+
+Rate laws are Python model code (sympy), never strings read from user files.
+
+Generated code is written to a cache folder (``$LIVINGDRUG_CACHE_DIR`` or
+``~/.cache/livingdrug``) under a name that is the hash of its source, and imported from there,
+so numba's on-disk cache (``cache=True``) is reused across runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import sympy as sp
+from sympy.printing.pycode import PythonCodePrinter
+
+from .params import Param
+from .units import check_unit
+
+__all__ = [
+    "Species",
+    "Reaction",
+    "Observable",
+    "Event",
+    "At",
+    "When",
+    "Network",
+    "CompiledNetwork",
+    "compile_network",
+    "sym",
+    "T",
+    "cache_dir",
+    "register_codegen_extension",
+    "mass_action",
+]
+
+#: the time symbol usable in rate laws, observables and events (days)
+T = sp.Symbol("t", real=True)
+
+# symbols are printed as y[i] / p[i] in generated code, so only the time symbol is taken
+_RESERVED = {"t"}
+
+
+def sym(name: str) -> sp.Symbol:
+    """The sympy symbol for a species or parameter called ``name`` (all symbols are real)."""
+    return sp.Symbol(name, real=True)
+
+
+@dataclass(frozen=True)
+class Species:
+    """A state variable.  ``initial`` is in ``unit``; ``nonnegative`` marks counts/concentrations."""
+
+    name: str
+    unit: str = "cell"
+    initial: float = 0.0
+    description: str = ""
+    nonnegative: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or self.name in _RESERVED:
+            raise ValueError(f"species name {self.name!r} must be an identifier and not reserved")
+        check_unit(self.unit, field=f"species {self.name}.unit")
+
+    @property
+    def symbol(self) -> sp.Symbol:
+        return sym(self.name)
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """``stoich`` maps species names to net change per firing; ``rate`` (firings per day) is a
+    sympy expression in species, parameters and ``t``.  For an exact stochastic engine the rate
+    is the propensity when species are counts."""
+
+    name: str
+    stoich: Mapping[str, float]
+    rate: sp.Expr
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Observable:
+    """A derived quantity reported beside the states (e.g. CAR transgene copies/µg DNA).
+    ``role`` lets endpoints find it (``"cart_blood"``, ``"transgene"``, ``"blasts_pct"``, …)."""
+
+    name: str
+    expr: sp.Expr
+    unit: str
+    description: str = ""
+    role: str = ""
+
+
+@dataclass(frozen=True)
+class At:
+    """Trigger at a fixed time (days); ``time`` may be an expression of parameters, so each
+    patient can have their own dose time."""
+
+    time: sp.Expr | float
+
+
+@dataclass(frozen=True)
+class When:
+    """Trigger when ``expr`` (of species, parameters and ``t``) crosses zero.
+
+    ``direction`` = -1 fires on a downward crossing (e.g. ``L - 1`` for "leukaemia falls below
+    one cell"), +1 on an upward one, 0 on either.
+    """
+
+    expr: sp.Expr
+    direction: int = -1
+
+
+@dataclass(frozen=True)
+class Event:
+    """A discontinuity: at the trigger, every species in ``assign`` takes the value of its
+    expression evaluated on the state just before (assignments are simultaneous).
+
+    Examples: a dose ``{E: E + dose}``; lymphodepletion ``{N: N * f_ld}``;
+    extinction below a threshold ``{L: 0}``.  ``once`` events fire at most once per run.
+    """
+
+    name: str
+    trigger: At | When
+    assign: Mapping[str, sp.Expr | float]
+    once: bool = True
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Network:
+    """A model: species, parameters, reactions, observables and events.  Immutable."""
+
+    name: str
+    species: tuple[Species, ...]
+    params: tuple[Param, ...]
+    reactions: tuple[Reaction, ...]
+    observables: tuple[Observable, ...] = ()
+    events: tuple[Event, ...] = ()
+    reference: str = ""
+    description: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.species] + [p.name for p in self.params]
+        names += [o.name for o in self.observables]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"network {self.name}: names used twice: {dup}")
+        for p in self.params:
+            if p.name in _RESERVED:
+                raise ValueError(f"parameter name {p.name!r} is reserved")
+        known = {sym(n) for n in names} | {T}
+        spn = set(self.species_names)
+        for r in self.reactions:
+            bad = set(r.stoich) - spn
+            if bad:
+                raise ValueError(f"reaction {r.name}: unknown species {sorted(bad)}")
+            _check_symbols(sp.sympify(r.rate), known, f"reaction {r.name}")
+        for o in self.observables:
+            _check_symbols(sp.sympify(o.expr), known - {sym(o.name)}, f"observable {o.name}")
+        for e in self.events:
+            bad = set(e.assign) - spn
+            if bad:
+                raise ValueError(f"event {e.name}: unknown species {sorted(bad)}")
+            for v in e.assign.values():
+                _check_symbols(sp.sympify(v), known, f"event {e.name}")
+            trig = e.trigger.time if isinstance(e.trigger, At) else e.trigger.expr
+            _check_symbols(sp.sympify(trig), known, f"event {e.name} trigger")
+
+    # --- lookup -------------------------------------------------------------------------
+    @property
+    def species_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.species)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    @property
+    def observable_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.observables)
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def species_by_name(self, name: str) -> Species:
+        for s in self.species:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def observable_by_role(self, role: str) -> Observable | None:
+        for o in self.observables:
+            if o.role == role:
+                return o
+        return None
+
+    # --- arrays -------------------------------------------------------------------------
+    def stoichiometry(self) -> np.ndarray:
+        """``S[k, r]``: change of species k when reaction r fires once."""
+        idx = {n: i for i, n in enumerate(self.species_names)}
+        S = np.zeros((len(self.species), len(self.reactions)))
+        for j, r in enumerate(self.reactions):
+            for n, v in r.stoich.items():
+                S[idx[n], j] += float(v)
+        return S
+
+    def parameter_vector(self, overrides: Mapping[str, float] | None = None) -> np.ndarray:
+        """Default parameter values (canonical units) with optional overrides by name."""
+        values = {p.name: p.value for p in self.params}
+        for k, v in (overrides or {}).items():
+            if k not in values:
+                raise KeyError(f"unknown parameter {k!r} of network {self.name}")
+            values[k] = float(v)
+        return np.array([values[n] for n in self.param_names], dtype=float)
+
+    def initial_state(self, overrides: Mapping[str, float] | None = None) -> np.ndarray:
+        values = {s.name: s.initial for s in self.species}
+        for k, v in (overrides or {}).items():
+            if k not in values:
+                raise KeyError(f"unknown species {k!r} of network {self.name}")
+            values[k] = float(v)
+        return np.array([values[n] for n in self.species_names], dtype=float)
+
+    # --- derived forms -----------------------------------------------------------------
+    def rate_vector(self) -> list[sp.Expr]:
+        return [sp.sympify(r.rate) for r in self.reactions]
+
+    def ode_expressions(self) -> list[sp.Expr]:
+        """``dy_k/dt`` as sympy expressions (mass balance of the reactions)."""
+        rates = self.rate_vector()
+        S = self.stoichiometry()
+        out = []
+        for k in range(len(self.species)):
+            terms = [sp.Float(S[k, j]) * rates[j] if S[k, j] not in (1.0, -1.0) else int(S[k, j]) * rates[j]
+                     for j in range(len(rates)) if S[k, j] != 0.0]
+            out.append(sp.Add(*terms) if terms else sp.Integer(0))
+        return out
+
+    def compile(self) -> CompiledNetwork:
+        return compile_network(self)
+
+    def to_sbml(self) -> str:
+        from .sbml import to_sbml
+
+        return to_sbml(self)
+
+
+def _check_symbols(expr: sp.Expr, known: set[sp.Symbol], where: str) -> None:
+    free = getattr(expr, "free_symbols", set())
+    unknown = {s for s in free if s not in known}
+    if unknown:
+        raise ValueError(f"{where}: unknown symbols {sorted(map(str, unknown))}")
+
+
+# ---------------------------------------------------------------------------------------
+# code generation
+# ---------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where generated modules and numba's cache live."""
+    env = os.environ.get("LIVINGDRUG_CACHE_DIR")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "livingdrug"
+    return base
+
+
+class _Printer(PythonCodePrinter):
+    """Prints sympy expressions as numba-compatible Python using ``math``."""
+
+    def _print_Symbol(self, expr: sp.Symbol) -> str:  # noqa: N802 (sympy naming)
+        return self._symbol_map.get(expr, super()._print_Symbol(expr))  # type: ignore[attr-defined]
+
+
+def _printer(symbol_map: dict[sp.Symbol, str]) -> _Printer:
+    pr = _Printer({"fully_qualified_modules": True, "standard": "python3"})
+    pr._symbol_map = symbol_map  # type: ignore[attr-defined]
+    return pr
+
+
+def _emit_block(exprs: list[sp.Expr], targets: list[str], pr: _Printer, indent: str) -> list[str]:
+    """Common-subexpression-eliminated assignments ``targets[i] = exprs[i]``."""
+    if not exprs:
+        return []
+    repl, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_c"), optimizations="basic")
+    lines = [f"{indent}{pr.doprint(s)} = {pr.doprint(e)}" for s, e in repl]
+    lines += [f"{indent}{tgt} = {pr.doprint(e)}" for tgt, e in zip(targets, reduced, strict=True)]
+    return lines
+
+
+def generate_source(net: Network) -> str:
+    """Python/numba source of the compiled model functions (see module docstring)."""
+    smap: dict[sp.Symbol, str] = {T: "t"}
+    for i, s in enumerate(net.species):
+        smap[s.symbol] = f"y[{i}]"
+    for i, p in enumerate(net.params):
+        smap[sym(p.name)] = f"p[{i}]"
+    pr = _printer(smap)
+    ys = [s.symbol for s in net.species]
+    rates = net.rate_vector()
+    odes = net.ode_expressions()
+    L: list[str] = [
+        f"# generated by livingdrug from network {net.name!r}; do not edit",
+        "import math",
+        "import numpy as np",
+        "from numba import njit, prange",
+        "",
+        f"N_SPECIES = {len(net.species)}",
+        f"N_PARAMS = {len(net.params)}",
+        f"N_REACTIONS = {len(net.reactions)}",
+        f"N_OBS = {len(net.observables)}",
+        f"N_EVENTS = {len(net.events)}",
+        "",
+        "@njit(cache=True, nogil=True)",
+        "def rhs(t, y, p, dy):",
+    ]
+    L += _emit_block(odes, [f"dy[{k}]" for k in range(len(odes))], pr, "    ") or ["    pass"]
+    L += ["", "@njit(cache=True, nogil=True)", "def jac(t, y, p, J):"]
+    jt, je = [], []
+    for k, f in enumerate(odes):
+        for j, y in enumerate(ys):
+            d = sp.diff(f, y)
+            if d != 0:
+                jt.append(f"J[{k}, {j}]")
+                je.append(d)
+    L += ["    J[:, :] = 0.0"] + _emit_block(je, jt, pr, "    ")
+    L += ["", "@njit(cache=True, nogil=True)", "def propensities(t, y, p, a):"]
+    L += _emit_block(rates, [f"a[{j}]" for j in range(len(rates))], pr, "    ") or ["    pass"]
+    L += ["", "@njit(cache=True, nogil=True)", "def observables(t, y, p, out):"]
+    oexprs = [sp.sympify(o.expr) for o in net.observables]
+    L += _emit_block(oexprs, [f"out[{j}]" for j in range(len(oexprs))], pr, "    ") or ["    pass"]
+    # events
+    L += ["", "@njit(cache=True, nogil=True)", "def event_time(k, p):"]
+    for k, e in enumerate(net.events):
+        if isinstance(e.trigger, At):
+            L.append(f"    if k == {k}:\n        return float({pr.doprint(sp.sympify(e.trigger.time))})")
+    L += ["    return math.inf"]
+    L += ["", "@njit(cache=True, nogil=True)", "def event_condition(k, t, y, p):"]
+    for k, e in enumerate(net.events):
+        if isinstance(e.trigger, When):
+            L.append(f"    if k == {k}:\n        return float({pr.doprint(sp.sympify(e.trigger.expr))})")
+    L += ["    return 1.0"]
+    L += ["", "@njit(cache=True, nogil=True)", "def event_apply(k, t, y, p):"]
+    idx = {n: i for i, n in enumerate(net.species_names)}
+    for k, e in enumerate(net.events):
+        L.append(f"    if k == {k}:")
+        names = list(e.assign)
+        vals = [sp.sympify(e.assign[n]) for n in names]
+        tmp = [f"_v{i}" for i in range(len(names))]
+        L += _emit_block(vals, tmp, pr, "        ")
+        L += [f"        y[{idx[n]}] = {v}" for n, v in zip(names, tmp, strict=True)]
+        L.append("        return")
+    L += ["    return"]
+    # batched helpers (leading patient axis) for numpy/scipy users
+    L += [
+        "",
+        "@njit(cache=True, parallel=True)",
+        "def rhs_batch(t, Y, P, dY):",
+        "    for i in prange(Y.shape[0]):",
+        "        rhs(t, Y[i], P[i], dY[i])",
+        "",
+        "@njit(cache=True, parallel=True)",
+        "def jac_batch(t, Y, P, J):",
+        "    for i in prange(Y.shape[0]):",
+        "        jac(t, Y[i], P[i], J[i])",
+        "",
+        "@njit(cache=True, parallel=True)",
+        "def observables_batch(t, Y, P, O):",
+        "    for i in prange(Y.shape[0]):",
+        "        for j in range(Y.shape[1]):",
+        "            observables(t[j], Y[i, j], P[i], O[i, j])",
+        "",
+    ]
+    for name in sorted(_EXTENSIONS):
+        L += ["", f"# ---- extension: {name}", _EXTENSIONS[name]()]
+    return "\n".join(L)
+
+
+_MODULES: dict[str, ModuleType] = {}
+
+#: engines append compiled drivers to every generated module (so numba caches them with the
+#: model's functions as plain globals): name -> function returning source text
+_EXTENSIONS: dict[str, Any] = {}
+
+
+def register_codegen_extension(name: str, source: Any) -> None:
+    """Append ``source()`` (Python source text) to every generated model module.
+
+    An engine uses this to define its per-model driver (e.g. ``ode_solve_batch``) next to
+    ``rhs``/``jac``, where numba's on-disk cache can keep it.  The text is part of the hashed
+    source, so a change to the engine invalidates the cache.
+    """
+    _EXTENSIONS[name] = source
+
+
+def _load_generated(source: str) -> ModuleType:
+    digest = hashlib.sha256(source.encode()).hexdigest()[:20]
+    modname = f"livingdrug_gen_{digest}"
+    if modname in _MODULES:
+        return _MODULES[modname]
+    folder = cache_dir() / "gen"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        folder = Path(tempfile.gettempdir()) / "livingdrug-gen"
+        folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{modname}.py"
+    if not path.exists() or path.read_text() != source:
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(source)
+        os.replace(tmp, path)
+    spec = importlib.util.spec_from_file_location(modname, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = mod
+    spec.loader.exec_module(mod)
+    _MODULES[modname] = mod
+    return mod
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledNetwork:
+    """Compiled functions of a network (all single-patient unless named ``*_batch``).
+
+    Signatures (``y``: state[k], ``p``: parameters[m], both float64 1-D arrays)::
+
+        rhs(t, y, p, dy)               dy[:] = dy/dt
+        jac(t, y, p, J)                J[:, :] = ∂(dy/dt)/∂y
+        propensities(t, y, p, a)       a[:] = reaction rates
+        observables(t, y, p, out)      out[:] = observables
+        event_time(k, p) -> float      time of timed event k (inf for condition events)
+        event_condition(k, t, y, p) -> float   zero-crossing function of condition event k
+        event_apply(k, t, y, p)        apply event k to y in place
+
+    ``event_is_timed[k]``, ``event_direction[k]`` (−1, 0, +1) and ``event_once[k]`` describe
+    the events as arrays an engine can pass to compiled code.
+    """
+
+    network: Network
+    module: ModuleType
+    stoichiometry: np.ndarray
+    event_is_timed: np.ndarray
+    event_direction: np.ndarray
+    event_once: np.ndarray
+    source: str
+
+    @property
+    def rhs(self):  # noqa: ANN201
+        return self.module.rhs
+
+    @property
+    def jac(self):  # noqa: ANN201
+        return self.module.jac
+
+    @property
+    def propensities(self):  # noqa: ANN201
+        return self.module.propensities
+
+    @property
+    def observables(self):  # noqa: ANN201
+        return self.module.observables
+
+    @property
+    def event_time(self):  # noqa: ANN201
+        return self.module.event_time
+
+    @property
+    def event_condition(self):  # noqa: ANN201
+        return self.module.event_condition
+
+    @property
+    def event_apply(self):  # noqa: ANN201
+        return self.module.event_apply
+
+    # numpy conveniences ---------------------------------------------------------------
+    def rhs_batch(self, t: float, Y: np.ndarray, P: np.ndarray) -> np.ndarray:
+        """``dY[n, k]`` for states ``Y[n, k]`` and parameters ``P[n, m]``."""
+        Y = np.ascontiguousarray(Y, dtype=float)
+        P = np.ascontiguousarray(P, dtype=float)
+        dY = np.empty_like(Y)
+        self.module.rhs_batch(float(t), Y, P, dY)
+        return dY
+
+    def jac_batch(self, t: float, Y: np.ndarray, P: np.ndarray) -> np.ndarray:
+        """``J[n, k, k]`` for states ``Y[n, k]`` and parameters ``P[n, m]``."""
+        Y = np.ascontiguousarray(Y, dtype=float)
+        P = np.ascontiguousarray(P, dtype=float)
+        J = np.empty((Y.shape[0], Y.shape[1], Y.shape[1]))
+        self.module.jac_batch(float(t), Y, P, J)
+        return J
+
+    def observables_batch(self, t: np.ndarray, Y: np.ndarray, P: np.ndarray) -> np.ndarray:
+        """``O[n, T, j]`` for trajectories ``Y[n, T, k]`` at times ``t[T]``."""
+        Y = np.ascontiguousarray(Y, dtype=float)
+        P = np.ascontiguousarray(P, dtype=float)
+        O = np.empty((Y.shape[0], Y.shape[1], len(self.network.observables)))
+        self.module.observables_batch(np.ascontiguousarray(t, dtype=float), Y, P, O)
+        return O
+
+    def propensities_at(self, t: float, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+        a = np.empty(len(self.network.reactions))
+        self.module.propensities(float(t), np.asarray(y, dtype=float), np.asarray(p, dtype=float), a)
+        return a
+
+
+_COMPILED: dict[tuple[int, tuple[str, ...]], CompiledNetwork] = {}
+
+
+def compile_network(net: Network) -> CompiledNetwork:
+    """Generate, cache and import the compiled functions of ``net``."""
+    key = (id(net), tuple(sorted(_EXTENSIONS)))
+    hit = _COMPILED.get(key)
+    if hit is not None and hit.network is net:
+        return hit
+    source = generate_source(net)
+    mod = _load_generated(source)
+    compiled = CompiledNetwork(
+        network=net,
+        module=mod,
+        stoichiometry=net.stoichiometry(),
+        event_is_timed=np.array([isinstance(e.trigger, At) for e in net.events], dtype=np.bool_),
+        event_direction=np.array(
+            [e.trigger.direction if isinstance(e.trigger, When) else 0 for e in net.events],
+            dtype=np.int64,
+        ),
+        event_once=np.array([e.once for e in net.events], dtype=np.bool_),
+        source=source,
+    )
+    _COMPILED[key] = compiled
+    return compiled
+
+
+def mass_action(k: sp.Expr, *reactants: sp.Expr) -> sp.Expr:
+    """Mass-action rate ``k · Π reactants``."""
+    out = k
+    for r in reactants:
+        out = out * r
+    return out
+
+
+def free_names(exprs: Iterable[sp.Expr]) -> set[str]:
+    return {str(s) for e in exprs for s in sp.sympify(e).free_symbols}
+
+
+_ = math  # math is used by generated code only
