@@ -1,8 +1,55 @@
 """livingdrug: simulate CAR-T and CAR-NK cell therapy, from one engineered cell to a
-virtual clinical trial.  For research and education only; not medical advice."""
+virtual clinical trial.  For research and education only; not medical advice.
+
+The flat public API (imported lazily, so ``import livingdrug`` stays fast)::
+
+    load_scenario, list_scenarios, simulate, save_run, rerun_manifest,
+    Scenario, ScenarioError, SimulationResult,
+    Network, Species, Reaction, Observable, Event, At, When, Param, compile_network,
+    get_model, solve
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_LAZY = {
+    "load_scenario": "livingdrug.scenarios",
+    "list_scenarios": "livingdrug.scenarios",
+    "validate_scenario": "livingdrug.scenarios",
+    "Scenario": "livingdrug.scenarios",
+    "ScenarioError": "livingdrug.scenarios",
+    "simulate": "livingdrug.api",
+    "save_run": "livingdrug.api",
+    "rerun_manifest": "livingdrug.api",
+    "SimulationResult": "livingdrug.api",
+    "Network": "livingdrug.network",
+    "Species": "livingdrug.network",
+    "Reaction": "livingdrug.network",
+    "Observable": "livingdrug.network",
+    "Event": "livingdrug.network",
+    "At": "livingdrug.network",
+    "When": "livingdrug.network",
+    "compile_network": "livingdrug.network",
+    "Param": "livingdrug.params",
+    "get_model": "livingdrug.models",
+    "solve": "livingdrug.engines.ode",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'livingdrug' has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

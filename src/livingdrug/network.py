@@ -56,6 +56,7 @@ __all__ = [
     "cache_dir",
     "register_codegen_extension",
     "mass_action",
+    "with_values",
 ]
 
 #: the time symbol usable in rate laws, observables and events (days)
@@ -559,6 +560,18 @@ def compile_network(net: Network) -> CompiledNetwork:
     )
     _COMPILED[key] = compiled
     return compiled
+
+
+def with_values(net: Network, P: np.ndarray, y0: np.ndarray) -> Network:
+    """A copy of ``net`` whose parameter defaults and initial values are ``P`` and ``y0``
+    (canonical units), e.g. to export one scenario's patient as SBML."""
+    from dataclasses import replace
+
+    P = np.asarray(P, dtype=float).reshape(-1)
+    y0 = np.asarray(y0, dtype=float).reshape(-1)
+    params = tuple(replace(p, value=float(v)) for p, v in zip(net.params, P, strict=True))
+    species = tuple(replace(s, initial=float(v)) for s, v in zip(net.species, y0, strict=True))
+    return replace(net, params=params, species=species)
 
 
 def mass_action(k: sp.Expr, *reactants: sp.Expr) -> sp.Expr:

@@ -1,0 +1,3 @@
+from livingdrug.cli import main
+
+main()

@@ -1,0 +1,240 @@
+"""The public front door: load a scenario, simulate it, summarise and save the result.
+
+The CLI, a notebook and (later) the web page call these same functions::
+
+    import livingdrug as ld
+    s = ld.load_scenario("cd19-ball")
+    r = ld.simulate(s, days=180)
+    r.summary["exposure"]["cmax"], r.dataset["cart_blood"]
+    ld.save_run(r, "runs/cd19")
+
+Data flow (DESIGN.md): Scenario → (build) Network → (solve) trajectories → (score) endpoints
+→ (render) files.  Each step returns new immutable values.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from . import __version__
+from .clinical.endpoints import ball_response, exposure
+from .engines.common import STATUS_OK
+from .network import Network, compile_network
+
+__all__ = ["SimulationResult", "simulate", "save_run", "rerun_manifest", "summarise"]
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """One run: the scenario it came from, the model, trajectories, endpoints, provenance.
+
+    ``dataset`` has dimensions ``(patient, time)``; one variable per species and observable
+    (``attrs["units"]`` gives the unit), plus ``status``/``message`` per patient.
+    ``summary`` holds the endpoints (first patient; ``per_patient`` for all);
+    ``manifest`` is everything needed to re-run it exactly.
+    """
+
+    scenario: Any
+    network: Network
+    dataset: xr.Dataset
+    summary: dict
+    manifest: dict
+    stats: dict = field(default_factory=dict)
+
+
+def _resolve(scenario: Any, days: float | None, seed: int | None, engine: str | None) -> Any:
+    from .scenarios import load_scenario, resolve, with_days, with_seed
+
+    s = scenario if not isinstance(scenario, (str, Path)) else load_scenario(scenario)
+    if days is not None:
+        s = with_days(s, float(days))
+    if seed is not None:
+        s = with_seed(s, int(seed))
+    if engine is not None and engine != "ode":
+        raise ValueError(f"engine {engine!r} is not available yet; use 'ode'")
+    return s, resolve(s)
+
+
+def simulate(
+    scenario: Any,
+    *,
+    days: float | None = None,
+    seed: int | None = None,
+    engine: str | None = None,
+) -> SimulationResult:
+    """Simulate a scenario (a :class:`~livingdrug.scenarios.Scenario`, a built-in name or a
+    TOML path) with the deterministic engine and score its endpoints."""
+    from .engines.ode import solve
+
+    s, rs = _resolve(scenario, days, seed, engine)
+    net: Network = rs.network
+    compiled = compile_network(net)
+    P = np.atleast_2d(np.asarray(rs.P, dtype=float))
+    y0 = np.atleast_2d(np.asarray(rs.y0, dtype=float))
+    t_eval = np.asarray(rs.t_out, dtype=float)
+    sol = solve(compiled, y0, P, t_eval, t0=float(rs.t_start), rtol=rs.rtol, atol=rs.atol)
+    obs = compiled.observables_batch(sol.t, np.nan_to_num(sol.y, nan=0.0), P)
+    obs[~np.isfinite(sol.y).all(axis=2)] = np.nan
+    ds = _dataset(net, sol.t, sol.y, obs, sol.status, sol.message)
+    settings = dict(sol.settings)
+    settings.update(engine="ode")
+    manifest = _manifest(s, rs, settings)
+    ds.attrs.update(
+        scenario=str(getattr(s, "name", "")),
+        scenario_hash=manifest["scenario"]["hash"],
+        seed=int(rs.seed),
+        livingdrug_version=__version__,
+        model=net.name,
+        model_reference=net.reference,
+        engine_settings=json.dumps(settings),
+    )
+    summary = summarise(ds, net, t_dose=rs.dose_time)
+    return SimulationResult(s, net, ds, summary, manifest, dict(sol.stats))
+
+
+def _dataset(net: Network, t: np.ndarray, y: np.ndarray, obs: np.ndarray, status, message) -> xr.Dataset:
+    n = y.shape[0]
+    coords = {"patient": np.arange(n), "time": ("time", t, {"units": "d", "long_name": "time since infusion"})}
+    data: dict[str, Any] = {}
+    for k, s in enumerate(net.species):
+        data[s.name] = (("patient", "time"), y[:, :, k], {"units": s.unit, "long_name": s.description, "kind": "species"})
+    for j, o in enumerate(net.observables):
+        data[o.name] = (("patient", "time"), obs[:, :, j], {"units": o.unit, "long_name": o.description, "kind": "observable", "role": o.role})
+    data["status"] = (("patient",), np.asarray(status, dtype=np.int64))
+    data["message"] = (("patient",), np.asarray(message, dtype=object))
+    return xr.Dataset(data, coords=coords)
+
+
+def summarise(ds: xr.Dataset, net: Network, *, t_dose: float = 0.0) -> dict:
+    """Endpoints of every patient (see :mod:`livingdrug.clinical.endpoints`)."""
+    t = ds["time"].values
+    per: list[dict] = []
+
+    def role(r: str) -> str | None:
+        o = net.observable_by_role(r)
+        return o.name if o is not None else None
+
+    for i in range(ds.sizes["patient"]):
+        d: dict[str, Any] = {"patient": i, "status": int(ds["status"].values[i]), "message": str(ds["message"].values[i])}
+        for key, r in (("exposure", "cart_blood"), ("exposure_transgene", "transgene")):
+            name = role(r)
+            if name:
+                d[key] = exposure(t, ds[name].values[i], t_dose=t_dose, unit=ds[name].attrs["units"]).as_dict()
+        if role("blasts_pct") and role("mrd"):
+            neg = None
+            tot, an = role("tumour_total"), role("tumour_antigen_neg")
+            if tot and an:
+                total = ds[tot].values[i]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    neg = np.where(total > 0, ds[an].values[i] / total, 0.0)
+            b = role("bcells_blood")
+            d["response"] = ball_response(
+                t,
+                blasts_pct=ds[role("blasts_pct")].values[i],
+                mrd=ds[role("mrd")].values[i],
+                antigen_neg_fraction=neg,
+                bcells=ds[b].values[i] if b else None,
+                t_dose=t_dose,
+            ).as_dict()
+        per.append(d)
+    out = dict(per[0]) if per else {}
+    out["patients"] = len(per)
+    out["failed"] = int(sum(p["status"] != STATUS_OK for p in per))
+    if len(per) > 1:
+        out["per_patient"] = per
+    return out
+
+
+def _manifest(s: Any, rs: Any, settings: dict) -> dict:
+    from .scenarios import dump_scenario, scenario_hash
+
+    import numba
+    import scipy
+
+    return {
+        "livingdrug_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "scenario": {
+            "name": str(getattr(s, "name", "")),
+            "hash": scenario_hash(s),
+            "source": str(getattr(s, "source", "") or ""),
+            "toml": dump_scenario(s),
+        },
+        "seed": int(rs.seed),
+        "engine": settings,
+        "time": {"start": float(rs.t_start), "end": float(rs.t_end), "points": int(len(rs.t_out))},
+        "platform": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "numba": numba.__version__,
+            "machine": platform.machine(),
+        },
+    }
+
+
+def rerun_manifest(path: str | Path) -> SimulationResult:
+    """Re-run exactly the run described by ``manifest.json`` (scenario text, seed, engine)."""
+    from .scenarios import ScenarioError, scenario_from_toml, scenario_hash
+
+    path = Path(path)
+    try:
+        m = json.loads(path.read_text())
+        toml_text = m["scenario"]["toml"]
+        seed = int(m["seed"])
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: file not found; pass the manifest.json of a finished run", file=str(path)) from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ScenarioError(
+            f"{path}: not a livingdrug manifest ({type(exc).__name__}: {exc}); pass the manifest.json written by 'livingdrug run'",
+            file=str(path),
+        ) from None
+    s = scenario_from_toml(toml_text, source=str(path))
+    if scenario_hash(s) != m["scenario"].get("hash"):
+        raise ScenarioError(
+            f"{path}: scenario.hash does not match the embedded scenario (edited by hand, or written "
+            "by an incompatible livingdrug version); re-run from the scenario file instead",
+            file=str(path),
+            field="scenario.hash",
+        )
+    return simulate(s, seed=seed)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_run(result: SimulationResult, out: str | Path, *, figures: bool = True) -> Path:
+    """Write the run folder: trajectories.parquet, summary.json, figures, report.html and,
+    last, manifest.json (its presence marks a complete run).  Every file is atomic."""
+    from .io import ensure_writable_dir, write_json, write_trajectories
+
+    out = ensure_writable_dir(Path(out))
+    stale = out / "manifest.json"
+    if stale.exists():
+        stale.unlink()  # the folder is being rewritten: it is incomplete until the new manifest lands
+    files: list[Path] = [write_trajectories(result.dataset, out / "trajectories.parquet", manifest=result.manifest)]
+    files.append(write_json(out / "summary.json", result.summary))
+    if figures:
+        from .report import write_figures, write_report
+
+        figs = write_figures(result, out)
+        files += figs
+        files.append(write_report(result, out, figs))
+    manifest = dict(result.manifest)
+    manifest["outputs"] = {p.name: _sha256(p) for p in files}
+    write_json(out / "manifest.json", manifest)
+    return out

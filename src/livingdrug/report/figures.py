@@ -1,0 +1,90 @@
+"""Figures of a run (matplotlib, imported lazily, Agg backend: no display needed).
+
+One PNG per plotting group declared by the model (``Network.meta["groups"]``: e.g. CAR-T
+cells by phenotype, leukaemia, normal B cells), each on a log scale with its unit, the
+infusion marked, and clinical thresholds where they apply; plus one PNG of the CAR-T
+observables (cells/µL blood and transgene copies/µg DNA) when the model has them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io.atomic import atomic_write_with
+
+__all__ = ["write_figures", "figure_groups"]
+
+_DISCLAIMER = "livingdrug — simulated, for research and education only; not medical advice"
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_") or "figure"
+
+
+def figure_groups(net: Any, ds: Any) -> dict[str, list[str]]:
+    """Plot groups: the model's ``meta["groups"]`` or, without one, one group of all species."""
+    groups = dict(net.meta.get("groups") or {})
+    if not groups:
+        groups = {"States": [s.name for s in net.species]}
+    return {title: [n for n in names if n in ds] for title, names in groups.items() if any(n in ds for n in names)}
+
+
+def _plot_lines(ax: Any, t: np.ndarray, ds: Any, names: list[str], i: int) -> str:
+    units = set()
+    for name in names:
+        y = np.asarray(ds[name].values[i], dtype=float)
+        label = ds[name].attrs.get("long_name") or name
+        if label != name:
+            label = f"{name}: {label}"
+        ax.plot(t, np.where(y > 0, y, np.nan), label=label, lw=1.8)
+        units.add(str(ds[name].attrs.get("units", "")))
+    ax.set_yscale("log")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.set_xlabel("time since infusion (d)")
+    return ", ".join(sorted(u for u in units if u))
+
+
+def write_figures(result: Any, out: Path, *, patient: int = 0) -> list[Path]:
+    """Write the figures of patient ``patient`` into ``out``; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    ds, net = result.dataset, result.network
+    t = ds["time"].values
+    title_prefix = f"{ds.attrs.get('scenario', '')} ({net.name})"
+    panels: list[tuple[str, list[str], list[tuple[float, str]]]] = []
+    for title, names in figure_groups(net, ds).items():
+        panels.append((title, names, []))
+    cart_obs = [o.name for o in net.observables if o.role in ("cart_blood", "transgene")]
+    if cart_obs:
+        panels.append(("CAR-T in blood (observed)", cart_obs, []))
+    disease = [o.name for o in net.observables if o.role in ("blasts_pct", "mrd")]
+    if disease:
+        lines = []
+        if any(net.observable_by_role("blasts_pct") and o == net.observable_by_role("blasts_pct").name for o in disease):
+            lines.append((5.0, "5 % blasts (remission)"))
+        panels.append(("Disease burden (observed)", disease, lines))
+    paths: list[Path] = []
+    for title, names, hlines in panels:
+        fig, ax = plt.subplots(figsize=(8, 4.6), dpi=110)
+        unit = _plot_lines(ax, t, ds, names, patient)
+        for y, label in hlines:
+            ax.axhline(y, color="grey", ls="--", lw=1)
+            ax.text(t[0], y, f" {label}", va="bottom", fontsize=8, color="grey")
+        ax.axvline(0.0, color="k", lw=0.8, ls=":")
+        ax.set_ylabel(unit or "value")
+        ax.set_title(f"{title} — {title_prefix}", fontsize=11)
+        ax.legend(fontsize=8, loc="best")
+        fig.text(0.99, 0.01, _DISCLAIMER, ha="right", va="bottom", fontsize=6, color="grey")
+        fig.tight_layout()
+        path = Path(out) / f"{_slug(title)}.png"
+        atomic_write_with(path, lambda tmp, f=fig: f.savefig(tmp, format="png"))
+        plt.close(fig)
+        paths.append(path)
+    return paths

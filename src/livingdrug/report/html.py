@@ -1,0 +1,114 @@
+"""A self-contained HTML report: summary table, figures embedded as PNG, provenance."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from ..io.atomic import atomic_write_text
+
+__all__ = ["write_report", "summary_rows"]
+
+_LABELS = {
+    "cmax": ("Cmax", "{unit}"),
+    "tmax": ("Tmax", "d after infusion"),
+    "auc_0_28": ("AUC 0–28 d", "{unit}·d"),
+    "clast": ("Last value", "{unit}"),
+    "time_to_remission": ("Time to remission (< 5 % blasts)", "d"),
+    "time_to_mrd_negative": ("Time to MRD negativity (< 10⁻⁴)", "d"),
+    "relapse_time": ("Relapse", "d"),
+    "relapse_type": ("Relapse type", ""),
+    "bcell_aplasia_start": ("B-cell aplasia from", "d"),
+    "bcell_aplasia_duration": ("B-cell aplasia duration", "d"),
+    "bcell_aplasia_ongoing": ("B-cell aplasia ongoing at end", ""),
+    "min_blasts_pct": ("Lowest marrow blasts", "%"),
+    "min_mrd": ("Lowest MRD", "fraction"),
+}
+
+_SECTIONS = {
+    "exposure": "CAR-T cells in blood",
+    "exposure_transgene": "CAR transgene in blood",
+    "response": "Leukaemia response",
+}
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def summary_rows(summary: dict) -> list[tuple[str, str, str, str]]:
+    """(section, label, value, unit) rows of a run summary, for the report and the terminal."""
+    rows = []
+    for key, section in _SECTIONS.items():
+        block = summary.get(key)
+        if not isinstance(block, dict):
+            continue
+        unit = block.get("unit", "")
+        for k, v in block.items():
+            if k == "unit" or k not in _LABELS:
+                continue
+            label, u = _LABELS[k]
+            rows.append((section, label, _fmt(v), u.format(unit=unit)))
+    return rows
+
+
+def write_report(result: Any, out: Path, figures: list[Path]) -> Path:
+    ds = result.dataset
+    m = result.manifest
+    rows = "\n".join(
+        f"<tr><td>{html.escape(s)}</td><td>{html.escape(label)}</td><td class=num>{html.escape(v)}</td><td>{html.escape(u)}</td></tr>"
+        for s, label, v, u in summary_rows(result.summary)
+    )
+    imgs = "\n".join(
+        f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
+        f"<figcaption>{html.escape(p.stem.replace('_', ' '))}</figcaption></figure>"
+        for p in figures
+    )
+    failed = int(result.summary.get("failed", 0))
+    status = "all patients solved" if not failed else f"{failed} patient(s) failed: see summary.json"
+    prov = {
+        "livingdrug": m.get("livingdrug_version"),
+        "scenario": m["scenario"]["name"],
+        "scenario hash": m["scenario"]["hash"],
+        "seed": m.get("seed"),
+        "engine": json.dumps(m.get("engine", {})),
+        "created": m.get("created"),
+        "model": f"{result.network.name} — {result.network.reference}",
+    }
+    prov_rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in prov.items())
+    title = html.escape(str(getattr(result.scenario, "title", "") or ds.attrs.get("scenario", "")))
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>livingdrug — {title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 980px; margin: 2em auto; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; vertical-align: top; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
+.note {{ background: #fff6e0; border-left: 4px solid #e0a000; padding: 0.6em 1em; }}
+</style></head><body>
+<h1>{title}</h1>
+<p class="note">Simulated result for research and education only. It is not medical advice and must
+not be used to treat a patient.</p>
+<p>Status: {html.escape(status)}.</p>
+<h2>Summary</h2>
+<table><tr><th>section</th><th>endpoint</th><th>value</th><th>unit</th></tr>
+{rows}
+</table>
+<h2>Figures</h2>
+{imgs}
+<h2>Provenance</h2>
+<table>{prov_rows}</table>
+<p>Re-run exactly with <code>livingdrug run --from manifest.json</code>.</p>
+</body></html>
+"""
+    return atomic_write_text(Path(out) / "report.html", page)
