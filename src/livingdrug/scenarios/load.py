@@ -1,0 +1,1118 @@
+"""Read, validate, write, hash and resolve scenario files.
+
+Scenario files are data, never code: TOML parsed by :mod:`tomllib`, a size limit before
+parsing, quantity strings checked against a strict pattern before pint sees them (pint's
+parser evaluates arithmetic), and every problem reported as one :class:`ScenarioError`
+naming the file, the field, the value, what was expected and how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import inspect
+import json
+import math
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..network import Network
+from ..units import UnitError, _unit, to_canonical
+from .schema import (
+    _MISSING,
+    ENGINES,
+    MAX_DAYS,
+    MAX_FILE_BYTES,
+    MAX_OUTPUT_POINTS,
+    Dosing,
+    FrozenDict,
+    ResolvedScenario,
+    Scenario,
+    ScenarioError,
+    Simulation,
+    freeze,
+    show_value,
+    thaw,
+)
+
+__all__ = [
+    "load_scenario",
+    "list_scenarios",
+    "default_scenario_name",
+    "scenario_from_dict",
+    "validate_scenario",
+    "dump_scenario",
+    "scenario_hash",
+    "resolve",
+    "with_dose",
+    "with_days",
+    "with_seed",
+    "with_parameters",
+    "builtin_dir",
+]
+
+DEFAULT_SCENARIO = "cd19-ball"
+#: bump when the meaning of the hashed JSON changes
+HASH_FORMAT = 1
+
+#: largest total dose accepted (cells); the largest clinical doses are ~1e9–1e10
+MAX_DOSE_CELLS = 1e13
+#: admissible body weight (kg); mice weigh ~0.02 kg
+MIN_WEIGHT_KG, MAX_WEIGHT_KG = 1e-3, 1000.0
+MAX_SEED = 2**64 - 1
+
+_TOP_KEYS = (
+    "name",
+    "title",
+    "description",
+    "model",
+    "model_options",
+    "patient",
+    "dosing",
+    "parameters",
+    "initial",
+    "simulation",
+)
+_SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "patient": ("weight",),
+    "dosing": ("dose", "time"),
+    "simulation": ("days", "start", "output_interval", "engine", "rtol", "atol", "seed"),
+}
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+# --- quantity strings: a strict gate before pint (whose parser evaluates arithmetic) -------
+_NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?"
+_ATOM = r"\(*[A-Za-zµμ_%][A-Za-z_µμ%]*(?:(?:\^|\*\*)[+-]?\d{1,2})?\)*"
+_UNIT = rf"(?:1/)?{_ATOM}(?:[*/· ]{_ATOM})*"
+_QTY_RE = re.compile(rf"({_NUM}) ?({_UNIT})?")
+_MAX_QTY_CHARS = 100
+
+
+def _normalise_quantity_text(text: str) -> str:
+    text = re.sub(r"\s+", " ", text.strip())
+    return re.sub(r" ?([*/^·()]) ?", r"\1", text)
+
+
+# ---------------------------------------------------------------------------------------
+# small helpers
+# ---------------------------------------------------------------------------------------
+
+
+class _Ctx:
+    """Where we are: file name for messages and the model registry to use."""
+
+    def __init__(self, file: str, models: Mapping[str, Any] | None) -> None:
+        self.file = file
+        self.models = models
+
+    def error(
+        self, field: str, value: Any = _MISSING, *, expected: str = "", hint: str = ""
+    ) -> ScenarioError:
+        return ScenarioError(file=self.file, field=field, value=value, expected=expected, hint=hint)
+
+
+def _closest(word: str, options: list[str] | tuple[str, ...]) -> str:
+    match = difflib.get_close_matches(str(word), list(options), n=1, cutoff=0.5)
+    return match[0] if match else ""
+
+
+def _listing(names: Any, limit: int = 12) -> str:
+    names = sorted(str(n) for n in names)
+    text = ", ".join(names[:limit])
+    return text + (f", … ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _unknown_key(
+    ctx: _Ctx, field: str, key: str, value: Any, valid: tuple[str, ...] | list[str], what: str = ""
+) -> ScenarioError:
+    best = _closest(key, valid)
+    fix = f'did you mean "{best}"?' if best else "remove it or fix the spelling"
+    if what:
+        return ctx.error(field, value, expected=what, hint=f"unknown name; {fix} (known: {_listing(valid)})")
+    return ctx.error(field, value, expected=f"one of {_listing(valid)}", hint=f"unknown name; {fix}")
+
+
+def _key(k: Any) -> str:
+    """A key as it would be written in TOML (quoted when not a bare key)."""
+    k = str(k)
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _fmt(x: float) -> str:
+    """Shortest text that reads back as exactly ``x`` (``1e8``, ``0.25``, ``365``)."""
+    x = float(x)
+    if not math.isfinite(x):
+        return repr(x)
+    best = repr(x).removesuffix(".0")
+    for digits in range(17):
+        sci = f"{x:.{digits}e}"
+        if float(sci) == x:
+            mant, exp = sci.split("e")
+            sci = f"{mant}e{int(exp)}"
+            if len(sci) < len(best):
+                best = sci
+            break
+    return best
+
+
+def _describe(unit: str) -> str:
+    try:
+        dim = _unit(unit).dimensionality
+    except Exception:
+        return "a quantity"
+    words = {
+        "d": "a time",
+        "1/d": "a rate",
+        "cell": "a number of cells",
+        "cell/uL": "a concentration",
+        "kg": "a body weight",
+        "L": "a volume",
+        "pg/mL": "a cytokine concentration",
+        "copies/ug": "a transgene level",
+        "cell/kg": "a dose per body weight",
+    }
+    for canon, word in words.items():
+        if _unit(canon).dimensionality == dim:
+            return word
+    if _unit("1").dimensionality == dim:
+        return "a number"
+    return "a quantity"
+
+
+def _example(value: Any) -> str:
+    if _is_number(value):
+        try:
+            f = float(value)
+            if math.isfinite(f):
+                return _fmt(f)
+        except OverflowError:
+            pass
+        return "1"
+    if isinstance(value, str):
+        m = re.match(rf"\s*({_NUM})", value)
+        if m:
+            try:
+                if math.isfinite(float(m.group(1))):
+                    return m.group(1)
+            except (ValueError, OverflowError):
+                pass
+    return "1"
+
+
+def _number(ctx: _Ctx, field: str, value: Any, *, expected: str, hint: str = "") -> float:
+    """A finite float from a TOML int/float (never bool)."""
+    if not _is_number(value):
+        raise ctx.error(field, value, expected=expected, hint=hint or "write a plain number")
+    try:
+        f = float(value)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise ctx.error(field, value, expected=expected, hint="write a finite number")
+    return f
+
+
+def _quantity(
+    ctx: _Ctx, field: str, value: Any, unit: str, *, bare_unit: str | None = None, what: str = ""
+) -> float:
+    """Parse ``value`` (``"0.9 1/d"``) and return its magnitude in ``unit``.
+
+    Bare numbers are taken in ``bare_unit`` when given (e.g. days for time fields), and are
+    otherwise accepted only for dimensionless quantities.
+    """
+    what = what or _describe(unit)
+    expected = f"{what} in {unit}" if not _unit(unit).dimensionless else what
+    example = f'write e.g. "{_example(value)} {unit}"'
+    if _is_number(value):
+        f = _number(ctx, field, value, expected=expected, hint=example)
+        if bare_unit is not None:
+            value = f"{_fmt(f)} {bare_unit}"
+        elif _unit(unit).dimensionless:
+            return f
+        else:
+            raise ctx.error(field, value, expected=expected, hint=f"the unit is missing; {example}")
+    if not isinstance(value, str):
+        raise ctx.error(field, value, expected=expected, hint=example)
+    if len(value) > _MAX_QTY_CHARS or not _QTY_RE.fullmatch(_normalise_quantity_text(value)):
+        raise ctx.error(
+            field, value, expected=expected, hint=f"write a number and a unit, {example[6:]}"
+        )
+    try:
+        out = to_canonical(value, unit, field=field)
+    except UnitError as exc:
+        text = str(exc)
+        if "no unit" in text:
+            hint = f"the unit is missing; {example}"
+        elif "not a finite" in text:
+            hint = "write a finite number"
+        else:
+            hint = example
+        raise ctx.error(field, value, expected=expected, hint=hint) from None
+    except Exception:  # pint raises several exception types on odd unit text
+        raise ctx.error(field, value, expected=expected, hint=example) from None
+    if not math.isfinite(out):
+        raise ctx.error(field, value, expected=expected, hint="write a finite number")
+    return out
+
+
+def _table(ctx: _Ctx, field: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ctx.error(
+            field,
+            value,
+            expected=f"a table [{field}]",
+            hint=f"write it as a section: [{field}] followed by key = value lines",
+        )
+    for k in value:
+        if not isinstance(k, str):
+            raise ctx.error(f"{field}.{k}", expected="a text key", hint="keys are names")
+    return value
+
+
+def _check_keys(ctx: _Ctx, field: str, table: Mapping[str, Any], valid: tuple[str, ...]) -> None:
+    for k, v in table.items():
+        if k not in valid:
+            raise _unknown_key(ctx, f"{field}.{_key(k)}" if field else _key(k), k, v, valid)
+
+
+def _text(ctx: _Ctx, field: str, value: Any, *, maxlen: int = 10_000) -> str:
+    if not isinstance(value, str):
+        raise ctx.error(field, value, expected="a text in quotes", hint=f'write {field.split(".")[-1]} = "…"')
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ctx.error(field, value, expected="valid Unicode text", hint="remove the invalid characters") from None
+    if len(value) > maxlen:
+        raise ctx.error(field, value, expected=f"at most {maxlen} characters", hint="shorten it")
+    return value
+
+
+# ---------------------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------------------
+
+
+def _registry(models: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if models is not None:
+        return models
+    try:
+        from .. import models as library
+    except ImportError:  # pragma: no cover - the model library is part of the package
+        return {}
+    return getattr(library, "MODELS", {}) or {}
+
+
+_NETWORKS: dict[tuple[int, str, str], tuple[Any, Network]] = {}
+
+
+def _build(spec: Any, model: str, options: Mapping[str, Any]) -> Network:
+    key = (id(spec), model, json.dumps(dict(options), sort_keys=True, default=str))
+    hit = _NETWORKS.get(key)
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    net: Network = spec.build(**dict(options))
+    _NETWORKS[key] = (spec, net)
+    return net
+
+
+def _model_network(ctx: _Ctx, model: str, options: Mapping[str, Any]) -> Network:
+    registry = _registry(ctx.models)
+    if model not in registry:
+        best = _closest(model, list(registry))
+        hint = f'did you mean "{best}"?' if best else "check the spelling"
+        raise ctx.error(
+            "model",
+            model,
+            expected=f"one of the models: {_listing(registry) or '(none installed)'}",
+            hint=hint,
+        )
+    spec = registry[model]
+    allowed = _option_defaults(spec)
+    open_ended = allowed.pop("*", None) is not None  # build(**kwargs): let build() judge
+    for k, v in options.items():
+        if k not in allowed and open_ended:
+            continue
+        if k not in allowed:
+            best = _closest(k, list(allowed))
+            raise ctx.error(
+                f"model_options.{_key(k)}",
+                v,
+                expected=f"an option of model {model}: {_listing(allowed) or '(it takes none)'}",
+                hint=f'did you mean "{best}"?' if best else "remove it",
+            )
+        default = allowed[k]
+        if isinstance(default, (tuple, list, set, frozenset)):
+            if default and v not in default:
+                raise ctx.error(
+                    f"model_options.{k}",
+                    v,
+                    expected="one of " + ", ".join(json.dumps(c) for c in default),
+                    hint="pick one of these",
+                )
+        elif default is not _MISSING and default is not None and not _same_kind(v, default):
+            raise ctx.error(
+                f"model_options.{k}",
+                v,
+                expected=f"{_kind_word(default)} (the default is {show_value(default)})",
+                hint=f"write e.g. {k} = {show_value(default)}",
+            )
+    try:
+        net = _build(spec, model, options)
+    except Exception as exc:
+        raise ctx.error(
+            "model_options",
+            dict(options),
+            expected=f"options model {model} accepts",
+            hint=f"building the model failed: {type(exc).__name__}: {exc}",
+        ) from None
+    return net
+
+
+def _option_defaults(spec: Any) -> dict[str, Any]:
+    """Option names a model takes, with their defaults (``_MISSING`` when unknown).
+
+    Names come from ``spec.options`` and from the keyword parameters of ``spec.build``.
+    """
+    out: dict[str, Any] = {}
+    try:
+        sig = inspect.signature(spec.build)
+    except (TypeError, ValueError):
+        sig = None
+    if sig is not None:
+        for p in sig.parameters.values():
+            if p.kind is p.VAR_KEYWORD:
+                out["*"] = _MISSING
+            elif p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD):
+                out[p.name] = _MISSING if p.default is p.empty else p.default
+    for k, v in (getattr(spec, "options", None) or {}).items():
+        out[str(k)] = v
+    return out
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float))
+    if isinstance(default, str):
+        return isinstance(value, str)
+    return True
+
+
+def _kind_word(default: Any) -> str:
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, (int, float)):
+        return "a number"
+    if isinstance(default, str):
+        return "a text in quotes"
+    return "a value"
+
+
+def _dose_meta(net: Network) -> tuple[str, str] | None:
+    dose = (net.meta or {}).get("dose")
+    if not dose:
+        return None
+    return str(dose["param"]), str(dose["time_param"])
+
+
+# ---------------------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------------------
+
+
+def _validate(
+    d: Any, ctx: _Ctx, *, network: Network | None = None, stem: str | None = None
+) -> Scenario:
+    if not isinstance(d, Mapping):
+        raise ctx.error("", d, expected="a table of scenario settings", hint="start from a built-in scenario")
+    for k in d:
+        if not isinstance(k, str):
+            raise ctx.error(str(k), expected="a text key", hint="keys are names")
+    _check_keys(ctx, "", d, _TOP_KEYS)
+    raw: dict[str, Any] = {}
+
+    # --- identity ------------------------------------------------------------------------
+    if "name" in d:
+        name = _text(ctx, "name", d["name"], maxlen=64)
+    elif stem is not None and _NAME_RE.fullmatch(stem):
+        name = stem
+    else:
+        raise ctx.error("name", expected="a scenario name", hint='add name = "my-scenario" (a-z, 0-9, -)')
+    if not _NAME_RE.fullmatch(name):
+        raise ctx.error(
+            "name", name, expected="lower-case letters, digits and '-' (at most 64)", hint='e.g. name = "cd19-ball"'
+        )
+    raw["name"] = name
+    title = _text(ctx, "title", d["title"], maxlen=200) if "title" in d else name
+    if "title" in d:
+        raw["title"] = title
+    description = _text(ctx, "description", d["description"]) if "description" in d else ""
+    if "description" in d:
+        raw["description"] = description
+
+    # --- model ---------------------------------------------------------------------------
+    if "model" not in d:
+        known = _listing(_registry(ctx.models))
+        raise ctx.error("model", expected=f"a model name ({known})", hint='add e.g. model = "car_t"')
+    model = _text(ctx, "model", d["model"], maxlen=100)
+    raw["model"] = model
+    options: dict[str, Any] = {}
+    if "model_options" in d:
+        for k, v in _table(ctx, "model_options", d["model_options"]).items():
+            if isinstance(v, bool) or isinstance(v, (str, int)):
+                options[k] = v
+            elif isinstance(v, float) and math.isfinite(v):
+                options[k] = v
+            else:
+                raise ctx.error(
+                    f"model_options.{_key(k)}", v, expected="a text, number or true/false", hint="write a single value"
+                )
+        if options:
+            raw["model_options"] = dict(options)
+    net = network if network is not None else _model_network(ctx, model, options)
+    meta = net.meta or {}
+    dose_meta = _dose_meta(net)
+    weight_param = meta.get("weight_param")
+
+    # --- patient -------------------------------------------------------------------------
+    weight: float | None = None
+    if "patient" in d:
+        patient = _table(ctx, "patient", d["patient"])
+        _check_keys(ctx, "patient", patient, _SECTION_KEYS["patient"])
+        if "weight" in patient:
+            weight = _quantity(ctx, "patient.weight", patient["weight"], "kg")
+            if not (MIN_WEIGHT_KG <= weight <= MAX_WEIGHT_KG):
+                raise ctx.error(
+                    "patient.weight",
+                    patient["weight"],
+                    expected=f"a body weight between {MIN_WEIGHT_KG} and {MAX_WEIGHT_KG:g} kg",
+                    hint='write e.g. "70 kg"',
+                )
+            if weight_param:
+                _check_bounds(ctx, net, str(weight_param), weight, "patient.weight", patient["weight"])
+        raw["patient"] = dict(patient)
+
+    # --- simulation ----------------------------------------------------------------------
+    if "simulation" not in d:
+        raise ctx.error("simulation.days", expected="the end time in days", hint="add [simulation] with days = 365")
+    sim = _table(ctx, "simulation", d["simulation"])
+    _check_keys(ctx, "simulation", sim, _SECTION_KEYS["simulation"])
+    raw["simulation"] = dict(sim)
+    if "days" not in sim:
+        raise ctx.error("simulation.days", expected="the end time in days", hint="add days = 365 under [simulation]")
+    days = _quantity(ctx, "simulation.days", sim["days"], "d", bare_unit="d", what="an end time")
+    if not (0 < days <= MAX_DAYS):
+        raise ctx.error(
+            "simulation.days",
+            sim["days"],
+            expected=f"an end time above 0 and at most {MAX_DAYS:g} d",
+            hint="write e.g. days = 365",
+        )
+    default_start = meta.get("time_start", 0.0)
+    if "start" in sim:
+        start = _quantity(ctx, "simulation.start", sim["start"], "d", bare_unit="d", what="a start time")
+    else:
+        start = float(default_start)
+    if not (-MAX_DAYS <= start < days):
+        raise ctx.error(
+            "simulation.start",
+            sim.get("start", start),
+            expected=f"a start time before the end time ({_fmt(days)} d)",
+            hint='write e.g. start = "0 d", or raise days',
+        )
+    interval = 1.0
+    if "output_interval" in sim:
+        interval = _quantity(
+            ctx, "simulation.output_interval", sim["output_interval"], "d", bare_unit="d", what="a time step"
+        )
+        if interval <= 0:
+            raise ctx.error(
+                "simulation.output_interval",
+                sim["output_interval"],
+                expected="a time step above 0 d",
+                hint='write e.g. "0.25 d" or "6 h"',
+            )
+        if (days - start) / interval + 1 > MAX_OUTPUT_POINTS:
+            raise ctx.error(
+                "simulation.output_interval",
+                sim["output_interval"],
+                expected=f"at most {MAX_OUTPUT_POINTS:,} output points",
+                hint=f'use a step of at least {(days - start) / (MAX_OUTPUT_POINTS - 1) * 1.001:.3g} d',
+            )
+    engine = "ode"
+    if "engine" in sim:
+        engine = _text(ctx, "simulation.engine", sim["engine"], maxlen=50)
+        if engine not in ENGINES:
+            best = _closest(engine, ENGINES)
+            raise ctx.error(
+                "simulation.engine",
+                engine,
+                expected="one of " + ", ".join(f'"{e}"' for e in ENGINES),
+                hint=f'did you mean "{best}"?' if best else 'write e.g. engine = "ode"',
+            )
+    rtol = 1e-6
+    if "rtol" in sim:
+        rtol = _number(ctx, "simulation.rtol", sim["rtol"], expected="a number between 0 and 0.1")
+        if not (0 < rtol < 0.1):
+            raise ctx.error(
+                "simulation.rtol", sim["rtol"], expected="a number between 0 and 0.1", hint="write e.g. rtol = 1e-6"
+            )
+    atol = 1e-9
+    if "atol" in sim:
+        atol = _number(ctx, "simulation.atol", sim["atol"], expected="a number above 0")
+        if atol <= 0:
+            raise ctx.error("simulation.atol", sim["atol"], expected="a number above 0", hint="write e.g. atol = 1e-9")
+    seed = 0
+    if "seed" in sim:
+        seed_v = sim["seed"]
+        if not isinstance(seed_v, int) or isinstance(seed_v, bool) or not (0 <= seed_v <= MAX_SEED):
+            raise ctx.error(
+                "simulation.seed",
+                seed_v,
+                expected="a whole number from 0 to 2**64 - 1",
+                hint="write e.g. seed = 0",
+            )
+        seed = int(seed_v)
+    simulation = Simulation(
+        days=days, start=start, output_interval=interval, engine=engine, rtol=rtol, atol=atol, seed=seed
+    )
+
+    # --- dosing --------------------------------------------------------------------------
+    dosing: Dosing | None = None
+    if "dosing" in d:
+        dtab = _table(ctx, "dosing", d["dosing"])
+        _check_keys(ctx, "dosing", dtab, _SECTION_KEYS["dosing"])
+        raw["dosing"] = dict(dtab)
+        if dose_meta is None:
+            raise ctx.error(
+                "dosing", dict(dtab), expected=f"no [dosing]: model {model} takes no dose", hint="remove the [dosing] section"
+            )
+        if "dose" not in dtab:
+            raise ctx.error("dosing.dose", expected="the CAR+ cells infused", hint='add dose = "1e8 cell" under [dosing]')
+        dose, per_kg = _dose(ctx, dtab["dose"])
+        if per_kg and weight is None:
+            raise ctx.error(
+                "patient.weight",
+                expected="a body weight, because dosing.dose is per kg",
+                hint='add [patient] with weight = "70 kg"',
+            )
+        total = dose * weight if per_kg and weight is not None else dose
+        if total > MAX_DOSE_CELLS:
+            raise ctx.error(
+                "dosing.dose",
+                dtab["dose"],
+                expected=f"at most {MAX_DOSE_CELLS:.0e} cells in all",
+                hint="check the exponent; clinical doses are about 1e6 to 1e9 cells",
+            )
+        _check_bounds(ctx, net, dose_meta[0], total, "dosing.dose", dtab["dose"])
+        if "time" in dtab:
+            t_dose = _quantity(ctx, "dosing.time", dtab["time"], "d", bare_unit="d", what="a time")
+        else:
+            t_dose = float(net.param(dose_meta[1]).value)
+        if not (start <= t_dose <= days):
+            raise ctx.error(
+                "dosing.time",
+                dtab.get("time", t_dose),
+                expected=f"a time within the simulation ({_fmt(start)} to {_fmt(days)} d)",
+                hint="move the dose or change simulation.start/days",
+            )
+        _check_bounds(ctx, net, dose_meta[1], t_dose, "dosing.time", dtab.get("time", t_dose))
+        dosing = Dosing(dose=dose, per_kg=per_kg, time=t_dose)
+    elif dose_meta is not None:
+        raise ctx.error(
+            "dosing",
+            expected=f"a [dosing] section: model {model} takes a dose",
+            hint='add [dosing] with dose = "1e8 cell" and time = "0 d"',
+        )
+
+    # --- parameters and initial values ----------------------------------------------------
+    reserved: dict[str, str] = {}
+    if dose_meta is not None:
+        reserved[dose_meta[0]] = "dosing.dose"
+        reserved[dose_meta[1]] = "dosing.time"
+    if weight_param:
+        reserved[str(weight_param)] = "patient.weight"
+    params: dict[str, float] = {}
+    if "parameters" in d:
+        ptab = _table(ctx, "parameters", d["parameters"])
+        names = list(net.param_names)
+        for k, v in ptab.items():
+            field = f"parameters.{_key(k)}"
+            if k in reserved:
+                raise ctx.error(field, v, expected=f"the value under {reserved[k]}", hint=f"set it as {reserved[k]} instead")
+            if k not in names:
+                raise _unknown_key(ctx, field, k, v, names, f"a parameter of model {model}")
+            p = net.param(k)
+            val = _quantity(ctx, field, v, p.unit)
+            _check_bounds(ctx, net, k, val, field, v)
+            params[k] = val
+        raw["parameters"] = dict(ptab)
+    initial: dict[str, float] = {}
+    if "initial" in d:
+        itab = _table(ctx, "initial", d["initial"])
+        snames = list(net.species_names)
+        for k, v in itab.items():
+            field = f"initial.{_key(k)}"
+            if k not in snames:
+                raise _unknown_key(ctx, field, k, v, snames, f"a species of model {model}")
+            s = net.species_by_name(k)
+            val = _quantity(ctx, field, v, s.unit)
+            if s.nonnegative and val < 0:
+                raise ctx.error(
+                    field, v, expected=f"an amount ≥ 0 {s.unit}", hint=f'write e.g. "0 {s.unit}"'
+                )
+            if abs(val) > 1e30:
+                raise ctx.error(field, v, expected="a plausible amount", hint="check the exponent")
+            initial[k] = val
+        raw["initial"] = dict(itab)
+
+    return Scenario(
+        name=name,
+        title=title,
+        description=description,
+        model=model,
+        model_options=FrozenDict(options),
+        weight_kg=weight,
+        dosing=dosing,
+        parameters=FrozenDict(params),
+        initial=FrozenDict(initial),
+        simulation=simulation,
+        raw=freeze(raw),
+        source=ctx.file,
+        network=net,
+    )
+
+
+def _check_bounds(ctx: _Ctx, net: Network, pname: str, value: float, field: str, written: Any) -> None:
+    try:
+        p = net.param(pname)
+    except KeyError:
+        return
+    lo, hi = p.bounds
+    if not (lo <= value <= hi):
+        unit = "" if _unit(p.unit).dimensionless else f" {p.unit}"
+        raise ctx.error(
+            field,
+            written,
+            expected=f"a value in [{lo:g}, {hi:g}]{unit} (bounds of {p.name})",
+            hint=f"the default is {_fmt(p.value)}{unit}",
+        )
+
+
+def _dose(ctx: _Ctx, value: Any) -> tuple[float, bool]:
+    expected = 'a number of cells ("1e8 cell") or cells per kg ("3.1e6 cell/kg")'
+    if not isinstance(value, str):
+        hint = f'write e.g. "{_example(value)} cell"'
+        raise ctx.error("dosing.dose", value, expected=expected, hint=hint)
+    try:
+        dose, per_kg = _quantity(ctx, "dosing.dose", value, "cell"), False
+    except ScenarioError:
+        try:
+            dose, per_kg = _quantity(ctx, "dosing.dose", value, "cell/kg"), True
+        except ScenarioError:
+            raise ctx.error(
+                "dosing.dose", value, expected=expected, hint=f'write e.g. "{_example(value)} cell"'
+            ) from None
+    if dose <= 0:
+        raise ctx.error("dosing.dose", value, expected="a dose above 0", hint='write e.g. "1e8 cell"')
+    return dose, per_kg
+
+
+def _guarded(ctx: _Ctx, fn: Callable[[], Scenario]) -> Scenario:
+    """Run ``fn``; anything but a ScenarioError is a bug, reported as a ScenarioError."""
+    try:
+        return fn()
+    except ScenarioError:
+        raise
+    except Exception as exc:  # safety net: no other exception may escape for any input
+        raise ScenarioError(
+            file=ctx.file,
+            expected="a valid scenario",
+            hint=f"internal error while reading it ({type(exc).__name__}: {exc}); please report this",
+        ) from exc
+
+
+# ---------------------------------------------------------------------------------------
+# public API: reading
+# ---------------------------------------------------------------------------------------
+
+
+def builtin_dir() -> Path:
+    """Folder of the built-in scenario files."""
+    return Path(str(resources.files("livingdrug.scenarios").joinpath("builtin")))
+
+
+def _builtin_names() -> list[str]:
+    return sorted(p.stem for p in builtin_dir().glob("*.toml"))
+
+
+def default_scenario_name() -> str:
+    """The scenario used when none is named: ``"cd19-ball"``."""
+    return DEFAULT_SCENARIO
+
+
+def list_scenarios() -> list[tuple[str, str]]:
+    """``(name, title)`` of every built-in scenario, sorted by name."""
+    out = []
+    for name in _builtin_names():
+        try:
+            doc = tomllib.loads((builtin_dir() / f"{name}.toml").read_text(encoding="utf-8"))
+            title = str(doc.get("title", name))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            title = name
+        out.append((name, title))
+    return out
+
+
+def _read_toml(path: Path, shown: str) -> dict[str, Any]:
+    def err(hint: str, expected: str = "a scenario file (.toml)", **kw: Any) -> ScenarioError:
+        return ScenarioError(file=shown, expected=expected, hint=hint, **kw)
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise err("file not found; check the path", expected="an existing file") from None
+    except OSError as exc:
+        raise err(f"cannot read it ({exc.strerror or exc})", expected="a readable file") from None
+    if not path.is_file():
+        raise err("it is not a file (a folder?); give the path of a .toml file", expected="a file")
+    if st.st_size > MAX_FILE_BYTES:
+        raise err(
+            f"it has {st.st_size:,} bytes; scenario files are data, split or trim it",
+            expected=f"a file of at most {MAX_FILE_BYTES:,} bytes",
+        )
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise err(f"cannot read it ({exc.strerror or exc})", expected="a readable file") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise err("the file is too large", expected=f"a file of at most {MAX_FILE_BYTES:,} bytes")
+    return parse_toml_bytes(data, shown)
+
+
+def parse_toml_bytes(data: bytes, shown: str = "<bytes>") -> dict[str, Any]:
+    """Decode UTF-8 and parse TOML, reporting problems as :class:`ScenarioError`."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ScenarioError(
+            file=shown,
+            expected="UTF-8 text",
+            hint="save the file as UTF-8 (it looks binary or uses another encoding)",
+            line=line,
+            column=col,
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        msg = str(exc)
+        m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
+        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", msg)
+        hint = 'write settings as key = "value" lines under [section] headers'
+        reason = reason[:1].lower() + reason[1:]
+        field = ""
+        if m:
+            lines = text.splitlines()
+            row = lines[int(m.group(1)) - 1] if 0 < int(m.group(1)) <= len(lines) else ""
+            unquoted = re.match(r"\s*([A-Za-z0-9_-]+)\s*=\s*([-+]?[0-9.][0-9.eE+-]*\s*[^\s\"'#].*?)\s*(#.*)?$", row)
+            if unquoted and len(row) < 200:
+                field = unquoted.group(1)
+                hint = f'a quantity with a unit is text in quotes: write {field} = "{unquoted.group(2)}"'
+        raise ScenarioError(
+            file=shown,
+            field=field,
+            expected=f"valid TOML ({reason})",
+            hint=hint,
+            line=int(m.group(1)) if m else None,
+            column=int(m.group(2)) if m else None,
+        ) from None
+    except Exception as exc:  # e.g. RecursionError on absurdly nested arrays
+        raise ScenarioError(
+            file=shown, expected="valid TOML", hint=f"it cannot be parsed ({type(exc).__name__})"
+        ) from None
+
+
+def load_scenario(name_or_path: str | Path, *, models: Mapping[str, Any] | None = None) -> Scenario:
+    """Load a built-in scenario by name (``"cd19-ball"``) or a scenario file by path.
+
+    ``models`` replaces the model library (``livingdrug.models.MODELS``) for user models.
+    Every problem raises :class:`ScenarioError`.
+    """
+    shown = str(name_or_path)
+    if isinstance(name_or_path, str):
+        looks_like_path = name_or_path.endswith(".toml") or "/" in name_or_path or "\\" in name_or_path
+        builtins = [] if looks_like_path else _builtin_names()
+        if not looks_like_path and (name_or_path in builtins or not Path(name_or_path).is_file()):
+            if name_or_path not in builtins:
+                best = _closest(name_or_path, builtins)
+                raise ScenarioError(
+                    file=shown,
+                    expected=f"a built-in scenario ({_listing(builtins)}) or a path to a .toml file",
+                    hint=f'did you mean "{best}"?' if best else "run list_scenarios() to see them",
+                )
+            path = builtin_dir() / f"{name_or_path}.toml"
+            shown = f"{name_or_path}.toml"
+        else:
+            path = Path(name_or_path)
+    elif isinstance(name_or_path, Path):
+        path = name_or_path
+    else:
+        raise ScenarioError(
+            file=repr(name_or_path), expected="a scenario name or path", hint="pass a str or pathlib.Path"
+        )
+    ctx = _Ctx(shown, models)
+    return _guarded(ctx, lambda: _validate(_read_toml(path, shown), ctx, stem=path.stem))
+
+
+def scenario_from_dict(
+    d: Mapping[str, Any], *, source: str = "<dict>", models: Mapping[str, Any] | None = None
+) -> Scenario:
+    """Validate a scenario given as a dict (the TOML document's structure)."""
+    ctx = _Ctx(source, models)
+    return _guarded(ctx, lambda: _validate(d, ctx))
+
+
+def scenario_from_toml(
+    text: str | bytes, *, source: str = "<string>", models: Mapping[str, Any] | None = None
+) -> Scenario:
+    """Validate a scenario given as TOML text (e.g. an upload)."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    ctx = _Ctx(source, models)
+    if len(data) > MAX_FILE_BYTES:
+        raise ScenarioError(
+            file=source, expected=f"at most {MAX_FILE_BYTES:,} bytes", hint="scenario files are data; trim it"
+        )
+    return _guarded(ctx, lambda: _validate(parse_toml_bytes(data, source), ctx))
+
+
+def validate_scenario(path: str | Path, *, models: Mapping[str, Any] | None = None) -> Scenario:
+    """Load a scenario file and resolve it (so every check runs); return the scenario."""
+    s = load_scenario(Path(path) if isinstance(path, str) else path, models=models)
+    resolve(s)
+    return s
+
+
+# ---------------------------------------------------------------------------------------
+# writing and hashing
+# ---------------------------------------------------------------------------------------
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_key(k: str) -> str:
+    return k if _BARE_KEY.fullmatch(k) else _toml_str(k)
+
+
+def _toml_str(s: str) -> str:
+    if "\n" in s and not any(ord(c) < 32 and c not in "\n\t" or c == "\x7f" for c in s):
+        body = s.replace("\\", "\\\\").replace('"', '\\"')
+        return '"""\n' + body + '"""'
+    out = json.dumps(s, ensure_ascii=False)
+    return out.replace("\x7f", "\\u007f")
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        text = _fmt(v)
+        return text if any(c in text for c in ".e") else text + ".0"
+    if isinstance(v, str):
+        return _toml_str(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+
+def dump_scenario(s: Scenario) -> str:
+    """The scenario as TOML text (what the user wrote, in a fixed order); loads back equal."""
+    raw = thaw(s.raw)
+    lines = []
+    for k in ("name", "title", "description", "model"):
+        if k in raw:
+            lines.append(f"{k} = {_toml_value(raw[k])}")
+    for section in ("model_options", "patient", "dosing", "parameters", "initial", "simulation"):
+        table = raw.get(section)
+        if table is None:
+            continue
+        lines.append("")
+        lines.append(f"[{section}]")
+        order = _SECTION_KEYS.get(section)
+        keys = [k for k in order if k in table] if order else list(table)
+        for k in keys:
+            lines.append(f"{_toml_key(k)} = {_toml_value(table[k])}")
+    return "\n".join(lines) + "\n"
+
+
+def _canonical(s: Scenario) -> dict[str, Any]:
+    r = resolve(s)
+    return {
+        "format": HASH_FORMAT,
+        "model": s.model,
+        "model_options": dict(s.model_options),
+        "parameters": dict(zip(r.param_names, map(float, r.P), strict=True)),
+        "initial": dict(zip(r.species_names, map(float, r.y0), strict=True)),
+        "weight_kg": s.weight_kg,
+        "dose_cells": r.dose_cells,
+        "dose_time": r.dose_time,
+        "t_start": r.t_start,
+        "t_end": r.t_end,
+        "output_interval": s.simulation.output_interval,
+        "engine": r.engine,
+        "rtol": r.rtol,
+        "atol": r.atol,
+        "seed": r.seed,
+    }
+
+
+def scenario_json(s: Scenario) -> str:
+    """Canonical JSON of the resolved scenario (what :func:`scenario_hash` hashes)."""
+    return json.dumps(_canonical(s), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def scenario_hash(s: Scenario) -> str:
+    """sha256 (hex) of the canonical JSON of the resolved scenario.
+
+    It covers everything that changes a simulation (model, options, every parameter and
+    initial value after overrides and dosing, times, engine settings, seed) and nothing that
+    does not (name, title, description, how a quantity was spelled).
+    """
+    return hashlib.sha256(scenario_json(s).encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------
+# resolving
+# ---------------------------------------------------------------------------------------
+
+
+def _network_of(s: Scenario) -> Network:
+    if s.network is not None:
+        return s.network
+    ctx = _Ctx(s.source, None)
+    return _model_network(ctx, s.model, s.model_options)
+
+
+def output_times(t_start: float, t_end: float, interval: float) -> np.ndarray:
+    """``t_start, t_start + dt, …`` up to and including ``t_end``."""
+    n = int(math.floor((t_end - t_start) / interval * (1 + 1e-12))) + 1
+    t = t_start + interval * np.arange(n, dtype=float)
+    t = t[t <= t_end]
+    if t[-1] < t_end - 1e-9 * max(1.0, abs(t_end)):
+        t = np.append(t, t_end)
+    else:
+        t[-1] = t_end
+    return t
+
+
+def resolve(s: Scenario) -> ResolvedScenario:
+    """Build the model and return ``P[m]``, ``y0[k]``, times and engine settings (canonical).
+
+    The dose (cells/kg × weight for a per-kg dose) and its time go into the model's dose
+    parameters (``network.meta["dose"]``); the weight into ``meta["weight_param"]``.
+    """
+    net = _network_of(s)
+    overrides = dict(s.parameters)
+    meta = net.meta or {}
+    dose_meta = _dose_meta(net)
+    dose_cells = dose_time = None
+    if s.dosing is not None and dose_meta is not None:
+        dose_cells = s.dosing.cells(s.weight_kg)
+        dose_time = s.dosing.time
+        overrides[dose_meta[0]] = dose_cells
+        overrides[dose_meta[1]] = dose_time
+    wp = meta.get("weight_param")
+    if wp and s.weight_kg is not None:
+        overrides[str(wp)] = s.weight_kg
+    P = net.parameter_vector(overrides)
+    y0 = net.initial_state(dict(s.initial))
+    sim = s.simulation
+    t_out = output_times(sim.start, sim.days, sim.output_interval)
+    for a in (P, y0, t_out):
+        a.setflags(write=False)
+    return ResolvedScenario(
+        scenario=s,
+        network=net,
+        P=P,
+        y0=y0,
+        t_start=sim.start,
+        t_end=sim.days,
+        t_out=t_out,
+        engine=sim.engine,
+        rtol=sim.rtol,
+        atol=sim.atol,
+        seed=sim.seed,
+        dose_cells=dose_cells,
+        dose_time=dose_time,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# pure variants
+# ---------------------------------------------------------------------------------------
+
+
+def _revalidate(s: Scenario, raw: dict[str, Any]) -> Scenario:
+    ctx = _Ctx(s.source, None)
+    out = _guarded(ctx, lambda: _validate(raw, ctx, network=_network_of(s)))
+    return replace(out, source=s.source)
+
+
+def with_dose(s: Scenario, cells: float | str) -> Scenario:
+    """The scenario with a new dose: a number of cells, or a quantity such as ``"3.1e6 cell/kg"``."""
+    raw = thaw(s.raw)
+    dosing = raw.setdefault("dosing", {})
+    dosing["dose"] = f"{_fmt(float(cells))} cell" if _is_number(cells) else cells
+    return _revalidate(s, raw)
+
+
+def with_days(s: Scenario, days: float | str) -> Scenario:
+    """The scenario with a new end time (days, or a quantity such as ``"52 week"``)."""
+    raw = thaw(s.raw)
+    raw.setdefault("simulation", {})["days"] = days
+    return _revalidate(s, raw)
+
+
+def with_seed(s: Scenario, seed: int) -> Scenario:
+    """The scenario with a new random seed."""
+    raw = thaw(s.raw)
+    raw.setdefault("simulation", {})["seed"] = seed
+    return _revalidate(s, raw)
+
+
+def with_parameters(s: Scenario, **values: float | str) -> Scenario:
+    """The scenario with parameter overrides: quantities (``rho_max="0.9 1/d"``) or plain
+    numbers, which are taken in the parameter's own (canonical) unit."""
+    raw = thaw(s.raw)
+    table = raw.setdefault("parameters", {})
+    net = _network_of(s)
+    for k, v in values.items():
+        if _is_number(v) and k in net.param_names:
+            unit = net.param(k).unit
+            if not _unit(unit).dimensionless:
+                try:
+                    v = f"{_fmt(float(v))} {unit}"
+                except OverflowError:
+                    pass
+        table[k] = v
+    return _revalidate(s, raw)
