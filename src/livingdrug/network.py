@@ -293,6 +293,8 @@ def cache_dir() -> Path:
     return base
 
 
+# error_model="numpy": a division by zero in a rate law gives inf/NaN (reported per patient as a
+# non-finite state by the engines) instead of raising inside compiled code.
 class _Printer(PythonCodePrinter):
     """Prints sympy expressions as numba-compatible Python using ``math``."""
 
@@ -339,11 +341,11 @@ def generate_source(net: Network) -> str:
         f"N_OBS = {len(net.observables)}",
         f"N_EVENTS = {len(net.events)}",
         "",
-        "@njit(cache=True, nogil=True)",
+        "@njit(cache=True, nogil=True, error_model=\"numpy\")",
         "def rhs(t, y, p, dy):",
     ]
     L += _emit_block(odes, [f"dy[{k}]" for k in range(len(odes))], pr, "    ") or ["    pass"]
-    L += ["", "@njit(cache=True, nogil=True)", "def jac(t, y, p, J):"]
+    L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def jac(t, y, p, J):"]
     jt, je = [], []
     for k, f in enumerate(odes):
         for j, y in enumerate(ys):
@@ -352,23 +354,23 @@ def generate_source(net: Network) -> str:
                 jt.append(f"J[{k}, {j}]")
                 je.append(d)
     L += ["    J[:, :] = 0.0"] + _emit_block(je, jt, pr, "    ")
-    L += ["", "@njit(cache=True, nogil=True)", "def propensities(t, y, p, a):"]
+    L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def propensities(t, y, p, a):"]
     L += _emit_block(rates, [f"a[{j}]" for j in range(len(rates))], pr, "    ") or ["    pass"]
-    L += ["", "@njit(cache=True, nogil=True)", "def observables(t, y, p, out):"]
+    L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def observables(t, y, p, out):"]
     oexprs = [sp.sympify(o.expr) for o in net.observables]
     L += _emit_block(oexprs, [f"out[{j}]" for j in range(len(oexprs))], pr, "    ") or ["    pass"]
     # events
-    L += ["", "@njit(cache=True, nogil=True)", "def event_time(k, p):"]
+    L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def event_time(k, p):"]
     for k, e in enumerate(net.events):
         if isinstance(e.trigger, At):
             L.append(f"    if k == {k}:\n        return float({pr.doprint(sp.sympify(e.trigger.time))})")
     L += ["    return math.inf"]
-    L += ["", "@njit(cache=True, nogil=True)", "def event_condition(k, t, y, p):"]
+    L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def event_condition(k, t, y, p):"]
     for k, e in enumerate(net.events):
         if isinstance(e.trigger, When):
             L.append(f"    if k == {k}:\n        return float({pr.doprint(sp.sympify(e.trigger.expr))})")
     L += ["    return 1.0"]
-    L += ["", "@njit(cache=True, nogil=True)", "def event_apply(k, t, y, p):"]
+    L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def event_apply(k, t, y, p):"]
     idx = {n: i for i, n in enumerate(net.species_names)}
     for k, e in enumerate(net.events):
         L.append(f"    if k == {k}:")
@@ -382,17 +384,17 @@ def generate_source(net: Network) -> str:
     # batched helpers (leading patient axis) for numpy/scipy users
     L += [
         "",
-        "@njit(cache=True, parallel=True)",
+        "@njit(cache=True, parallel=True, error_model=\"numpy\")",
         "def rhs_batch(t, Y, P, dY):",
         "    for i in prange(Y.shape[0]):",
         "        rhs(t, Y[i], P[i], dY[i])",
         "",
-        "@njit(cache=True, parallel=True)",
+        "@njit(cache=True, parallel=True, error_model=\"numpy\")",
         "def jac_batch(t, Y, P, J):",
         "    for i in prange(Y.shape[0]):",
         "        jac(t, Y[i], P[i], J[i])",
         "",
-        "@njit(cache=True, parallel=True)",
+        "@njit(cache=True, parallel=True, error_model=\"numpy\")",
         "def observables_batch(t, Y, P, O):",
         "    for i in prange(Y.shape[0]):",
         "        for j in range(Y.shape[1]):",

@@ -1,0 +1,265 @@
+"""ODE engine mechanics: failure isolation, bitwise batch/chunk/thread invariance, argument
+validation, provenance settings."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from livingdrug.engines.common import (
+    STATUS_MAX_STEPS,
+    STATUS_NONFINITE,
+    STATUS_OK,
+    STATUS_STEP_TOO_SMALL,
+)
+from livingdrug.engines.ode import KERNEL_HASH, solve
+from livingdrug.network import At, Event, Network, Reaction, Species, T, When, compile_network, sym
+from livingdrug.params import Param
+
+BIG = 1e300
+WIDE = (-BIG, BIG)
+
+
+def logistic_network() -> Network:
+    """Same network as tests/analytic/test_ode_analytic.py (shares the compiled cache)."""
+    y = sym("y")
+    r, K, td, dose, thr, t2 = (sym(n) for n in ("r", "K", "t_dose", "dose", "thr", "t2"))
+    return Network(
+        "ode_test_logistic",
+        species=(Species("y", initial=1.0), Species("tf", unit="d", initial=-1.0)),
+        params=(
+            Param("r", 1.0, "1/d", bounds=WIDE),
+            Param("K", BIG, "cell", bounds=WIDE),
+            Param("t_dose", 1e9, "d", bounds=WIDE),
+            Param("dose", 0.0, "cell", bounds=WIDE),
+            Param("thr", -1.0, "cell", bounds=WIDE),
+            Param("t2", 1e9, "d", bounds=WIDE),
+        ),
+        reactions=(Reaction("grow", {"y": 1}, r * y * (1 - y / K)),),
+        events=(
+            Event("bolus", At(td), {"y": y + dose}),
+            Event("extinct", When(y - thr, -1), {"y": 0.0, "tf": T}),
+            Event("double", At(t2), {"y": 2 * y}),
+            Event("plus_one", At(t2), {"y": y + 1}),
+        ),
+    )
+
+
+def robertson_network() -> Network:
+    """Same network as tests/analytic/test_ode_analytic.py (stiff; exercises auto → Rodas)."""
+    y1, y2, y3 = sym("y1"), sym("y2"), sym("y3")
+    k1, k2, k3 = sym("k1"), sym("k2"), sym("k3")
+    return Network(
+        "ode_test_robertson",
+        species=(Species("y1", "1", 1.0), Species("y2", "1", 0.0), Species("y3", "1", 0.0)),
+        params=(Param("k1", 0.04, "1/d"), Param("k2", 3e7, "1/d"), Param("k3", 1e4, "1/d")),
+        reactions=(
+            Reaction("r1", {"y1": -1, "y2": 1}, k1 * y1),
+            Reaction("r2", {"y2": -1, "y3": 1}, k2 * y2**2),
+            Reaction("r3", {"y2": -1, "y1": 1}, k3 * y2 * y3),
+        ),
+    )
+
+
+@pytest.fixture(scope="module")
+def logi():
+    return compile_network(logistic_network())
+
+
+@pytest.fixture(scope="module")
+def rob():
+    return compile_network(robertson_network())
+
+
+def _pop(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n logistic patients with random rates, capacities, doses, thresholds."""
+    rng = np.random.default_rng(seed)
+    P = np.empty((n, 6))
+    P[:, 0] = rng.uniform(-0.5, 1.5, n)  # r
+    P[:, 1] = 10 ** rng.uniform(2, 8, n)  # K
+    P[:, 2] = rng.uniform(0, 10, n)  # t_dose
+    P[:, 3] = rng.uniform(0, 50, n)  # dose
+    P[:, 4] = rng.choice([-1.0, 0.5], n)  # thr
+    P[:, 5] = 1e9
+    y0 = np.column_stack([rng.uniform(0.5, 5, n), np.full(n, -1.0)])
+    return y0, P
+
+
+T_EVAL = np.linspace(0.0, 12.0, 49)
+
+
+# ---------------------------------------------------------------------------------------
+# 5. failures are data
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["auto", "rodas", "dopri5"])
+def test_failure_isolation(logi, method):
+    """Patient 1 blows up in finite time (K = −1: y' = y(1 + y), y → ∞ at t = ln 2) and
+    patient 3 has K = 0, so the compiled rate law divides by zero (generated code uses numpy's
+    error model: the rate becomes infinite); both get a non-zero status,
+    NaN outputs after the failure and a message with the time; the others match their solo
+    solves bitwise."""
+    y0, P = _pop(5, seed=1)
+    P[1, :2] = (1.0, -1.0)
+    y0[1, 0] = 1.0
+    P[3, 1] = 0.0
+    sol = solve(logi, y0, P, T_EVAL, method=method)
+    assert sol.status[1] in (STATUS_NONFINITE, STATUS_STEP_TOO_SMALL)
+    assert sol.status[3] == STATUS_NONFINITE
+    assert "t = " in sol.message[1] and "patient 1" in sol.message[1]
+    t_blow = np.log(2.0)
+    assert np.isnan(sol.y[1, T_EVAL > t_blow]).all()
+    np.testing.assert_allclose(sol.y[1, T_EVAL < t_blow - 0.05, 0],
+                               1 / (2 * np.exp(-T_EVAL[T_EVAL < t_blow - 0.05]) - 1), rtol=1e-4)
+    assert np.isnan(sol.y[3, 1:]).all()
+    assert "NaN or infinite" in sol.message[3] and "t = " in sol.message[3]
+    for i in (0, 2, 4):
+        assert sol.status[i] == STATUS_OK
+        assert sol.message[i] == "ok"
+        solo = solve(logi, y0[i], P[i], T_EVAL, method=method)
+        np.testing.assert_array_equal(sol.y[i], solo.y[0])
+
+
+def test_max_steps_status(logi):
+    sol = solve(logi, [1.0, 0.0], [1.0, 1e6, 1e9, 0.0, -1.0, 1e9], T_EVAL, max_steps=5)
+    assert sol.status[0] == STATUS_MAX_STEPS
+    assert "max_steps = 5" in sol.message[0]
+    assert np.isnan(sol.y[0, -1]).all()
+    assert sol.y[0, 0, 0] == 1.0  # the initial output was recorded before failing
+
+
+# ---------------------------------------------------------------------------------------
+# 6. bitwise invariance: alone, batches, chunks, serial/parallel
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["auto", "rodas", "dopri5"])
+def test_bitwise_chunk_and_thread_invariance(logi, method):
+    y0, P = _pop(23, seed=2)
+    full = solve(logi, y0, P, T_EVAL, method=method)
+    assert np.all(full.status == STATUS_OK), full.message
+    assert full.stats["events"] > 0
+    serial = solve(logi, y0, P, T_EVAL, method=method, parallel=False)
+    np.testing.assert_array_equal(full.y, serial.y)
+    assert full.stats == serial.stats
+    chunks = [solve(logi, y0[a:b], P[a:b], T_EVAL, method=method) for a, b in
+              ((0, 1), (1, 8), (8, 23))]
+    np.testing.assert_array_equal(full.y, np.concatenate([c.y for c in chunks]))
+    perm = np.random.default_rng(0).permutation(23)
+    shuffled = solve(logi, y0[perm], P[perm], T_EVAL, method=method)
+    np.testing.assert_array_equal(full.y[perm], shuffled.y)
+    alone = solve(logi, y0[7], P[7], T_EVAL, method=method)
+    np.testing.assert_array_equal(full.y[7], alone.y[0])
+
+
+def test_bitwise_invariance_stiff_switching(rob):
+    """Robertson patients with different rate constants (auto switches to Rodas): same bits
+    alone, serial, parallel and chunked."""
+    rng = np.random.default_rng(3)
+    P = rob.network.parameter_vector() * rng.lognormal(0, 0.3, size=(9, 3))
+    t = np.array([0.0, 0.01, 1.0, 100.0, 1e4])
+    full = solve(rob, [1.0, 0.0, 0.0], P, t)
+    assert np.all(full.status == STATUS_OK)
+    assert full.stats["stiff_switches"] >= 9
+    serial = solve(rob, [1.0, 0.0, 0.0], P, t, parallel=False)
+    np.testing.assert_array_equal(full.y, serial.y)
+    parts = np.concatenate([solve(rob, [1.0, 0.0, 0.0], P[a:b], t).y for a, b in ((0, 4), (4, 9))])
+    np.testing.assert_array_equal(full.y, parts)
+
+
+def test_broadcasting_and_empty(logi):
+    y0, P = _pop(4, seed=4)
+    a = solve(logi, y0[0], P, T_EVAL)
+    b = solve(logi, np.tile(y0[0], (4, 1)), P, T_EVAL)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert a.y.shape == (4, T_EVAL.size, 2)
+    c = solve(logi, y0, P[0], T_EVAL)
+    assert c.y.shape == (4, T_EVAL.size, 2)
+    e = solve(logi, np.empty((0, 2)), np.empty((0, 6)), T_EVAL)
+    assert e.y.shape == (0, T_EVAL.size, 2) and e.status.shape == (0,)
+
+
+def test_settings_and_stats_are_provenance(logi):
+    y0, P = _pop(3, seed=5)
+    sol = solve(logi, y0, P, T_EVAL, rtol=1e-7, atol=1e-10, method="rodas")
+    s = json.loads(json.dumps(sol.settings))
+    assert s["method"] == "rodas" and s["rtol"] == 1e-7 and s["atol"] == 1e-10
+    assert s["kernel_sha256"] == KERNEL_HASH
+    assert s["fixed_step"] is None and s["t0"] == 0.0
+    json.dumps(sol.stats)
+    assert sol.stats["steps"] > 0 and sol.stats["jac_evals"] >= sol.stats["steps"]
+    assert sol.stats["lu_decompositions"] >= sol.stats["steps"]
+
+
+# ---------------------------------------------------------------------------------------
+# 7. argument validation
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"t_eval": np.array([0.0, 2.0, 1.0])}, "strictly increasing"),
+        ({"t_eval": np.array([0.0, 1.0, 1.0])}, "strictly increasing"),
+        ({"t_eval": np.zeros((2, 2))}, "1-D"),
+        ({"t_eval": np.array([])}, "non-empty"),
+        ({"t_eval": np.array([0.0, np.nan])}, "finite"),
+        ({"t0": 0.5}, "t0"),
+        ({"rtol": 0.0}, "rtol"),
+        ({"rtol": -1e-6}, "rtol"),
+        ({"atol": 0.0}, "atol"),
+        ({"atol": np.nan}, "atol"),
+        ({"method": "euler"}, "method"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"first_step": -1.0}, "first_step"),
+        ({"fixed_step": 0.0}, "fixed_step"),
+        ({"y0": np.ones(3)}, "y0"),
+        ({"y0": np.ones((2, 2, 2))}, "y0"),
+        ({"P": np.ones(5)}, "P"),
+        ({"y0": np.ones((3, 2)), "P": np.ones((2, 6))}, "patients"),
+        ({"y0": np.array([np.inf, 0.0])}, "y0 must be finite"),
+        ({"P": np.array([1.0, np.nan, 1e9, 0.0, -1.0, 1e9])}, "P must be finite"),
+    ],
+)
+def test_argument_validation(logi, kwargs, match):
+    args = {"y0": np.array([1.0, 0.0]), "P": np.array([1.0, 10.0, 1e9, 0.0, -1.0, 1e9]),
+            "t_eval": np.linspace(0.0, 1.0, 3)}
+    for key in ("y0", "P", "t_eval"):
+        if key in kwargs:
+            args[key] = kwargs.pop(key)
+    with pytest.raises(ValueError, match=match):
+        solve(logi, args["y0"], args["P"], args["t_eval"], **kwargs)
+
+
+def test_a_jump_that_carries_a_condition_across_zero_fires_it_like_the_reference_and_sbml():
+    """Lymphodepletion-like jump at t=1 (L → 1e-3·L) takes L from 500 to 0.5 cells, below the
+    extinction threshold of 1 cell: the condition event must fire at t=1 (set L to 0), as the
+    scipy reference engine and SBML event semantics do; without it L would decay from 0.5."""
+    import sympy as sp
+
+    from livingdrug.engines.ode import solve
+    from livingdrug.engines.reference import solve_reference
+    from livingdrug.network import At, Event, Network, Reaction, Species, When, compile_network, sym
+    from livingdrug.params import Param
+
+    L = sym("L")
+    net = Network(
+        "jump_condition",
+        (Species("L", initial=500.0),),
+        (Param("r", 0.1, "1/d"),),
+        (Reaction("grow", {"L": 1}, sym("r") * L),),
+        events=(
+            Event("deplete", At(sp.Float(1.0)), {"L": L * 1e-3}),
+            Event("extinct", When(L - 1, -1), {"L": 0}),
+        ),
+    )
+    c = compile_network(net)
+    t = np.array([0.0, 0.5, 1.0, 2.0, 5.0])
+    a = solve(c, net.initial_state(), net.parameter_vector(), t)
+    b = solve_reference(c, net.initial_state(), net.parameter_vector(), t)
+    assert a.status[0] == 0 and b.status[0] == 0
+    assert a.y[0, 2:, 0].tolist() == [0.0, 0.0, 0.0]
+    np.testing.assert_allclose(a.y[0, :, 0], b.y[0, :, 0], rtol=1e-6, atol=1e-12)
