@@ -97,7 +97,9 @@ def simulate(
         model_reference=net.reference,
         engine_settings=json.dumps(settings),
     )
-    summary = summarise(ds, net, t_dose=rs.dose_time)
+    # models without a dose (e.g. Stein 2019, parameterised by Cmax) count time from day 0
+    t_dose = 0.0 if rs.dose_time is None else float(rs.dose_time)
+    summary = summarise(ds, net, t_dose=t_dose)
     return SimulationResult(s, net, ds, summary, manifest, dict(sol.stats))
 
 

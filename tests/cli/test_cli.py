@@ -42,8 +42,8 @@ def test_trajectories_carry_units_and_time_in_days(default_run):
     table = pq.read_table(out / "trajectories.parquet")
     units = json.loads(table.schema.metadata[b"livingdrug.units"])
     assert units["time"] == "d"
-    assert units["cart_blood"] == "cell/uL"
-    assert table.schema.field("cart_blood").metadata[b"unit"] == b"cell/uL"
+    assert units["car_t_blood"] == "cell/uL"
+    assert table.schema.field("car_t_blood").metadata[b"unit"] == b"cell/uL"
     t = table.column("time").to_numpy()
     assert t.max() == pytest.approx(120.0)
 
@@ -94,14 +94,16 @@ def test_every_builtin_runs(name, tmp_path):
     assert (tmp_path / name / "manifest.json").exists()
 
 
+SIM = "[simulation]\ndays = 30\n"
 BAD = {
-    "malformed.toml": ('name = "x"\nmodel = "car_t\n', "malformed"),
+    "malformed.toml": ('name = "x"\nmodel = "car_t\n', "toml"),
     "unknown_field.toml": ('name = "x"\nmodel = "car_t"\n[simulaton]\ndays = 10\n', "simulaton"),
-    "wrong_unit.toml": ('name = "x"\nmodel = "car_t"\n[dosing]\ndose = "1e8 cell"\ntime = "3 cell"\n', "dosing.time"),
-    "missing_unit.toml": ('name = "x"\nmodel = "car_t"\n[dosing]\ndose = 1e8\n', "dosing.dose"),
-    "negative.toml": ('name = "x"\nmodel = "car_t"\n[dosing]\ndose = "-1e8 cell"\n', "dosing.dose"),
+    "wrong_unit.toml": ('name = "x"\nmodel = "car_t"\n[dosing]\ndose = "1e8 cell"\ntime = "3 cell"\n' + SIM, "dosing.time"),
+    "missing_unit.toml": ('name = "x"\nmodel = "car_t"\n[dosing]\ndose = 1e8\n' + SIM, "dosing.dose"),
+    "negative.toml": ('name = "x"\nmodel = "car_t"\n[dosing]\ndose = "-1e8 cell"\n' + SIM, "dosing.dose"),
     "absurd_days.toml": ('name = "x"\nmodel = "car_t"\n[simulation]\ndays = 1e12\n', "simulation.days"),
-    "unknown_model.toml": ('name = "x"\nmodel = "car_z"\n', "car_z"),
+    "missing_days.toml": ('name = "x"\nmodel = "car_t"\n', "[simulation]"),
+    "unknown_model.toml": ('name = "x"\nmodel = "car_z"\n' + SIM, "car_z"),
 }
 
 

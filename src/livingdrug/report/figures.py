@@ -58,18 +58,25 @@ def write_figures(result: Any, out: Path, *, patient: int = 0) -> list[Path]:
     ds, net = result.dataset, result.network
     t = ds["time"].values
     title_prefix = f"{ds.attrs.get('scenario', '')} ({net.name})"
+    blasts = net.observable_by_role("blasts_pct")
+    mrd = net.observable_by_role("mrd")
+    groups = figure_groups(net, ds)
+    if not net.meta.get("groups"):
+        # no model-declared groups: add the observation models as panels of their own
+        cart_obs = [o.name for o in net.observables if o.role in ("cart_blood", "transgene")]
+        if cart_obs:
+            groups["CAR-T in blood (observed)"] = cart_obs
+        disease = [o.name for o in net.observables if o in (blasts, mrd)]
+        if disease:
+            groups["Disease burden (observed)"] = disease
     panels: list[tuple[str, list[str], list[tuple[float, str]]]] = []
-    for title, names in figure_groups(net, ds).items():
-        panels.append((title, names, []))
-    cart_obs = [o.name for o in net.observables if o.role in ("cart_blood", "transgene")]
-    if cart_obs:
-        panels.append(("CAR-T in blood (observed)", cart_obs, []))
-    disease = [o.name for o in net.observables if o.role in ("blasts_pct", "mrd")]
-    if disease:
+    for title, names in groups.items():
         lines = []
-        if any(net.observable_by_role("blasts_pct") and o == net.observable_by_role("blasts_pct").name for o in disease):
-            lines.append((5.0, "5 % blasts (remission)"))
-        panels.append(("Disease burden (observed)", disease, lines))
+        if blasts is not None and blasts.name in names:
+            lines.append((5.0, "5 % blasts (remission threshold)"))
+        if mrd is not None and mrd.name in names:
+            lines.append((1e-4, "MRD 10^-4"))
+        panels.append((title, names, lines))
     paths: list[Path] = []
     for title, names, hlines in panels:
         fig, ax = plt.subplots(figsize=(8, 4.6), dpi=110)
