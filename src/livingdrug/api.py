@@ -157,14 +157,14 @@ def summarise(ds: xr.Dataset, net: Network, *, t_dose: float = 0.0) -> dict:
 
 
 def _manifest(s: Any, rs: Any, settings: dict) -> dict:
-    from .scenarios import dump_scenario, scenario_hash
-
     import numba
     import scipy
 
+    from .scenarios import dump_scenario, scenario_hash
+
     return {
         "livingdrug_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "scenario": {
             "name": str(getattr(s, "name", "")),
             "hash": scenario_hash(s),
@@ -194,19 +194,24 @@ def rerun_manifest(path: str | Path) -> SimulationResult:
         toml_text = m["scenario"]["toml"]
         seed = int(m["seed"])
     except FileNotFoundError:
-        raise ScenarioError(f"{path}: file not found; pass the manifest.json of a finished run", file=str(path)) from None
+        raise ScenarioError(
+            file=str(path), expected="the manifest.json of a finished run", hint="file not found"
+        ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ScenarioError(
-            f"{path}: not a livingdrug manifest ({type(exc).__name__}: {exc}); pass the manifest.json written by 'livingdrug run'",
             file=str(path),
+            expected="a manifest.json written by 'livingdrug run'",
+            hint=f"could not read it ({type(exc).__name__}: {exc})",
         ) from None
     s = scenario_from_toml(toml_text, source=str(path))
     if scenario_hash(s) != m["scenario"].get("hash"):
         raise ScenarioError(
-            f"{path}: scenario.hash does not match the embedded scenario (edited by hand, or written "
-            "by an incompatible livingdrug version); re-run from the scenario file instead",
             file=str(path),
             field="scenario.hash",
+            value=m["scenario"].get("hash"),
+            expected="the hash of the embedded scenario",
+            hint="the manifest was edited or written by an incompatible livingdrug version; "
+            "re-run from the scenario file instead",
         )
     return simulate(s, seed=seed)
 

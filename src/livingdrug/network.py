@@ -275,7 +275,7 @@ class Network:
 
 
 def _check_symbols(expr: sp.Expr, known: set[sp.Symbol], where: str) -> None:
-    free = getattr(expr, "free_symbols", set())
+    free: set[sp.Basic] = getattr(expr, "free_symbols", set())
     unknown = {s for s in free if s not in known}
     if unknown:
         raise ValueError(f"{where}: unknown symbols {sorted(map(str, unknown))}")
@@ -527,9 +527,9 @@ class CompiledNetwork:
         """``O[n, T, j]`` for trajectories ``Y[n, T, k]`` at times ``t[T]``."""
         Y = np.ascontiguousarray(Y, dtype=float)
         P = np.ascontiguousarray(P, dtype=float)
-        O = np.empty((Y.shape[0], Y.shape[1], len(self.network.observables)))
-        self.module.observables_batch(np.ascontiguousarray(t, dtype=float), Y, P, O)
-        return O
+        obs = np.empty((Y.shape[0], Y.shape[1], len(self.network.observables)))
+        self.module.observables_batch(np.ascontiguousarray(t, dtype=float), Y, P, obs)
+        return obs
 
     def propensities_at(self, t: float, y: np.ndarray, p: np.ndarray) -> np.ndarray:
         a = np.empty(len(self.network.reactions))

@@ -49,7 +49,7 @@ class UnitError(ValueError):
 
 
 def _make_registry() -> pint.UnitRegistry:
-    reg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
+    reg: pint.UnitRegistry = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
     reg.define("cell = [cell] = cells")
     reg.define("copies = [copies] = copy")
     # pint ships "d" as day already; "h" as hour.  Make "µ" spellings robust.

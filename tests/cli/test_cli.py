@@ -143,9 +143,8 @@ def test_bad_option_values_are_clean_errors(tmp_path):
 def test_interrupt_keeps_finished_files_and_leaves_no_partial_ones(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from livingdrug import cli
-
     import livingdrug.io as lio
+    from livingdrug import cli
 
     orig = lio.write_json
 
@@ -161,3 +160,18 @@ def test_interrupt_keeps_finished_files_and_leaves_no_partial_ones(tmp_path, mon
     assert (out / "trajectories.parquet").exists() and (out / "summary.json").exists()
     assert not (out / "manifest.json").exists()
     assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
+
+
+def test_bad_manifest_is_a_clean_error(tmp_path, default_run):
+    missing = run("run", "--from", str(tmp_path / "nope.json"))
+    assert missing.returncode == 2 and "nope.json" in missing.stderr and "Traceback" not in missing.stderr
+    junk = tmp_path / "manifest.json"
+    junk.write_text("{not json")
+    p = run("run", "--from", str(junk))
+    assert p.returncode == 2 and "manifest" in p.stderr and "Traceback" not in p.stderr
+    m = json.loads((default_run[0] / "manifest.json").read_text())
+    m["scenario"]["toml"] = m["scenario"]["toml"].replace("seed = 0", "seed = 1")
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(m))
+    p = run("run", "--from", str(edited))
+    assert p.returncode == 2 and "scenario.hash" in p.stderr

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from livingdrug.io import atomic_write_text, ensure_writable_dir, read_trajectories, write_trajectories
+from livingdrug.io import (
+    atomic_write_text,
+    ensure_writable_dir,
+    read_trajectories,
+    write_trajectories,
+)
 from livingdrug.io.atomic import OutputError, atomic_write_with
 from livingdrug.io.results import read_units
 

@@ -47,7 +47,7 @@ def write_json(path: Path, data: Any) -> Path:
 
 def write_trajectories(ds: xr.Dataset, path: Path, *, manifest: dict | None = None) -> Path:
     """Write the (patient, time) variables of ``ds`` to Parquet atomically."""
-    names = [v for v in ds.data_vars if ds[v].dims == ("patient", "time")]
+    names = [str(v) for v in ds.data_vars if ds[v].dims == ("patient", "time")]
     n, nt = ds.sizes["patient"], ds.sizes["time"]
     cols: dict[str, np.ndarray] = {
         "patient": np.repeat(ds["patient"].values.astype(np.int64), nt),

@@ -91,7 +91,10 @@ def write_figures(result: Any, out: Path, *, patient: int = 0) -> list[Path]:
         fig.text(0.99, 0.01, _DISCLAIMER, ha="right", va="bottom", fontsize=6, color="grey")
         fig.tight_layout()
         path = Path(out) / f"{_slug(title)}.png"
-        atomic_write_with(path, lambda tmp, f=fig: f.savefig(tmp, format="png"))
+        def _save(tmp: str, f: Any = fig) -> None:
+            f.savefig(tmp, format="png")
+
+        atomic_write_with(path, _save)
         plt.close(fig)
         paths.append(path)
     return paths
