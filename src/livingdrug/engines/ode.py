@@ -108,13 +108,16 @@ to the kernels changes the module source, hence its hash and the cache entry.
 from __future__ import annotations
 
 import hashlib
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numba.core.errors import NumbaExperimentalFeatureWarning
 
-from ..network import CompiledNetwork, T, compile_network, register_codegen_extension
+from ..network import CompiledNetwork, T
+from . import _ode_kernel
 from .common import (
     STATUS_MAX_STEPS,
     STATUS_MESSAGES,
@@ -143,16 +146,9 @@ _STATS_NAMES = (
     "stiff_switches",
 )
 
-_KERNEL_SOURCE = (Path(__file__).with_name("_ode_driver.py")).read_text(encoding="utf-8")
-#: SHA-256 (first 16 hex digits) of the kernel source; part of every generated module
+_KERNEL_SOURCE = (Path(__file__).with_name("_ode_kernel.py")).read_text(encoding="utf-8")
+#: SHA-256 (first 16 hex digits) of the kernel source, reported in ``settings``
 KERNEL_HASH = hashlib.sha256(_KERNEL_SOURCE.encode()).hexdigest()[:16]
-
-
-def _extension_source() -> str:
-    return f"# livingdrug ODE engine kernels, sha256 {KERNEL_HASH}\n" + _KERNEL_SOURCE
-
-
-register_codegen_extension("ode", _extension_source)
 
 _NONAUTO: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
@@ -164,14 +160,6 @@ def _is_nonautonomous(compiled: CompiledNetwork) -> bool:
         hit = any(T in expr.free_symbols for expr in compiled.network.ode_expressions())
         _NONAUTO[compiled] = hit
     return hit
-
-
-def _module_with_driver(compiled: CompiledNetwork) -> Any:
-    mod = compiled.module
-    if getattr(mod, "ode_solve_batch_parallel", None) is None:
-        # compiled before this engine registered its extension: regenerate with it
-        mod = compile_network(compiled.network).module
-    return mod
 
 
 def _as_2d(a: Any, n_cols: int, name: str, what: str) -> np.ndarray:
@@ -311,28 +299,34 @@ def solve(
         "output": "steps land exactly on t_eval; right-continuous at events",
     }
     if n > 0:
-        mod = _module_with_driver(compiled)
-        driver = mod.ode_solve_batch_parallel if parallel else mod.ode_solve_batch_serial
-        driver(
-            t_start,
-            Y0,
-            PP,
-            te,
-            float(rtol),
-            float(atol),
-            METHODS[method],
-            int(max_steps),
-            0.0 if first_step is None else float(first_step),
-            0.0 if fixed_step is None else float(fixed_step),
-            _is_nonautonomous(compiled),
-            np.ascontiguousarray(compiled.event_is_timed, dtype=np.bool_),
-            np.ascontiguousarray(compiled.event_direction, dtype=np.int64),
-            np.ascontiguousarray(compiled.event_once, dtype=np.bool_),
-            Yout,
-            status,
-            t_fail,
-            stats,
+        driver = (
+            _ode_kernel.ode_solve_batch_parallel if parallel else _ode_kernel.ode_solve_batch_serial
         )
+        with warnings.catch_warnings():
+            # numba calls passing functions as arguments "experimental" (first-class
+            # function types); cfuncs are the documented, stable use of it
+            warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
+            driver(
+                compiled.cfuncs,
+                t_start,
+                Y0,
+                PP,
+                te,
+                float(rtol),
+                float(atol),
+                METHODS[method],
+                int(max_steps),
+                0.0 if first_step is None else float(first_step),
+                0.0 if fixed_step is None else float(fixed_step),
+                _is_nonautonomous(compiled),
+                np.ascontiguousarray(compiled.event_is_timed, dtype=np.bool_),
+                np.ascontiguousarray(compiled.event_direction, dtype=np.int64),
+                np.ascontiguousarray(compiled.event_once, dtype=np.bool_),
+                Yout,
+                status,
+                t_fail,
+                stats,
+            )
     messages = []
     exc = status == _KERNEL_EXCEPTION
     for i in range(n):
