@@ -18,6 +18,14 @@ Rate laws are Python model code (sympy), never strings read from user files.
 Generated code is written to a cache folder (``$LIVINGDRUG_CACHE_DIR`` or
 ``~/.cache/livingdrug``) under a name that is the hash of its source, and imported from there,
 so numba's on-disk cache (``cache=True``) is reused across runs.
+
+Besides the array functions (for Python, numpy and scipy callers), each generated module
+defines C-callable wrappers (``cfunc``) of ``rhs``, ``jac``, ``event_time``,
+``event_condition`` and ``event_apply`` taking raw float64 pointers
+(:attr:`CompiledNetwork.cfuncs`).  Compiled engines take these as arguments: numba types a
+cfunc by its signature alone, so an engine kernel is compiled once for every model instead of
+once per model (see :mod:`livingdrug.engines.ode`).  :func:`use_cache_dir_for_numba` puts the
+engines' own numba cache in the same folder.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ __all__ = [
     "sym",
     "T",
     "cache_dir",
+    "use_cache_dir_for_numba",
     "mass_action",
     "with_values",
 ]
@@ -290,6 +299,51 @@ def cache_dir() -> Path:
     env = os.environ.get("LIVINGDRUG_CACHE_DIR")
     base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "livingdrug"
     return base
+
+
+def use_cache_dir_for_numba(module_file: str) -> None:
+    """Make numba cache the compiled functions of ``module_file`` (a livingdrug module with
+    ``@njit(cache=True)`` functions, e.g. the ODE engine kernels) under :func:`cache_dir`
+    instead of the ``__pycache__`` beside it, so that all of livingdrug's machine code lives in
+    one folder (deleting it gives a cold start) and read-only installs can cache too.
+
+    Call it before the module's functions are decorated.  Uses numba's cache-locator classes;
+    if those are not as expected, numba's default location is used (caching still works).
+    """
+    target = os.path.realpath(module_file)
+    try:
+        from numba.core import caching
+
+        # public names in recent numba, underscored in older releases
+        found = {n.lstrip("_"): getattr(caching, n) for n in dir(caching)}
+        base_cls = found["InTreeCacheLocator"]
+        impl = found["CacheImpl"]
+    except (ImportError, KeyError):  # pragma: no cover - other numba versions
+        return
+    if any(getattr(c, "livingdrug_target", None) == target for c in impl._locator_classes):
+        return
+
+    class _Locator(base_cls):  # type: ignore[misc, valid-type]
+        livingdrug_target = target
+
+        def __init__(self, py_func: Any, py_file: str) -> None:
+            super().__init__(py_func, py_file)
+            folder = cache_dir() / "numba" / self.get_suitable_cache_subpath(py_file)
+            self._cache_path = str(folder)
+
+        @classmethod
+        def from_function(cls, py_func: Any, py_file: str) -> Any:
+            if os.path.realpath(py_file) != target:
+                return None
+            self = cls(py_func, py_file)
+            try:
+                self.ensure_cache_path()
+            except OSError:
+                return None  # not writable: numba's other locators are tried
+            return self
+
+    _Locator.__name__ = _Locator.__qualname__ = "LivingdrugCacheLocator"
+    impl._locator_classes = [_Locator, *impl._locator_classes]
 
 
 # error_model="numpy": a division by zero in a rate law gives inf/NaN (reported per patient as a

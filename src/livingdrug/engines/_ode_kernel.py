@@ -1,18 +1,31 @@
-# ruff: noqa: F821, E741
+# ruff: noqa: E741
 # mypy: ignore-errors
-"""Numba kernels of the deterministic engine, appended as *source text* to every generated
-model module (see :mod:`livingdrug.engines.ode`).
+"""Numba kernels of the deterministic engine (see :mod:`livingdrug.engines.ode`).
 
-This file is never imported as a module for computation.  Its text is appended (through
-:func:`livingdrug.network.register_codegen_extension`) to the generated module of each model,
-where the model functions ``rhs``, ``jac``, ``event_time``, ``event_condition`` and
-``event_apply`` are plain module globals.  numba therefore compiles the whole solver once per
-model, inlines the model functions into the stepper and caches the machine code on disk
-(``cache=True``) beside the model.  The undefined names (``rhs`` …) are resolved there.
+Compiled once for all models
+----------------------------
+The kernels do not know any model: they receive the model's functions as an argument
+``fns = (rhs, jac, event_time, event_condition, event_apply)``, the numba ``cfunc`` s of
+:attr:`livingdrug.network.CompiledNetwork.cfuncs`, and call them with raw pointers
+(``arr.ctypes``) to contiguous float64 arrays::
+
+    rhs(t, y, p, dy)                 jac(t, y, p, J)            (J: n×n, C order)
+    event_time(k, p) -> float        event_condition(k, t, y, p) -> float
+    event_apply(k, t, y, p)
+
+numba types a cfunc by its signature alone (a first-class ``FunctionType``), so every model
+has the same argument types and the kernels are compiled once, then cached on disk
+(``cache=True``, under :func:`livingdrug.network.cache_dir`) and loaded by later processes;
+a new model only compiles its own small functions.  (Before, this file was appended as source
+text to every generated model module and the whole solver was compiled per model, ~20 s
+each.)  The price is an indirect call per model evaluation and loops over the runtime number of
+species instead of a compile-time constant; on the ``car_t`` model it is not measurable
+against the former design (benchmarks/bench_ode.py).
 
 Everything here is ``fastmath=False``: the result of one patient is bitwise identical whatever
 batch, chunk or thread solves it.  No allocation happens inside the step loop; each patient
-allocates its work arrays once.
+allocates its work arrays once.  All arrays whose pointers are passed to model functions are
+C-contiguous.
 
 Method codes: 0 = auto (DP5 with stiffness detection, switching to Rodas4), 1 = Rodas4,
 2 = DOPRI5.  Status codes are those of :mod:`livingdrug.engines.common`.
@@ -24,6 +37,10 @@ import math
 
 import numpy as np
 from numba import njit, prange
+
+from ..network import use_cache_dir_for_numba
+
+use_cache_dir_for_numba(__file__)  # before the decorators below
 
 # ---- DOPRI5 (Dormand & Prince 1980; Hairer, Nørsett & Wanner, Solving ODE I, Table II.5.2)
 _DP_C2 = 1.0 / 5.0
