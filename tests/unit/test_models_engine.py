@@ -1,6 +1,7 @@
 """The default model on the real ODE engine agrees with the scipy Radau reference.
 
-Marked slow: the engine's numba driver compiles per model (~100 s cold, ~20 s from cache).
+Marked slow when the engine compiled its driver per model (~100 s cold); since the kernel is
+compiled once for all models it takes ~2 s with a warm cache (the mark could be dropped).
 """
 
 from __future__ import annotations
