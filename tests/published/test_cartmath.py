@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from livingdrug.models import get_model, reference_solve
+from livingdrug.engines.reference import reference_trajectory
+from livingdrug.models import get_model
 from livingdrug.models.published import cartmath
 
 
@@ -34,7 +35,7 @@ def test_hdlm2_tumour_free_of_car_t_is_logistic_until_injection():
     K = 1/b = 7.12×10¹¹ cells."""
     v = cartmath.VARIANTS["hdlm2"]
     t = np.array([0.0, 10.0, 30.0, 41.9])
-    Y = reference_solve(_net("hdlm2"), (0.0, 41.9), t, rtol=1e-11, atol=1e-9)
+    Y = reference_trajectory(_net("hdlm2"), (0.0, 41.9), t, rtol=1e-11, atol=1e-9)
     K = 1 / v["b"]
     expected = K / (1 + (K / v["T0"] - 1) * np.exp(-v["r"] * t))
     np.testing.assert_allclose(Y[:, 2], expected, rtol=1e-8)
@@ -43,7 +44,7 @@ def test_hdlm2_tumour_free_of_car_t_is_logistic_until_injection():
 def test_raji_grows_exponentially_until_injection():
     """b = 0 for Raji: T(t) = 3×10⁶ e^{0.5071721 t} before the day-7 injection."""
     t = np.array([0.0, 3.0, 6.99])
-    Y = reference_solve(_net("raji"), (0.0, 6.99), t, rtol=1e-11, atol=1e-9)
+    Y = reference_trajectory(_net("raji"), (0.0, 6.99), t, rtol=1e-11, atol=1e-9)
     np.testing.assert_allclose(Y[:, 2], 3e6 * np.exp(0.5071721 * t), rtol=1e-8)
 
 
@@ -54,7 +55,7 @@ def test_car_t_without_tumour_closed_form():
     net = _net("hdlm2")
     p = net.parameter_vector({"t_inf": 100.0})  # no injection in the window
     t = np.array([0.0, 5.0, 20.0, 60.0])
-    Y = reference_solve(net, (0.0, 60.0), t, params=p, y0=np.array([1e6, 0.0, 0.0]),
+    Y = reference_trajectory(net, (0.0, 60.0), t, params=p, y0=np.array([1e6, 0.0, 0.0]),
                         rtol=1e-11, atol=1e-9)
     k = v["phi"] - v["rho"]
     np.testing.assert_allclose(Y[:, 0], 1e6 * np.exp(k * t), rtol=1e-8)
@@ -92,7 +93,7 @@ def test_hdlm2_protocol_eliminates_tumour_and_leaves_memory():
     """1.5×10⁶ CAR-T123 at day 42 against ~2.1×10⁷ HDLM-2 cells: γC_T = 5.6/d ≫ r, so the tumour
     is driven below 10⁻⁶ cells and set to 0 within ~3 weeks; memory CAR-T persist (μ = 0.005/d)."""
     t = np.array([42.0, 60.0, 100.0, 200.0])
-    Y = reference_solve(_net("hdlm2"), (0.0, 200.0), t, rtol=1e-10, atol=1e-9)
+    Y = reference_trajectory(_net("hdlm2"), (0.0, 200.0), t, rtol=1e-10, atol=1e-9)
     assert Y[0, 2] > 1e7
     assert Y[1, 2] == 0.0 and Y[-1, 2] == 0.0
     assert Y[-1, 1] > 1e5
@@ -105,7 +106,7 @@ def test_raji_protocol_outcome_by_simulation():
     CAR-T decline, fall below 10⁻⁶ cells (set to 0) and the tumour grows exponentially.  This is
     the model's behaviour at the published values, not a figure from the paper."""
     t = np.array([7.0, 20.0, 60.0])
-    Y = reference_solve(_net("raji"), (0.0, 60.0), t, rtol=1e-10, atol=1e-9)
+    Y = reference_trajectory(_net("raji"), (0.0, 60.0), t, rtol=1e-10, atol=1e-9)
     assert abs(Y[-1, 0]) < 1e-12 and abs(Y[-1, 1]) < 1e-12  # set to 0 (solver noise only)
     assert Y[-1, 2] == pytest.approx(Y[1, 2] * math.exp(0.5071721 * 40.0), rel=1e-6)
 

@@ -14,7 +14,8 @@ import math
 import numpy as np
 import pytest
 
-from livingdrug.models import get_model, reference_solve
+from livingdrug.engines.reference import reference_trajectory
+from livingdrug.models import get_model
 from livingdrug.models.published import kimmel2021
 
 P = {"K_N": 500.0, "K_C": 139.0, "r_N": 0.17, "rho_C": 0.0251, "a": 0.423, "b": 0.525,
@@ -31,7 +32,7 @@ def test_normal_t_cells_follow_closed_form_gompertz_without_car_t():
     """With C = 0, N' = −r_N N ln(N/K_N) gives ln(N/K_N) = ln(N0/K_N)·e^{−r_N t}; N → K_N."""
     net = kimmel2021.build()
     t = np.array([0.0, 2.0, 10.0, 30.0, 100.0])
-    Y = reference_solve(net, (0.0, 100.0), t, y0=np.array([6.0, 0.0, 1.0]), rtol=1e-11, atol=1e-12)
+    Y = reference_trajectory(net, (0.0, 100.0), t, y0=np.array([6.0, 0.0, 1.0]), rtol=1e-11, atol=1e-12)
     expected = P["K_N"] * np.exp(math.log(6.0 / P["K_N"]) * np.exp(-P["r_N"] * t))
     np.testing.assert_allclose(Y[:, 0], expected, rtol=1e-7)
     assert Y[-1, 0] == pytest.approx(P["K_N"], rel=1e-6)
@@ -42,7 +43,7 @@ def test_tumour_grows_exponentially_without_car_t():
     t = ln 1.2 / r_B ≈ 18.2 d)."""
     net = kimmel2021.build()
     t = np.array([0.0, 18.232155679395462, 50.0])
-    Y = reference_solve(net, (0.0, 50.0), t, y0=np.array([6.0, 0.0, 94.86]), rtol=1e-11, atol=1e-12)
+    Y = reference_trajectory(net, (0.0, 50.0), t, y0=np.array([6.0, 0.0, 94.86]), rtol=1e-11, atol=1e-12)
     np.testing.assert_allclose(Y[:, 2], 94.86 * np.exp(P["r_B"] * t), rtol=1e-8)
     assert Y[1, 2] / 94.86 == pytest.approx(1.2, rel=1e-8)
 
@@ -51,7 +52,7 @@ def test_tumour_grows_exponentially_without_car_t():
 def treated():
     net = get_model("kimmel2021").network()
     t = np.linspace(0.0, 120.0, 12001)
-    Y = reference_solve(net, (0.0, 120.0), t, rtol=1e-10, atol=1e-12)
+    Y = reference_trajectory(net, (0.0, 120.0), t, rtol=1e-10, atol=1e-12)
     return t, Y
 
 

@@ -14,7 +14,8 @@ import math
 import numpy as np
 import pytest
 
-from livingdrug.models import get_model, reference_solve
+from livingdrug.engines.reference import reference_trajectory
+from livingdrug.models import get_model
 from livingdrug.models.published import stein2019
 
 FOLDX, TMAX, CMAX, ALPHA, FB, BETA = 3900.0, 9.3, 24000.0, 0.16, 0.0079, 0.0032
@@ -24,7 +25,7 @@ FOLDX, TMAX, CMAX, ALPHA, FB, BETA = 3900.0, 9.3, 24000.0, 0.16, 0.0079, 0.0032
 def solution():
     net = get_model("stein2019").network()
     t = np.array([0.0, 1.0, 5.0, TMAX - 1e-9, TMAX, 14.0, 28.0, 90.0, 180.0, 365.0])
-    Y = reference_solve(net, (0.0, 365.0), t, rtol=1e-11, atol=1e-12)
+    Y = reference_trajectory(net, (0.0, 365.0), t, rtol=1e-11, atol=1e-12)
     return net, t, Y.sum(axis=1)
 
 
@@ -76,7 +77,7 @@ def test_auc_0_28_matches_analytic_integral():
     of the network solution)."""
     net = stein2019.build()
     t = np.linspace(0.0, 28.0, 28 * 400 + 1)
-    Y = reference_solve(net, (0.0, 28.0), t, rtol=1e-11, atol=1e-12)
+    Y = reference_trajectory(net, (0.0, 28.0), t, rtol=1e-11, atol=1e-12)
     C = Y.sum(axis=1)
     rho = math.log(FOLDX) / TMAX
     c0 = CMAX / FOLDX
@@ -92,7 +93,7 @@ def test_individual_parameters_move_the_switch():
     """With Tmax = 12 d and foldx = 1000 the peak is still Cmax, reached at the new Tmax."""
     net = stein2019.build()
     p = net.parameter_vector({"Tmax": 12.0, "foldx": 1000.0})
-    Y = reference_solve(net, (0.0, 20.0), np.array([0.0, 12.0, 20.0]), params=p, rtol=1e-11, atol=1e-12)
+    Y = reference_trajectory(net, (0.0, 20.0), np.array([0.0, 12.0, 20.0]), params=p, rtol=1e-11, atol=1e-12)
     C = Y.sum(axis=1)
     assert C[0] == pytest.approx(24.0, rel=1e-10)
     assert C[1] == pytest.approx(CMAX, rel=1e-7)

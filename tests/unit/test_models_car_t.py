@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from livingdrug.models import get_model, reference_solve
+from livingdrug.engines.reference import reference_trajectory
+from livingdrug.models import get_model
 from livingdrug.network import compile_network
 
 
@@ -23,7 +24,7 @@ from livingdrug.network import compile_network
 def course():
     net = get_model("car_t").network()
     t = np.concatenate([np.arange(-6.0, 60.0, 0.25), np.arange(60.0, 366.0, 2.0)])
-    Y = reference_solve(net, (-6.0, 365.0), t)
+    Y = reference_trajectory(net, (-6.0, 365.0), t)
     c = compile_network(net)
     p = net.parameter_vector()
     obs_arr = c.observables_batch(t, Y[None], p[None])[0]
@@ -109,7 +110,7 @@ def test_b_cells_recover_when_car_t_killing_is_lost(course):
     y90 = Y[int(np.argmin(np.abs(t - 90.0)))].copy()
     p = net.parameter_vector({"k_kill": 0.0})
     tt = np.array([90.0, 270.0])
-    Z = reference_solve(net, (90.0, 270.0), tt, y0=y90, params=p)
+    Z = reference_trajectory(net, (90.0, 270.0), tt, y0=y90, params=p)
     c = compile_network(net)
     obs_arr = c.observables_batch(tt, Z[None], p[None])[0]
     b = obs_arr[:, net.observable_names.index("b_cells_blood")]
@@ -129,7 +130,7 @@ def test_cd19_negative_escape_is_possible():
     """A larger CD19-negative subclone escapes: CD19-negative relapse within a year."""
     net = get_model("car_t").network(neg_fraction=1e-4)
     t = np.array([28.0, 365.0])
-    Y = reference_solve(net, (-6.0, 365.0), t)
+    Y = reference_trajectory(net, (-6.0, 365.0), t)
     c = compile_network(net)
     obs_arr = c.observables_batch(t, Y[None], net.parameter_vector()[None])[0]
     names = net.observable_names
@@ -141,6 +142,6 @@ def test_no_car_t_no_remission():
     net = get_model("car_t").network()
     p = net.parameter_vector({"dose": 0.0})
     t = np.array([28.0])
-    Y = reference_solve(net, (-6.0, 28.0), t, params=p)
+    Y = reference_trajectory(net, (-6.0, 28.0), t, params=p)
     obs_arr = compile_network(net).observables_batch(t, Y[None], p[None])[0]
     assert obs_arr[0, net.observable_names.index("blasts_pct")] > 70.0

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from ..network import CompiledNetwork
+from ..network import CompiledNetwork, Network, compile_network
 from .common import (
     STATUS_MESSAGES,
     STATUS_NONFINITE,
@@ -45,7 +45,7 @@ from .common import (
     OdeSolution,
 )
 
-__all__ = ["solve_reference"]
+__all__ = ["solve_reference", "reference_trajectory"]
 
 _IMPLICIT = {"Radau", "BDF", "LSODA"}
 _MAX_CASCADE = 100
@@ -269,3 +269,25 @@ def _make_event(g: Any, c: int, direction: int) -> Any:
     fn.terminal = True  # type: ignore[attr-defined]
     fn.direction = float(direction)  # type: ignore[attr-defined]
     return fn
+
+
+def reference_trajectory(
+    net: Network,
+    t_span: tuple[float, float],
+    t_eval: np.ndarray,
+    *,
+    params: np.ndarray | None = None,
+    y0: np.ndarray | None = None,
+    rtol: float = 1e-8,
+    atol: float = 1e-6,
+) -> np.ndarray:
+    """``Y[len(t_eval), n_species]`` of one patient of ``net`` from ``t_span[0]`` (defaults:
+    the network's parameters and initial state), by :func:`solve_reference`.  For tests and
+    checks that want an engine-independent answer; raises if the solve fails."""
+    p = net.parameter_vector() if params is None else np.asarray(params, dtype=float)
+    y = net.initial_state() if y0 is None else np.asarray(y0, dtype=float)
+    sol = solve_reference(compile_network(net), y, p, np.asarray(t_eval, dtype=float),
+                          t0=float(t_span[0]), rtol=rtol, atol=atol)
+    if int(sol.status[0]) != 0:
+        raise RuntimeError(f"reference solve failed: {sol.message[0]}")
+    return sol.y[0]
