@@ -813,8 +813,9 @@ def _ode_solve_guarded(fns, i, t0, Y0, P, t_eval, rtol, atol, method, max_steps,
                        fixed_step, nonauto, ev_timed, ev_dir, ev_once, Yout, status, t_fail,
                        stats):
     """Solve patient i; an exception raised by model code (e.g. a division by zero in a rate
-    law) becomes status _ST_EXCEPTION for this patient only.  Yout must be NaN-filled by the
-    caller; t_fail[i] tracks the time reached so far."""
+    law) becomes status _ST_EXCEPTION for this patient only.  Yout need not be initialised:
+    the kernel writes every output (NaN after a failure); t_fail[i] tracks the time reached,
+    and every output before it has been written."""
     try:
         st, tf = _ode_solve_one(fns, t0, Y0[i], P[i], t_eval, rtol, atol, method, max_steps,
                                 first_step, fixed_step, nonauto, ev_timed, ev_dir, ev_once,
@@ -823,7 +824,7 @@ def _ode_solve_guarded(fns, i, t0, Y0, P, t_eval, rtol, atol, method, max_steps,
         st = _ST_EXCEPTION
         tf = t_fail[i]
         for jj in range(t_eval.shape[0]):
-            if t_eval[jj] > tf:
+            if t_eval[jj] >= tf:
                 for kk in range(Yout.shape[2]):
                     Yout[i, jj, kk] = math.nan
     status[i] = st
