@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from ode_models import logistic_network, robertson_network  # noqa: E402
 
 from livingdrug.engines.common import (
     STATUS_MAX_STEPS,
@@ -15,52 +16,8 @@ from livingdrug.engines.common import (
     STATUS_STEP_TOO_SMALL,
 )
 from livingdrug.engines.ode import KERNEL_HASH, solve
-from livingdrug.network import At, Event, Network, Reaction, Species, T, When, compile_network, sym
+from livingdrug.network import At, Event, Network, Reaction, Species, When, compile_network, sym
 from livingdrug.params import Param
-
-BIG = 1e300
-WIDE = (-BIG, BIG)
-
-
-def logistic_network() -> Network:
-    """Same network as tests/analytic/test_ode_analytic.py (shares the compiled cache)."""
-    y = sym("y")
-    r, K, td, dose, thr, t2 = (sym(n) for n in ("r", "K", "t_dose", "dose", "thr", "t2"))
-    return Network(
-        "ode_test_logistic",
-        species=(Species("y", initial=1.0), Species("tf", unit="d", initial=-1.0)),
-        params=(
-            Param("r", 1.0, "1/d", bounds=WIDE),
-            Param("K", BIG, "cell", bounds=WIDE),
-            Param("t_dose", 1e9, "d", bounds=WIDE),
-            Param("dose", 0.0, "cell", bounds=WIDE),
-            Param("thr", -1.0, "cell", bounds=WIDE),
-            Param("t2", 1e9, "d", bounds=WIDE),
-        ),
-        reactions=(Reaction("grow", {"y": 1}, r * y * (1 - y / K)),),
-        events=(
-            Event("bolus", At(td), {"y": y + dose}),
-            Event("extinct", When(y - thr, -1), {"y": 0.0, "tf": T}),
-            Event("double", At(t2), {"y": 2 * y}),
-            Event("plus_one", At(t2), {"y": y + 1}),
-        ),
-    )
-
-
-def robertson_network() -> Network:
-    """Same network as tests/analytic/test_ode_analytic.py (stiff; exercises auto → Rodas)."""
-    y1, y2, y3 = sym("y1"), sym("y2"), sym("y3")
-    k1, k2, k3 = sym("k1"), sym("k2"), sym("k3")
-    return Network(
-        "ode_test_robertson",
-        species=(Species("y1", "1", 1.0), Species("y2", "1", 0.0), Species("y3", "1", 0.0)),
-        params=(Param("k1", 0.04, "1/d"), Param("k2", 3e7, "1/d"), Param("k3", 1e4, "1/d")),
-        reactions=(
-            Reaction("r1", {"y1": -1, "y2": 1}, k1 * y1),
-            Reaction("r2", {"y2": -1, "y3": 1}, k2 * y2**2),
-            Reaction("r3", {"y2": -1, "y1": 1}, k3 * y2 * y3),
-        ),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -242,8 +199,7 @@ def test_a_jump_that_carries_a_condition_across_zero_fires_it_like_the_reference
 
     from livingdrug.engines.ode import solve
     from livingdrug.engines.reference import solve_reference
-    from livingdrug.network import At, Event, Network, Reaction, Species, When, compile_network, sym
-    from livingdrug.params import Param
+    from livingdrug.network import compile_network
 
     L = sym("L")
     net = Network(
