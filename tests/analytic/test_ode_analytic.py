@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 import sympy as sp
-from ode_models import BIG, WIDE, logistic_network, robertson_network  # noqa: E402
+from ode_models import BIG, WIDE, logistic_network, robertson_network
 from scipy.integrate import solve_ivp
 
 from livingdrug.engines.common import STATUS_MAX_STEPS, STATUS_OK

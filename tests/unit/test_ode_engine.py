@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from ode_models import logistic_network, robertson_network  # noqa: E402
+from ode_models import logistic_network, robertson_network
 
 from livingdrug.engines.common import (
     STATUS_MAX_STEPS,
