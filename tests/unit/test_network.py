@@ -1,0 +1,103 @@
+"""The network core: one definition, consistent derived forms, clear construction errors."""
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from livingdrug.models import MODELS
+from livingdrug.network import (
+    At,
+    Event,
+    Network,
+    Reaction,
+    Species,
+    When,
+    compile_network,
+    sym,
+    with_values,
+)
+from livingdrug.params import Param
+
+
+def _random_state(net, rng):
+    y0 = net.initial_state()
+    scale = np.where(y0 > 0, y0, 1e3)
+    return scale * rng.uniform(0.1, 3.0, y0.size)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_rhs_is_stoichiometry_times_propensities(name):
+    """dy/dt = S · r(t, y, p): the ODE and the stochastic engines see the same reactions."""
+    net = MODELS[name].network()
+    c = compile_network(net)
+    rng = np.random.default_rng(7)
+    p = net.parameter_vector()
+    for _ in range(5):
+        y = _random_state(net, rng)
+        dy = np.empty_like(y)
+        c.rhs(3.0, y, p, dy)
+        a = c.propensities_at(3.0, y, p)
+        expect = net.stoichiometry() @ a
+        np.testing.assert_allclose(dy, expect, rtol=1e-10, atol=1e-10 * np.abs(a).max())
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if not MODELS[n].network().meta.get("ode_only")))
+def test_propensities_are_nonnegative_for_stochastic_use(name):
+    """An exact stochastic engine needs every reaction rate ≥ 0 at non-negative states."""
+    net = MODELS[name].network()
+    c = compile_network(net)
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        y = _random_state(net, rng)
+        assert (c.propensities_at(0.0, y, net.parameter_vector()) >= 0).all()
+
+
+def test_batched_forms_match_single_patient_forms():
+    net = MODELS["car_t"].network()
+    c = compile_network(net)
+    rng = np.random.default_rng(3)
+    Y = np.stack([_random_state(net, rng) for _ in range(4)])
+    P = np.tile(net.parameter_vector(), (4, 1)) * rng.uniform(0.8, 1.2, (4, len(net.params)))
+    dY, J = c.rhs_batch(1.0, Y, P), c.jac_batch(1.0, Y, P)
+    assert dY.shape == Y.shape and J.shape == (4, Y.shape[1], Y.shape[1])
+    for i in range(4):
+        dy = np.empty(Y.shape[1])
+        c.rhs(1.0, Y[i], P[i], dy)
+        np.testing.assert_array_equal(dY[i], dy)
+
+
+def test_construction_errors_name_the_culprit():
+    E = sym("E")
+    sp_ = (Species("E", initial=1.0),)
+    pr = (Param("k", 1.0, "1/d"),)
+    with pytest.raises(ValueError, match="unknown species"):
+        Network("n", sp_, pr, (Reaction("r", {"X": 1}, sym("k") * E),))
+    with pytest.raises(ValueError, match="unknown symbols.*q"):
+        Network("n", sp_, pr, (Reaction("r", {"E": 1}, sym("q") * E),))
+    with pytest.raises(ValueError, match="names used twice"):
+        Network("n", sp_, (Param("E", 1.0, "1/d"),), ())
+    with pytest.raises(ValueError, match="unknown species"):
+        Network("n", sp_, pr, (), events=(Event("e", At(sp.Float(1)), {"Z": 0}),))
+    with pytest.raises(ValueError, match="outside its bounds"):
+        Param("k", -1.0, "1/d")
+    with pytest.raises(ValueError, match="unknown unit"):
+        Species("E", unit="blorps")
+
+
+def test_with_values_exports_one_patient():
+    E = sym("E")
+    net = Network(
+        "grow", (Species("E", initial=1.0),), (Param("k", 0.5, "1/d"),),
+        (Reaction("g", {"E": 1}, sym("k") * E),),
+        events=(Event("cap", When(E - 10, 1), {"E": 10}),),
+    )
+    v = with_values(net, np.array([0.25]), np.array([4.0]))
+    assert v.param("k").value == 0.25 and v.species_by_name("E").initial == 4.0
+    assert net.param("k").value == 0.5  # the original is unchanged (frozen values)
+
+
+def test_generated_code_is_reused_for_an_identical_network():
+    a = MODELS["stein2019"].network()
+    b = MODELS["stein2019"].network()
+    assert a is not b
+    assert compile_network(a).module is compile_network(b).module
