@@ -153,15 +153,23 @@ def _print_summary(result, folder: Path, seconds: float) -> None:  # noqa: ANN00
     con = _console()
     title = getattr(result.scenario, "title", "") or result.manifest["scenario"]["name"]
     table = Table(title=f"{title}", title_justify="left")
-    for col in ("section", "endpoint", "value", "unit"):
-        table.add_column(col, justify="right" if col == "value" else "left")
-    for row in summary_rows(result.summary):
-        table.add_row(*row)
+    for col, justify in (("endpoint", "left"), ("value", "right"), ("unit", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    section = None
+    for sec, label, value, unit in summary_rows(result.summary):
+        if sec != section:
+            if section is not None:
+                table.add_section()
+            table.add_row(f"[bold]{sec}[/]", "", "")
+            section = sec
+        table.add_row(f"  {label}", value, unit)
     con.print(table)
     failed = result.summary.get("failed", 0)
     if failed:
         con.print(f"[red]{failed} patient(s) failed:[/] {result.summary.get('message')}")
-    con.print(f"wrote {folder}/ (report.html, trajectories.parquet, summary.json, manifest.json) in {seconds:.1f} s")
+    main_files = ("report.html", "trajectories.parquet", "summary.json", "manifest.json")
+    written = ", ".join(n for n in main_files if (folder / n).exists())
+    con.print(f"wrote {folder}/ ({written}) in {seconds:.1f} s")
     con.print("[dim]Research and education use only; not medical advice.[/]")
 
 

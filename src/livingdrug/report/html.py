@@ -19,7 +19,7 @@ _LABELS = {
     "clast": ("Last value", "{unit}"),
     "time_to_remission": ("Time to remission (< 5 % blasts)", "d"),
     "time_to_mrd_negative": ("Time to MRD negativity (< 10⁻⁴)", "d"),
-    "relapse_time": ("Relapse", "d"),
+    "relapse_time": ("Relapse (blasts ≥ 5 % again)", "d"),
     "relapse_type": ("Relapse type", ""),
     "bcell_aplasia_start": ("B-cell aplasia from", "d"),
     "bcell_aplasia_duration": ("B-cell aplasia duration", "d"),
