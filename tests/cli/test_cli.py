@@ -175,3 +175,13 @@ def test_bad_manifest_is_a_clean_error(tmp_path, default_run):
     edited.write_text(json.dumps(m))
     p = run("run", "--from", str(edited))
     assert p.returncode == 2 and "scenario.hash" in p.stderr
+
+
+def test_export_sbml_writes_a_model_libroadrunner_simulates(tmp_path):
+    roadrunner = pytest.importorskip("roadrunner")
+    out = tmp_path / "cd19.xml"
+    p = run("export-sbml", "cd19-ball", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    rr = roadrunner.RoadRunner(str(out))
+    assert len(rr.model.getFloatingSpeciesIds()) == 11
+    assert rr.simulate(0, 30, 31).shape[0] == 31
