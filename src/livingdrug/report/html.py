@@ -69,8 +69,9 @@ def write_report(result: Any, out: Path, figures: list[Path]) -> Path:
         for s, label, v, u in summary_rows(result.summary)
     )
     imgs = "\n".join(
-        f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
-        f"<figcaption>{html.escape(p.stem.replace('_', ' '))}</figcaption></figure>"
+        # each figure carries its own title; the file name is the alt text and the caption
+        f'<figure><img alt="{html.escape(p.name)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
+        f"<figcaption><code>{html.escape(p.name)}</code></figcaption></figure>"
         for p in figures
     )
     failed = int(result.summary.get("failed", 0))
