@@ -62,3 +62,12 @@ def test_parquet_round_trip_keeps_values_and_units(tmp_path):
     assert df["E"].tolist() == y.reshape(-1).tolist()
     assert df["time"].tolist() == [0.0, 1.0, 2.0, 0.0, 1.0, 2.0]
     assert read_units(path) == {"patient": "1", "time": "d", "E": "cell"}
+
+
+def test_outputs_get_ordinary_file_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "x.json", "{}")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644

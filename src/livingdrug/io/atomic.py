@@ -35,12 +35,20 @@ def ensure_writable_dir(path: Path) -> Path:
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_with(path: Path, writer: Callable[[str], None]) -> Path:
     """Call ``writer(tmp_path)`` to produce the file, then move it atomically to ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        # mkstemp makes the file private (0600); give it the mode an ordinary file would get
+        os.chmod(tmp, 0o666 & ~_umask())
         writer(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
