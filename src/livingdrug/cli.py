@@ -128,6 +128,8 @@ def run(
     else:
         if days is not None and not (0 < days <= 36500):
             _fail(f"--days {days}: expected a number of days in (0, 36500]")
+        if engine != "ode":
+            _fail(f"--engine {engine}: expected 'ode' (the stochastic engines are not available yet)")
         if seed is not None and seed < 0:
             _fail(f"--seed {seed}: expected a non-negative integer")
         s = load_scenario(scenario or default_scenario_name())

@@ -138,6 +138,8 @@ def test_unwritable_output_folder_is_a_clean_error(tmp_path):
 def test_bad_option_values_are_clean_errors(tmp_path):
     p = run("run", "--days", "-3", "--out", str(tmp_path / "x"))
     assert p.returncode == 2 and "--days" in p.stderr and "Traceback" not in p.stderr
+    p = run("run", "--engine", "warp", "--out", str(tmp_path / "y"))
+    assert p.returncode == 2 and "--engine" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_interrupt_keeps_finished_files_and_leaves_no_partial_ones(tmp_path, monkeypatch):
