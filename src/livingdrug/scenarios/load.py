@@ -863,7 +863,7 @@ def load_scenario(name_or_path: str | Path, *, models: Mapping[str, Any] | None 
                 raise ScenarioError(
                     file=shown,
                     expected=f"a built-in scenario ({_listing(builtins)}) or a path to a .toml file",
-                    hint=f'did you mean "{best}"?' if best else "run list_scenarios() to see them",
+                    hint=f'did you mean "{best}"?' if best else "list them with 'livingdrug scenarios' (or list_scenarios() in Python)",
                 )
             path = builtin_dir() / f"{name_or_path}.toml"
             shown = f"{name_or_path}.toml"
