@@ -156,3 +156,10 @@ def test_rows_broadcast_and_per_row_parameters():
     assert sol.y[0, 1, 0] == 0.0 and 0.0 <= sol.y[1, 1, 0] <= 3.0
     empty = solve_ssa(c, [0.0, -1.0], P[0], [0.0], seed=3, replicates=0)
     assert empty.y.shape == (0, 1, 2)
+
+
+def test_flat_api_exports_solve_ssa():
+    import livingdrug
+
+    assert livingdrug.solve_ssa is solve_ssa
+    assert "solve_ssa" in livingdrug.__all__

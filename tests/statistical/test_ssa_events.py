@@ -67,3 +67,31 @@ def test_threshold_event_zeroes_the_population():
     assert np.all(np.isin(x, np.arange(0, 11)))
     assert np.mean(x[:, -1] == 0) > 0.99  # P(3 of 10 cells alive at t = 10) ≈ 1e-11 each
     assert np.all(sol.y[:, :, 1] == -1.0)
+
+
+def _crossing_counter(once: bool):
+    from livingdrug.network import Event, Network, Reaction, Species, When, sym
+    from livingdrug.params import Param
+
+    n, c, k, g = sym("n"), sym("c"), sym("k"), sym("gamma")
+    return Network(
+        f"ssa_test_crossings_{once}",
+        species=(Species("n"), Species("c", unit="1")),
+        params=(Param("k", 5.0, "1/d"), Param("gamma", 1.0, "1/d")),
+        reactions=(Reaction("immigrate", {"n": 1}, k), Reaction("die", {"n": -1}, g * n)),
+        events=(Event("up", When(n - 5, +1), {"c": c + 1}, once=once),),
+    ).compile()
+
+
+def test_once_and_repeated_condition_events():
+    """Counting upward crossings of n = 5 (from 4 to 5) in an immigration–death process
+    fluctuating around 5: a repeatable event fires many times, a ``once`` event at most once."""
+    t_eval = [0.0, 20.0]
+    many = solve_ssa(_crossing_counter(False), [0.0, 0.0], [5.0, 1.0], t_eval, seed=44, replicates=200)
+    one = solve_ssa(_crossing_counter(True), [0.0, 0.0], [5.0, 1.0], t_eval, seed=44, replicates=200)
+    assert np.all(many.status == 0) and np.all(one.status == 0)
+    assert many.y[:, -1, 1].min() >= 1 and many.y[:, -1, 1].mean() > 5
+    assert np.all(one.y[:, -1, 1] == 1.0)
+    # the event does not touch n, so both runs share every firing: identical n paths
+    assert np.array_equal(many.y[:, :, 0], one.y[:, :, 0])
+    assert many.stats["events"] == many.y[:, -1, 1].sum()
