@@ -6,7 +6,7 @@ The flat public API (imported lazily, so ``import livingdrug`` stays fast)::
     load_scenario, list_scenarios, simulate, save_run, rerun_manifest,
     Scenario, ScenarioError, SimulationResult,
     Network, Species, Reaction, Observable, Event, At, When, Param, compile_network,
-    get_model, solve
+    get_model, solve, solve_ssa
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ _LAZY = {
     "Param": "livingdrug.params",
     "get_model": "livingdrug.models",
     "solve": "livingdrug.engines.ode",
+    "solve_ssa": "livingdrug.engines.ssa",
 }
 
 __all__ = ["__version__", *_LAZY]

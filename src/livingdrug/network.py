@@ -20,9 +20,9 @@ Generated code is written to a cache folder (``$LIVINGDRUG_CACHE_DIR`` or
 so numba's on-disk cache (``cache=True``) is reused across runs.
 
 Besides the array functions (for Python, numpy and scipy callers), each generated module
-defines C-callable wrappers (``cfunc``) of ``rhs``, ``jac``, ``event_time``,
+defines C-callable wrappers (``cfunc``) of ``rhs``, ``jac``, ``propensities``, ``event_time``,
 ``event_condition`` and ``event_apply`` taking raw float64 pointers
-(:attr:`CompiledNetwork.cfuncs`).  Compiled engines take these as arguments: numba types a
+(:attr:`CompiledNetwork.cfuncs`, :attr:`CompiledNetwork.ssa_cfuncs`).  Compiled engines take these as arguments: numba types a
 cfunc by its signature alone, so an engine kernel is compiled once for every model instead of
 once per model (see :mod:`livingdrug.engines.ode`).  :func:`use_cache_dir_for_numba` puts the
 engines' own numba cache in the same folder.
@@ -474,6 +474,10 @@ def generate_source(net: Network) -> str:
         "def jac_c(t, y, p, J):",
         "    jac(t, carray(y, (N_SPECIES,)), carray(p, (N_PARAMS,)), carray(J, (N_SPECIES, N_SPECIES)))",
         "",
+        "@cfunc(types.void(_F8, _PTR, _PTR, _PTR), cache=True, nogil=True, error_model=\"numpy\")",
+        "def propensities_c(t, y, p, a):",
+        "    propensities(t, carray(y, (N_SPECIES,)), carray(p, (N_PARAMS,)), carray(a, (N_REACTIONS,)))",
+        "",
         "@cfunc(_F8(types.int64, _PTR), cache=True, nogil=True, error_model=\"numpy\")",
         "def event_time_c(k, p):",
         "    return event_time(k, carray(p, (N_PARAMS,)))",
@@ -584,6 +588,14 @@ class CompiledNetwork:
         kernels take them as arguments, so they are compiled once for every model."""
         m = self.module
         return (m.rhs_c, m.jac_c, m.event_time_c, m.event_condition_c, m.event_apply_c)
+
+    @property
+    def ssa_cfuncs(self) -> tuple[Any, ...]:
+        """``(propensities_c, event_time_c, event_condition_c, event_apply_c)``: the
+        ``cfunc`` s the stochastic engines take (:mod:`livingdrug.engines.ssa`);
+        ``propensities_c(t, y, p, a)`` writes the ``N_REACTIONS`` reaction rates to ``a``."""
+        m = self.module
+        return (m.propensities_c, m.event_time_c, m.event_condition_c, m.event_apply_c)
 
     # numpy conveniences ---------------------------------------------------------------
     def rhs_batch(self, t: float, Y: np.ndarray, P: np.ndarray) -> np.ndarray:

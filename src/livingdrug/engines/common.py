@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["OdeSolution", "STATUS_OK", "STATUS_MESSAGES"]
+__all__ = ["OdeSolution", "STATUS_OK", "STATUS_BAD_PROPENSITY", "STATUS_MESSAGES"]
 
 #: per-patient status codes (failures are data, never an exception for one bad patient)
 STATUS_OK = 0
@@ -14,12 +14,16 @@ STATUS_MAX_STEPS = 1
 STATUS_STEP_TOO_SMALL = 2
 STATUS_NONFINITE = 3
 STATUS_SINGULAR = 4
+#: a stochastic engine met a negative, NaN or infinite propensity (5 is kept for the ODE
+#: kernel's internal "model code raised" code)
+STATUS_BAD_PROPENSITY = 6
 STATUS_MESSAGES = {
     STATUS_OK: "ok",
     STATUS_MAX_STEPS: "maximum number of steps reached",
     STATUS_STEP_TOO_SMALL: "step size fell below the minimum (stalled)",
     STATUS_NONFINITE: "state became NaN or infinite",
     STATUS_SINGULAR: "singular iteration matrix",
+    STATUS_BAD_PROPENSITY: "a propensity was negative, NaN or infinite",
 }
 
 

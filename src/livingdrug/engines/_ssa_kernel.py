@@ -1,0 +1,299 @@
+# mypy: ignore-errors
+"""Numba kernels of the exact stochastic engine (see :mod:`livingdrug.engines.ssa`).
+
+Like the ODE kernels these know no model: they take ``fns = (propensities, event_time,
+event_condition, event_apply)``, the ``cfunc`` s of
+:attr:`livingdrug.network.CompiledNetwork.ssa_cfuncs`, and call them with raw pointers to
+contiguous float64 arrays, so they are compiled once for every model and cached on disk under
+:func:`livingdrug.network.cache_dir`.
+
+Random numbers: each replicate owns a xoshiro256** generator (Blackman & Vigna, "Scrambled
+linear pseudorandom number generators", ACM Trans. Math. Softw. 47(4), 36 (2021)), state four
+uint64 words seeded by the caller from ``numpy.random.SeedSequence(seed, spawn_key=(i,))``.
+A draw is turned into a double in the open interval (0, 1) as ``((x >> 11) + 0.5) · 2⁻⁵³``.
+Nothing here is ``fastmath``; a replicate's result depends only on its own stream, so it is
+bitwise identical whatever thread or chunk simulates it.
+
+Status codes are those of :mod:`livingdrug.engines.common`; 5 (internal) means the model code
+raised.  Stats columns: 0 reactions fired, 1 events fired.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ..network import use_cache_dir_for_numba
+
+use_cache_dir_for_numba(__file__)  # before the decorators below
+
+_ST_OK = 0
+_ST_MAX_STEPS = 1
+_ST_NONFINITE = 3
+_ST_EXCEPTION = 5
+_ST_BAD_PROPENSITY = 6
+
+_U5 = np.uint64(5)
+_U7 = np.uint64(7)
+_U9 = np.uint64(9)
+_U11 = np.uint64(11)
+_U17 = np.uint64(17)
+_U45 = np.uint64(45)
+_U64 = np.uint64(64)
+_TWO_M53 = 1.0 / 9007199254740992.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rotl(x, k):
+    return (x << k) | (x >> (_U64 - k))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def xoshiro_next(s):
+    """Advance the xoshiro256** state ``s`` (uint64[4], in place); return the next uint64."""
+    s0 = s[0]
+    s1 = s[1]
+    s2 = s[2]
+    s3 = s[3]
+    result = _rotl(s1 * _U5, _U7) * _U9
+    t = s1 << _U17
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = _rotl(s3, _U45)
+    s[0] = s0
+    s[1] = s1
+    s[2] = s2
+    s[3] = s3
+    return result
+
+
+@njit(cache=True, nogil=True, inline="always")
+def uniform_open(s):
+    """A uniform double in the open interval (0, 1) (53 random bits, offset by half an ulp)."""
+    return (float(xoshiro_next(s) >> _U11) + 0.5) * _TWO_M53
+
+
+@njit(cache=True, nogil=True)
+def xoshiro_draws(state, n):
+    """``n`` raw outputs and then ``n`` uniforms from a copy of ``state`` (for tests)."""
+    s = state.copy()
+    raw = np.empty(n, dtype=np.uint64)
+    for i in range(n):
+        raw[i] = xoshiro_next(s)
+    u = np.empty(n)
+    for i in range(n):
+        u[i] = uniform_open(s)
+    return raw, u
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _crossed(g0, g, direction):
+    """Has the condition crossed zero (in the declared direction) from g0 to g?"""
+    if direction < 0:
+        return g0 > 0.0 and g <= 0.0
+    if direction > 0:
+        return g0 < 0.0 and g >= 0.0
+    return (g0 > 0.0 and g <= 0.0) or (g0 < 0.0 and g >= 0.0)
+
+
+@njit(cache=True, nogil=True)
+def _conditions(event_condition, event_apply, t, y, p, ev_timed, ev_dir, ev_once, fired, gprev,
+                gval, flag):
+    """Fire every condition event whose function crossed zero since ``gprev`` (index order, all
+    conditions evaluated before any assignment), then refresh ``gprev``.  Returns the count."""
+    nev = ev_timed.shape[0]
+    nf = 0
+    for k in range(nev):
+        flag[k] = False
+        if ev_timed[k]:
+            continue
+        g = event_condition(k, t, y.ctypes, p.ctypes)
+        gval[k] = g
+        if not (ev_once[k] and fired[k]) and _crossed(gprev[k], g, ev_dir[k]):
+            flag[k] = True
+            nf += 1
+    if nf == 0:
+        for k in range(nev):
+            if not ev_timed[k]:
+                gprev[k] = gval[k]
+        return 0
+    for k in range(nev):
+        if flag[k]:
+            event_apply(k, t, y.ctypes, p.ctypes)
+            fired[k] = True
+    for k in range(nev):
+        if not ev_timed[k]:
+            gprev[k] = event_condition(k, t, y.ctypes, p.ctypes)
+    return nf
+
+
+@njit(cache=True, nogil=True)
+def _timed_at(event_apply, t, y, p, ev_timed, te, fired):
+    """Fire the timed events scheduled at exactly ``t`` (index order); returns the count."""
+    nf = 0
+    for k in range(ev_timed.shape[0]):
+        if ev_timed[k] and (not fired[k]) and te[k] == t:
+            event_apply(k, t, y.ctypes, p.ctypes)
+            fired[k] = True
+            nf += 1
+    return nf
+
+
+@njit(cache=True, nogil=True)
+def _all_finite(v):
+    for i in range(v.shape[0]):
+        if not math.isfinite(v[i]):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _ssa_one(fns, t0, y0, p, t_eval, ST, ev_timed, ev_dir, ev_once, state, max_events, yout,
+             stats, tprog):
+    """Gillespie's direct method for one replicate; returns (status, time reached).
+
+    ``ST[r, i]`` is the change of species i when reaction r fires (the transposed
+    stoichiometry, so one firing reads one contiguous row).  ``tprog[0]`` tracks the time
+    reached (for reports on exceptions)."""
+    propensities, event_time, event_condition, event_apply = fns
+    n = y0.shape[0]
+    nr = ST.shape[0]
+    nev = ev_timed.shape[0]
+    nT = t_eval.shape[0]
+    y = y0.copy()
+    a = np.zeros(max(nr, 1))
+    s = state.copy()
+    te = np.full(max(nev, 1), math.inf)
+    fired = np.zeros(max(nev, 1), dtype=np.bool_)
+    gprev = np.ones(max(nev, 1))
+    gval = np.ones(max(nev, 1))
+    flag = np.zeros(max(nev, 1), dtype=np.bool_)
+    for k in range(nev):
+        if ev_timed[k]:
+            te[k] = event_time(k, p.ctypes)
+    t = t0
+    tprog[0] = t0
+    n_rx = 0
+    n_ev = 0
+    status = _ST_OK
+    j = 0
+    for k in range(nev):
+        if not ev_timed[k]:
+            gprev[k] = event_condition(k, t, y.ctypes, p.ctypes)
+    nf = _timed_at(event_apply, t, y, p, ev_timed, te, fired)
+    if nf > 0:
+        n_ev += nf
+        n_ev += _conditions(event_condition, event_apply, t, y, p, ev_timed, ev_dir, ev_once,
+                            fired, gprev, gval, flag)
+    if not _all_finite(y):
+        status = _ST_NONFINITE
+    while status == _ST_OK and j < nT:
+        if t_eval[j] == t:  # right-continuous: after every event at t
+            for i in range(n):
+                yout[j, i] = y[i]
+            j += 1
+            continue
+        # the next hard stop: an output time or a pending timed event
+        t_stop = t_eval[j]
+        for k in range(nev):
+            if ev_timed[k] and (not fired[k]) and te[k] > t and te[k] < t_stop:
+                t_stop = te[k]
+        propensities(t, y.ctypes, p.ctypes, a.ctypes)
+        a0 = 0.0
+        bad = False
+        for r in range(nr):
+            ar = a[r]
+            if not (ar >= 0.0 and ar < math.inf):
+                bad = True
+            a0 += ar
+        if bad:
+            status = _ST_BAD_PROPENSITY
+            break
+        tau = math.inf
+        if a0 > 0.0:
+            tau = -math.log(uniform_open(s)) / a0
+        if t + tau < t_stop:
+            if n_rx >= max_events:
+                status = _ST_MAX_STEPS
+                break
+            t = t + tau
+            target = uniform_open(s) * a0
+            acc = 0.0
+            chosen = -1
+            last = 0
+            for r in range(nr):
+                if a[r] > 0.0:
+                    last = r
+                    acc += a[r]
+                    if target < acc:
+                        chosen = r
+                        break
+            if chosen < 0:  # rounding in the running sum: the last reaction that can fire
+                chosen = last
+            for i in range(n):
+                y[i] += ST[chosen, i]
+            n_rx += 1
+            if nev > 0:
+                nf = _conditions(event_condition, event_apply, t, y, p, ev_timed, ev_dir, ev_once,
+                                 fired, gprev, gval, flag)
+                if nf > 0:
+                    n_ev += nf
+                    if not _all_finite(y):
+                        status = _ST_NONFINITE
+        else:
+            # no firing before the stop: memorylessness lets us discard the truncated waiting
+            # time and draw afresh after the stop
+            t = t_stop
+            nf = _timed_at(event_apply, t, y, p, ev_timed, te, fired)
+            if nf > 0:
+                n_ev += nf
+                n_ev += _conditions(event_condition, event_apply, t, y, p, ev_timed, ev_dir,
+                                    ev_once, fired, gprev, gval, flag)
+                if not _all_finite(y):
+                    status = _ST_NONFINITE
+        tprog[0] = t
+    for jj in range(j, nT):
+        for i in range(n):
+            yout[jj, i] = math.nan
+    stats[0] = n_rx
+    stats[1] = n_ev
+    return status, t
+
+
+@njit(cache=True, nogil=True)
+def _ssa_guarded(fns, i, t0, Y0, P, t_eval, ST, ev_timed, ev_dir, ev_once, states, max_events,
+                 Yout, status, t_fail, stats):
+    """Replicate i; an exception raised by model code becomes status 5 for it alone."""
+    try:
+        st, tf = _ssa_one(fns, t0, Y0[i], P[i], t_eval, ST, ev_timed, ev_dir, ev_once, states[i],
+                          max_events, Yout[i], stats[i], t_fail[i:i + 1])
+    except Exception:  # noqa: BLE001 (numba can only catch Exception)
+        st = _ST_EXCEPTION
+        tf = t_fail[i]
+        for jj in range(t_eval.shape[0]):
+            if t_eval[jj] >= tf:
+                for kk in range(Yout.shape[2]):
+                    Yout[i, jj, kk] = math.nan
+    status[i] = st
+    t_fail[i] = tf
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def ssa_batch_parallel(fns, t0, Y0, P, t_eval, ST, ev_timed, ev_dir, ev_once, states, max_events,
+                       Yout, status, t_fail, stats):
+    """All replicates in a prange loop (each from its own random stream)."""
+    for i in prange(Y0.shape[0]):
+        _ssa_guarded(fns, i, t0, Y0, P, t_eval, ST, ev_timed, ev_dir, ev_once, states, max_events,
+                     Yout, status, t_fail, stats)
+
+
+@njit(cache=True, nogil=True)
+def ssa_batch_serial(fns, t0, Y0, P, t_eval, ST, ev_timed, ev_dir, ev_once, states, max_events,
+                     Yout, status, t_fail, stats):
+    """All replicates one after the other (same per-replicate kernel)."""
+    for i in range(Y0.shape[0]):
+        _ssa_guarded(fns, i, t0, Y0, P, t_eval, ST, ev_timed, ev_dir, ev_once, states, max_events,
+                     Yout, status, t_fail, stats)

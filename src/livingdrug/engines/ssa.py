@@ -1,0 +1,308 @@
+"""The exact stochastic engine: Gillespie's direct method on a :class:`Network`.
+
+Front door::
+
+    sol = solve_ssa(compiled, y0, P, t_eval, seed=1)                  # y0[n, k], P[n, m]
+    sol = solve_ssa(compiled, y0, P, t_eval, seed=1, replicates=1000)  # one row, 1000 runs
+    sol.y[n, T, k], sol.status[n], sol.message[n], sol.stats, sol.settings
+
+Interpretation
+--------------
+Species values are molecule/cell **counts** and each reaction's rate law is its
+**propensity** (expected firings per day given the current counts); a firing changes the
+counts by the reaction's stoichiometry (which must be integer-valued).  If ``y0`` is
+integer-valued the states stay integers (stored as float64), unless an event assigns a
+non-integer value (e.g. ``N · f`` for a surviving fraction).  A rate law written for
+concentrations must be rescaled by the user (e.g. bimolecular ``k·A·B/V``).
+
+Algorithm
+---------
+Gillespie's direct method (D. T. Gillespie, J. Phys. Chem. 81 (1977) 2340–2361): with
+propensities ``a_r(t, y)`` and ``a0 = Σ a_r``, the waiting time to the next firing is
+``τ = −ln(U₁)/a0`` and reaction ``r`` is the first index with ``U₂·a0 < Σ_{s≤r} a_s``
+(``U₁, U₂`` uniform on (0, 1)).  This is exact for propensities that depend on ``t`` only
+through the state; a rate law with an explicit ``t`` is held constant between firings (an
+approximation, flagged in ``settings["time_dependent_rates"]``).
+
+Events and outputs
+------------------
+* Timed events (``At``) fire exactly at their time if ``t0 ≤ time ≤ t_eval[-1]`` (several at
+  the same time in index order; one at ``t0`` before the first output).  A waiting time that
+  would cross an event or output time is truncated there; since the process is memoryless,
+  drawing a fresh waiting time after the stop leaves the law of the path unchanged.
+* Condition events (``When``) are checked after each firing and after timed events: a crossing
+  of zero in the declared direction since the last check (−1: from > 0 to ≤ 0; +1: from < 0 to
+  ≥ 0; 0: either) fires the event; all conditions are evaluated before any assignment and the
+  crossed events fire in index order; ``once`` events fire at most once.  States change only at
+  firings, so for a condition of the state alone this is exact.
+* ``a0 = 0`` (nothing can fire): time jumps to the next event or output time.
+* Outputs are right-continuous: the value at ``t_eval[j]`` is the state after every firing and
+  event at that time.
+
+Randomness
+----------
+Row ``i`` draws from its own xoshiro256** generator (Blackman & Vigna, ACM Trans. Math. Softw.
+47(4), 36, 2021) whose 256-bit state is ``SeedSequence(seed, spawn_key=(replicate_offset +
+i,)).generate_state(4, uint64)`` — the per-patient stream convention of
+:mod:`livingdrug.rng`.  A row's result therefore depends only on ``(seed, replicate_offset + i)``
+and its inputs: it is bitwise identical whatever the chunking, thread count or ``parallel``
+flag.  Simulating rows ``a:b`` of a larger run is ``solve_ssa(..., replicate_offset=a)``.
+Global random state is never touched.
+
+Failures are data
+-----------------
+A negative, NaN or infinite propensity (``STATUS_BAD_PROPENSITY``), a non-finite state after
+an event (``STATUS_NONFINITE``), model code that raised (reported as ``STATUS_NONFINITE``) or
+more than ``max_events`` firings (``STATUS_MAX_STEPS``) end that row with a status and a
+message naming the time; its outputs from then on are NaN; other rows are unaffected.
+
+Compilation
+-----------
+The kernels (:mod:`livingdrug.engines._ssa_kernel`) take the model's
+:attr:`~livingdrug.network.CompiledNetwork.ssa_cfuncs` as an argument, so they are compiled
+once for every model and cached under :func:`~livingdrug.network.cache_dir`.
+``settings["kernel_sha256"]`` identifies the kernel source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numba.core.errors import NumbaExperimentalFeatureWarning
+
+from ..network import CompiledNetwork, T
+from . import _ssa_kernel
+from .common import (
+    STATUS_MAX_STEPS,
+    STATUS_MESSAGES,
+    STATUS_NONFINITE,
+    STATUS_OK,
+    OdeSolution,
+)
+
+__all__ = ["solve_ssa", "replicate_states", "KERNEL_HASH"]
+
+_KERNEL_EXCEPTION = 5
+_STATS_NAMES = ("reactions", "events")
+
+_KERNEL_SOURCE = Path(__file__).with_name("_ssa_kernel.py").read_text(encoding="utf-8")
+#: SHA-256 (first 16 hex digits) of the kernel source, reported in ``settings``
+KERNEL_HASH = hashlib.sha256(_KERNEL_SOURCE.encode()).hexdigest()[:16]
+
+
+def replicate_states(seed: int, first: int, n: int) -> np.ndarray:
+    """xoshiro256** states ``uint64[n, 4]`` of replicates ``first … first+n−1`` of a run."""
+    out = np.empty((n, 4), dtype=np.uint64)
+    for i in range(n):
+        st = np.random.SeedSequence(seed, spawn_key=(first + i,)).generate_state(4, np.uint64)
+        if not st.any():  # the all-zero state is xoshiro's fixed point (probability 2⁻²⁵⁶)
+            st[0] = np.uint64(1)
+        out[i] = st
+    return out
+
+
+def _as_2d(a: Any, n_cols: int, name: str, what: str) -> np.ndarray:
+    arr = np.asarray(a, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != n_cols:
+        raise ValueError(
+            f"{name} must have shape [n, {n_cols}] or [{n_cols}] ({what}); got {np.shape(a)}"
+        )
+    return arr
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def solve_ssa(
+    compiled: CompiledNetwork,
+    y0: np.ndarray,
+    P: np.ndarray,
+    t_eval: np.ndarray,
+    *,
+    seed: int,
+    replicates: int | None = None,
+    replicate_offset: int = 0,
+    t0: float | None = None,
+    max_events: int = 10**8,
+    parallel: bool = True,
+) -> OdeSolution:
+    """Simulate n independent stochastic realisations and report the counts at ``t_eval``.
+
+    Parameters
+    ----------
+    compiled:
+        :func:`~livingdrug.network.compile_network` of the model (integer stoichiometry).
+    y0:
+        Initial counts ``[n, k]`` (or ``[k]``), non-negative for species marked
+        ``nonnegative``.
+    P:
+        Parameters ``[n, m]`` (or ``[m]``).  One of ``y0``/``P`` may have one row and is then
+        broadcast to the other's number of rows.
+    t_eval:
+        Strictly increasing output times (days), 1-D.
+    seed:
+        Non-negative integer run seed (stored in ``settings``).
+    replicates:
+        Number of rows ``n``; a single-row ``y0``/``P`` is broadcast to it.  Default: the
+        number of rows of ``y0``/``P``.
+    replicate_offset:
+        Index of the first row in the run's sequence of streams (to simulate a chunk of a
+        larger run bitwise identically).
+    t0:
+        Start time (days), ``t0 ≤ t_eval[0]``; defaults to ``t_eval[0]``.
+    max_events:
+        Maximum number of reaction firings per row.
+    parallel:
+        Simulate rows in a numba ``prange`` loop (results are bitwise identical either way).
+
+    Returns
+    -------
+    OdeSolution
+        ``y[n, T, k]`` counts (float64, right-continuous at events), ``status[n]``,
+        ``message[n]``, ``stats`` (``reactions`` fired and ``events`` fired, summed over rows)
+        and ``settings`` (JSON-serialisable, including the seed).
+
+    Raises
+    ------
+    ValueError
+        For malformed arguments.  A row's failure is never raised: see ``status``.
+    """
+    net = compiled.network
+    k = len(net.species)
+    m = len(net.params)
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    if not _is_int(replicate_offset) or replicate_offset < 0:
+        raise ValueError(f"replicate_offset must be a non-negative integer; got {replicate_offset!r}")
+    if replicates is not None and (not _is_int(replicates) or replicates < 0):
+        raise ValueError(f"replicates must be a non-negative integer or None; got {replicates!r}")
+    if not _is_int(max_events) or max_events < 1:
+        raise ValueError(f"max_events must be a positive integer; got {max_events!r}")
+    S = np.asarray(compiled.stoichiometry, dtype=float)
+    if not np.array_equal(S, np.round(S)):
+        raise ValueError(
+            f"network {net.name}: the exact stochastic engine needs integer stoichiometry "
+            "(species are counts)"
+        )
+    te = np.asarray(t_eval, dtype=float)
+    if te.ndim != 1 or te.size == 0:
+        raise ValueError(f"t_eval must be a non-empty 1-D array; got shape {te.shape}")
+    if not np.all(np.isfinite(te)):
+        raise ValueError("t_eval must be finite")
+    if te.size > 1 and not np.all(np.diff(te) > 0):
+        raise ValueError("t_eval must be strictly increasing")
+    t_start = float(te[0]) if t0 is None else float(t0)
+    if not np.isfinite(t_start):
+        raise ValueError(f"t0 must be finite; got {t0!r}")
+    if t_start > te[0]:
+        raise ValueError(f"t0 = {t_start} must not be later than t_eval[0] = {te[0]}")
+    Y0 = _as_2d(y0, k, "y0", f"species {list(net.species_names)}")
+    PP = _as_2d(P, m, "P", f"parameters {list(net.param_names)}")
+    rows = {Y0.shape[0], PP.shape[0]}
+    n = max(rows)
+    if replicates is not None:
+        if not rows <= {1, replicates}:
+            raise ValueError(
+                f"replicates = {replicates} but y0 has {Y0.shape[0]} rows and P has "
+                f"{PP.shape[0]}; each must have 1 row or {replicates}"
+            )
+        n = replicates
+    elif len(rows) > 1 and 1 not in rows:
+        raise ValueError(
+            f"y0 has {Y0.shape[0]} rows but P has {PP.shape[0]}; they must match "
+            "(or one of them must have a single row)"
+        )
+    if Y0.shape[0] != n:
+        Y0 = np.repeat(Y0, n, axis=0)
+    if PP.shape[0] != n:
+        PP = np.repeat(PP, n, axis=0)
+    if not np.all(np.isfinite(Y0)):
+        raise ValueError(f"y0 must be finite (row {int(np.argwhere(~np.isfinite(Y0))[0, 0])} is not)")
+    if not np.all(np.isfinite(PP)):
+        raise ValueError(f"P must be finite (row {int(np.argwhere(~np.isfinite(PP))[0, 0])} is not)")
+    nonneg = np.array([s.nonnegative for s in net.species], dtype=bool)
+    if n > 0 and k > 0 and np.any(Y0[:, nonneg] < 0):
+        i, col = np.argwhere((Y0 < 0) & nonneg[None, :])[0]
+        raise ValueError(
+            f"y0 must be a non-negative count for species {net.species_names[col]} (row {i})"
+        )
+
+    T_n = te.size
+    Y0 = np.array(Y0, dtype=np.float64, order="C")
+    PP = np.array(PP, dtype=np.float64, order="C")
+    te = np.array(te, dtype=np.float64, order="C")
+    ST = np.array(S.T, dtype=np.float64, order="C")
+    states = replicate_states(int(seed), int(replicate_offset), n)
+    Yout = np.empty((n, T_n, k))
+    status = np.zeros(n, dtype=np.int64)
+    t_fail = np.zeros(n)
+    stats = np.zeros((n, len(_STATS_NAMES)), dtype=np.int64)
+    settings: dict[str, Any] = {
+        "engine": "livingdrug.engines.ssa",
+        "method": "gillespie-direct",
+        "rng": "xoshiro256** seeded by SeedSequence(seed, spawn_key=(replicate_offset + i,))",
+        "kernel_sha256": KERNEL_HASH,
+        "seed": int(seed),
+        "replicate_offset": int(replicate_offset),
+        "replicates": int(n),
+        "t0": t_start,
+        "max_events": int(max_events),
+        "parallel": bool(parallel),
+        "time_dependent_rates": any(T in sp_expr.free_symbols for sp_expr in net.rate_vector()),
+        "output": "right-continuous at events; species are counts",
+    }
+    if n > 0:
+        driver = _ssa_kernel.ssa_batch_parallel if parallel else _ssa_kernel.ssa_batch_serial
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
+            driver(
+                compiled.ssa_cfuncs,
+                t_start,
+                Y0,
+                PP,
+                te,
+                ST,
+                np.array(compiled.event_is_timed, dtype=np.bool_, order="C"),
+                np.array(compiled.event_direction, dtype=np.int64, order="C"),
+                np.array(compiled.event_once, dtype=np.bool_, order="C"),
+                states,
+                int(max_events),
+                Yout,
+                status,
+                t_fail,
+                stats,
+            )
+    messages = []
+    for i in range(n):
+        st = int(status[i])
+        if st == STATUS_OK:
+            messages.append("ok")
+        elif st == _KERNEL_EXCEPTION:
+            messages.append(
+                f"replicate {i}: the model raised an arithmetic error (e.g. a division by zero "
+                f"in a rate law) after t = {t_fail[i]:.10g} d"
+            )
+        else:
+            extra = f" (max_events = {int(max_events)})" if st == STATUS_MAX_STEPS else ""
+            if st == STATUS_MAX_STEPS:
+                what = "maximum number of reaction firings reached"
+            else:
+                what = STATUS_MESSAGES.get(st, "unknown failure")
+            messages.append(f"replicate {i}: {what}{extra} at t = {t_fail[i]:.10g} d")
+    status[status == _KERNEL_EXCEPTION] = STATUS_NONFINITE
+    summed = stats.sum(axis=0)
+    return OdeSolution(
+        t=te.copy(),
+        y=Yout,
+        status=status,
+        message=tuple(messages),
+        stats={name: int(v) for name, v in zip(_STATS_NAMES, summed, strict=True)},
+        settings=settings,
+    )
