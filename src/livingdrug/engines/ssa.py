@@ -120,6 +120,112 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
+def _prepare(
+    compiled: CompiledNetwork,
+    y0: Any,
+    P: Any,
+    t_eval: Any,
+    seed: Any,
+    replicates: Any,
+    replicate_offset: Any,
+    t0: Any,
+    engine: str = "exact stochastic engine",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray, int]:
+    """Validate the common arguments of the stochastic engines; returns contiguous float64
+    ``(Y0[n, k], P[n, m], t_eval, t_start, ST[r, k], n)`` (``ST`` the transposed
+    stoichiometry).  Raises ValueError for malformed arguments."""
+    net = compiled.network
+    k = len(net.species)
+    m = len(net.params)
+    if not _is_int(seed) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    if not _is_int(replicate_offset) or replicate_offset < 0:
+        raise ValueError(f"replicate_offset must be a non-negative integer; got {replicate_offset!r}")
+    if replicates is not None and (not _is_int(replicates) or replicates < 0):
+        raise ValueError(f"replicates must be a non-negative integer or None; got {replicates!r}")
+    S = np.asarray(compiled.stoichiometry, dtype=float)
+    if not np.array_equal(S, np.round(S)):
+        raise ValueError(
+            f"network {net.name}: the {engine} needs integer stoichiometry "
+            "(species are counts)"
+        )
+    te = np.asarray(t_eval, dtype=float)
+    if te.ndim != 1 or te.size == 0:
+        raise ValueError(f"t_eval must be a non-empty 1-D array; got shape {te.shape}")
+    if not np.all(np.isfinite(te)):
+        raise ValueError("t_eval must be finite")
+    if te.size > 1 and not np.all(np.diff(te) > 0):
+        raise ValueError("t_eval must be strictly increasing")
+    t_start = float(te[0]) if t0 is None else float(t0)
+    if not np.isfinite(t_start):
+        raise ValueError(f"t0 must be finite; got {t0!r}")
+    if t_start > te[0]:
+        raise ValueError(f"t0 = {t_start} must not be later than t_eval[0] = {te[0]}")
+    Y0 = _as_2d(y0, k, "y0", f"species {list(net.species_names)}")
+    PP = _as_2d(P, m, "P", f"parameters {list(net.param_names)}")
+    rows = {Y0.shape[0], PP.shape[0]}
+    n = max(rows)
+    if replicates is not None:
+        if not rows <= {1, replicates}:
+            raise ValueError(
+                f"replicates = {replicates} but y0 has {Y0.shape[0]} rows and P has "
+                f"{PP.shape[0]}; each must have 1 row or {replicates}"
+            )
+        n = replicates
+    elif len(rows) > 1 and 1 not in rows:
+        raise ValueError(
+            f"y0 has {Y0.shape[0]} rows but P has {PP.shape[0]}; they must match "
+            "(or one of them must have a single row)"
+        )
+    if Y0.shape[0] != n:
+        Y0 = np.repeat(Y0, n, axis=0)
+    if PP.shape[0] != n:
+        PP = np.repeat(PP, n, axis=0)
+    if not np.all(np.isfinite(Y0)):
+        raise ValueError(f"y0 must be finite (row {int(np.argwhere(~np.isfinite(Y0))[0, 0])} is not)")
+    if not np.all(np.isfinite(PP)):
+        raise ValueError(f"P must be finite (row {int(np.argwhere(~np.isfinite(PP))[0, 0])} is not)")
+    nonneg = np.array([s.nonnegative for s in net.species], dtype=bool)
+    if n > 0 and k > 0 and np.any(Y0[:, nonneg] < 0):
+        i, col = np.argwhere((Y0 < 0) & nonneg[None, :])[0]
+        raise ValueError(
+            f"y0 must be a non-negative count for species {net.species_names[col]} (row {i})"
+        )
+
+    return (
+        np.array(Y0, dtype=np.float64, order="C"),
+        np.array(PP, dtype=np.float64, order="C"),
+        np.array(te, dtype=np.float64, order="C"),
+        t_start,
+        np.array(S.T, dtype=np.float64, order="C"),
+        n,
+    )
+
+
+def _messages(status: np.ndarray, t_fail: np.ndarray, limit_what: str, limit_extra: str) -> tuple[str, ...]:
+    """Per-row messages; maps the kernel's internal exception code to STATUS_NONFINITE (in
+    place)."""
+    messages = []
+    for i in range(status.shape[0]):
+        st = int(status[i])
+        if st == STATUS_OK:
+            messages.append("ok")
+        elif st == _KERNEL_EXCEPTION:
+            messages.append(
+                f"replicate {i}: the model raised an arithmetic error (e.g. a division by zero "
+                f"in a rate law) after t = {t_fail[i]:.10g} d"
+            )
+        else:
+            extra = f" ({limit_extra})" if st == STATUS_MAX_STEPS else ""
+            if st == STATUS_MAX_STEPS:
+                what = limit_what
+            else:
+                what = STATUS_MESSAGES.get(st, "unknown failure")
+            messages.append(f"replicate {i}: {what}{extra} at t = {t_fail[i]:.10g} d")
+    status[status == _KERNEL_EXCEPTION] = STATUS_NONFINITE
+    return tuple(messages)
+
+
 def solve_ssa(
     compiled: CompiledNetwork,
     y0: np.ndarray,
@@ -174,71 +280,14 @@ def solve_ssa(
     ValueError
         For malformed arguments.  A row's failure is never raised: see ``status``.
     """
-    net = compiled.network
-    k = len(net.species)
-    m = len(net.params)
-    if not _is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
-    if not _is_int(replicate_offset) or replicate_offset < 0:
-        raise ValueError(f"replicate_offset must be a non-negative integer; got {replicate_offset!r}")
-    if replicates is not None and (not _is_int(replicates) or replicates < 0):
-        raise ValueError(f"replicates must be a non-negative integer or None; got {replicates!r}")
     if not _is_int(max_events) or max_events < 1:
         raise ValueError(f"max_events must be a positive integer; got {max_events!r}")
-    S = np.asarray(compiled.stoichiometry, dtype=float)
-    if not np.array_equal(S, np.round(S)):
-        raise ValueError(
-            f"network {net.name}: the exact stochastic engine needs integer stoichiometry "
-            "(species are counts)"
-        )
-    te = np.asarray(t_eval, dtype=float)
-    if te.ndim != 1 or te.size == 0:
-        raise ValueError(f"t_eval must be a non-empty 1-D array; got shape {te.shape}")
-    if not np.all(np.isfinite(te)):
-        raise ValueError("t_eval must be finite")
-    if te.size > 1 and not np.all(np.diff(te) > 0):
-        raise ValueError("t_eval must be strictly increasing")
-    t_start = float(te[0]) if t0 is None else float(t0)
-    if not np.isfinite(t_start):
-        raise ValueError(f"t0 must be finite; got {t0!r}")
-    if t_start > te[0]:
-        raise ValueError(f"t0 = {t_start} must not be later than t_eval[0] = {te[0]}")
-    Y0 = _as_2d(y0, k, "y0", f"species {list(net.species_names)}")
-    PP = _as_2d(P, m, "P", f"parameters {list(net.param_names)}")
-    rows = {Y0.shape[0], PP.shape[0]}
-    n = max(rows)
-    if replicates is not None:
-        if not rows <= {1, replicates}:
-            raise ValueError(
-                f"replicates = {replicates} but y0 has {Y0.shape[0]} rows and P has "
-                f"{PP.shape[0]}; each must have 1 row or {replicates}"
-            )
-        n = replicates
-    elif len(rows) > 1 and 1 not in rows:
-        raise ValueError(
-            f"y0 has {Y0.shape[0]} rows but P has {PP.shape[0]}; they must match "
-            "(or one of them must have a single row)"
-        )
-    if Y0.shape[0] != n:
-        Y0 = np.repeat(Y0, n, axis=0)
-    if PP.shape[0] != n:
-        PP = np.repeat(PP, n, axis=0)
-    if not np.all(np.isfinite(Y0)):
-        raise ValueError(f"y0 must be finite (row {int(np.argwhere(~np.isfinite(Y0))[0, 0])} is not)")
-    if not np.all(np.isfinite(PP)):
-        raise ValueError(f"P must be finite (row {int(np.argwhere(~np.isfinite(PP))[0, 0])} is not)")
-    nonneg = np.array([s.nonnegative for s in net.species], dtype=bool)
-    if n > 0 and k > 0 and np.any(Y0[:, nonneg] < 0):
-        i, col = np.argwhere((Y0 < 0) & nonneg[None, :])[0]
-        raise ValueError(
-            f"y0 must be a non-negative count for species {net.species_names[col]} (row {i})"
-        )
-
+    Y0, PP, te, t_start, ST, n = _prepare(
+        compiled, y0, P, t_eval, seed, replicates, replicate_offset, t0
+    )
+    net = compiled.network
+    k = len(net.species)
     T_n = te.size
-    Y0 = np.array(Y0, dtype=np.float64, order="C")
-    PP = np.array(PP, dtype=np.float64, order="C")
-    te = np.array(te, dtype=np.float64, order="C")
-    ST = np.array(S.T, dtype=np.float64, order="C")
     states = replicate_states(int(seed), int(replicate_offset), n)
     Yout = np.empty((n, T_n, k))
     status = np.zeros(n, dtype=np.int64)
@@ -279,30 +328,15 @@ def solve_ssa(
                 t_fail,
                 stats,
             )
-    messages = []
-    for i in range(n):
-        st = int(status[i])
-        if st == STATUS_OK:
-            messages.append("ok")
-        elif st == _KERNEL_EXCEPTION:
-            messages.append(
-                f"replicate {i}: the model raised an arithmetic error (e.g. a division by zero "
-                f"in a rate law) after t = {t_fail[i]:.10g} d"
-            )
-        else:
-            extra = f" (max_events = {int(max_events)})" if st == STATUS_MAX_STEPS else ""
-            if st == STATUS_MAX_STEPS:
-                what = "maximum number of reaction firings reached"
-            else:
-                what = STATUS_MESSAGES.get(st, "unknown failure")
-            messages.append(f"replicate {i}: {what}{extra} at t = {t_fail[i]:.10g} d")
-    status[status == _KERNEL_EXCEPTION] = STATUS_NONFINITE
+    messages = _messages(
+        status, t_fail, "maximum number of reaction firings reached", f"max_events = {int(max_events)}"
+    )
     summed = stats.sum(axis=0)
     return OdeSolution(
         t=te.copy(),
         y=Yout,
         status=status,
-        message=tuple(messages),
+        message=messages,
         stats={name: int(v) for name, v in zip(_STATS_NAMES, summed, strict=True)},
         settings=settings,
     )
