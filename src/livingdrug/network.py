@@ -301,16 +301,24 @@ def cache_dir() -> Path:
     return base
 
 
-def use_cache_dir_for_numba(module_file: str) -> None:
+def use_cache_dir_for_numba(module_file: str, depends_on: tuple[str, ...] = ()) -> None:
     """Make numba cache the compiled functions of ``module_file`` (a livingdrug module with
     ``@njit(cache=True)`` functions, e.g. the ODE engine kernels) under :func:`cache_dir`
     instead of the ``__pycache__`` beside it, so that all of livingdrug's machine code lives in
     one folder (deleting it gives a cold start) and read-only installs can cache too.
 
+    numba revalidates a cached function only against its own file, so ``depends_on`` lists
+    the other kernel files whose njit functions it calls: the cache folder's name carries a
+    hash of all of them, and editing any one gives a fresh compile instead of stale code.
+
     Call it before the module's functions are decorated.  Uses numba's cache-locator classes;
     if those are not as expected, numba's default location is used (caching still works).
     """
     target = os.path.realpath(module_file)
+    h = hashlib.sha256()
+    for f in (module_file, *depends_on):
+        h.update(Path(f).read_bytes())
+    digest = h.hexdigest()[:16]
     try:
         from numba.core import caching
 
@@ -328,7 +336,7 @@ def use_cache_dir_for_numba(module_file: str) -> None:
 
         def __init__(self, py_func: Any, py_file: str) -> None:
             super().__init__(py_func, py_file)
-            folder = cache_dir() / "numba" / self.get_suitable_cache_subpath(py_file)
+            folder = cache_dir() / "numba" / f"{self.get_suitable_cache_subpath(py_file)}-{digest}"
             self._cache_path = str(folder)
 
         @classmethod

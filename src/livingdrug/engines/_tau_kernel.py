@@ -17,9 +17,11 @@ import numpy as np
 from numba import njit, prange
 
 from ..network import use_cache_dir_for_numba
+from ._ssa_kernel import __file__ as _ssa_kernel_file
 from ._ssa_kernel import _all_finite, _conditions, _timed_at, uniform_open
 
-use_cache_dir_for_numba(__file__)  # before the decorators below
+# before the decorators below; the SSA helpers it calls are part of its cache key
+use_cache_dir_for_numba(__file__, depends_on=(_ssa_kernel_file,))
 
 _ST_OK = 0
 _ST_MAX_STEPS = 1
