@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -42,3 +43,41 @@ class OdeSolution:
     message: tuple[str, ...]
     stats: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+
+
+def as_2d(a: Any, n_cols: int, name: str, what: str) -> np.ndarray:
+    """``a`` as a float array ``[n, n_cols]`` (a 1-D ``[n_cols]`` becomes one row)."""
+    arr = np.asarray(a, dtype=float)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != n_cols:
+        raise ValueError(
+            f"{name} must have shape [n, {n_cols}] or [{n_cols}] ({what}); got {np.shape(a)}"
+        )
+    return arr
+
+
+def check_times(t_eval: Any, t0: float | None) -> tuple[np.ndarray, float]:
+    """Validated output times (finite, strictly increasing) and start time (≤ t_eval[0])."""
+    te = np.asarray(t_eval, dtype=float)
+    if te.ndim != 1 or te.size == 0:
+        raise ValueError(f"t_eval must be a non-empty 1-D array; got shape {te.shape}")
+    if not np.all(np.isfinite(te)):
+        raise ValueError("t_eval must be finite")
+    if te.size > 1 and not np.all(np.diff(te) > 0):
+        raise ValueError("t_eval must be strictly increasing")
+    t_start = float(te[0]) if t0 is None else float(t0)
+    if not np.isfinite(t_start):
+        raise ValueError(f"t0 must be finite; got {t0!r}")
+    if t_start > te[0]:
+        raise ValueError(f"t0 = {t_start} must not be later than t_eval[0] = {te[0]}")
+    return te, t_start
+
+
+def event_arrays(compiled: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The event description arrays (timed?, direction, once?) as compiled kernels take them."""
+    return (
+        np.array(compiled.event_is_timed, dtype=np.bool_, order="C"),
+        np.array(compiled.event_direction, dtype=np.int64, order="C"),
+        np.array(compiled.event_once, dtype=np.bool_, order="C"),
+    )

@@ -131,6 +131,9 @@ from .common import (
     STATUS_SINGULAR,
     STATUS_STEP_TOO_SMALL,
     OdeSolution,
+    as_2d,
+    check_times,
+    event_arrays,
 )
 
 __all__ = ["solve", "METHODS", "KERNEL_HASH"]
@@ -165,17 +168,6 @@ def _is_nonautonomous(compiled: CompiledNetwork) -> bool:
         hit = any(T in expr.free_symbols for expr in compiled.network.ode_expressions())
         _NONAUTO[compiled] = hit
     return hit
-
-
-def _as_2d(a: Any, n_cols: int, name: str, what: str) -> np.ndarray:
-    arr = np.asarray(a, dtype=float)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != n_cols:
-        raise ValueError(
-            f"{name} must have shape [n, {n_cols}] or [{n_cols}] ({what}); got {np.shape(a)}"
-        )
-    return arr
 
 
 def solve(
@@ -240,20 +232,9 @@ def solve(
     m = len(net.params)
     if method not in METHODS:
         raise ValueError(f"method must be one of {sorted(METHODS)}; got {method!r}")
-    te = np.asarray(t_eval, dtype=float)
-    if te.ndim != 1 or te.size == 0:
-        raise ValueError(f"t_eval must be a non-empty 1-D array; got shape {te.shape}")
-    if not np.all(np.isfinite(te)):
-        raise ValueError("t_eval must be finite")
-    if te.size > 1 and not np.all(np.diff(te) > 0):
-        raise ValueError("t_eval must be strictly increasing")
-    t_start = float(te[0]) if t0 is None else float(t0)
-    if not np.isfinite(t_start):
-        raise ValueError(f"t0 must be finite; got {t0!r}")
-    if t_start > te[0]:
-        raise ValueError(f"t0 = {t_start} must not be later than t_eval[0] = {te[0]}")
-    Y0 = _as_2d(y0, k, "y0", f"species {list(net.species_names)}")
-    PP = _as_2d(P, m, "P", f"parameters {list(net.param_names)}")
+    te, t_start = check_times(t_eval, t0)
+    Y0 = as_2d(y0, k, "y0", f"species {list(net.species_names)}")
+    PP = as_2d(P, m, "P", f"parameters {list(net.param_names)}")
     if Y0.shape[0] != PP.shape[0]:
         if Y0.shape[0] == 1:
             Y0 = np.repeat(Y0, PP.shape[0], axis=0)
@@ -311,6 +292,7 @@ def solve(
         driver = (
             _ode_kernel.ode_solve_batch_parallel if parallel else _ode_kernel.ode_solve_batch_serial
         )
+        ev_timed, ev_dir, ev_once = event_arrays(compiled)
         with warnings.catch_warnings():
             # numba calls passing functions as arguments "experimental" (first-class
             # function types); cfuncs are the documented, stable use of it
@@ -328,9 +310,9 @@ def solve(
                 0.0 if first_step is None else float(first_step),
                 0.0 if fixed_step is None else float(fixed_step),
                 bool(_is_nonautonomous(compiled)),
-                np.array(compiled.event_is_timed, dtype=np.bool_, order="C"),
-                np.array(compiled.event_direction, dtype=np.int64, order="C"),
-                np.array(compiled.event_once, dtype=np.bool_, order="C"),
+                ev_timed,
+                ev_dir,
+                ev_once,
                 Yout,
                 status,
                 t_fail,

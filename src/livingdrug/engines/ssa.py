@@ -82,6 +82,9 @@ from .common import (
     STATUS_NONFINITE,
     STATUS_OK,
     OdeSolution,
+    as_2d,
+    check_times,
+    event_arrays,
 )
 
 __all__ = ["solve_ssa", "replicate_states", "KERNEL_HASH"]
@@ -103,17 +106,6 @@ def replicate_states(seed: int, first: int, n: int) -> np.ndarray:
             st[0] = np.uint64(1)
         out[i] = st
     return out
-
-
-def _as_2d(a: Any, n_cols: int, name: str, what: str) -> np.ndarray:
-    arr = np.asarray(a, dtype=float)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[1] != n_cols:
-        raise ValueError(
-            f"{name} must have shape [n, {n_cols}] or [{n_cols}] ({what}); got {np.shape(a)}"
-        )
-    return arr
 
 
 def _is_int(x: Any) -> bool:
@@ -149,20 +141,9 @@ def _prepare(
             f"network {net.name}: the {engine} needs integer stoichiometry "
             "(species are counts)"
         )
-    te = np.asarray(t_eval, dtype=float)
-    if te.ndim != 1 or te.size == 0:
-        raise ValueError(f"t_eval must be a non-empty 1-D array; got shape {te.shape}")
-    if not np.all(np.isfinite(te)):
-        raise ValueError("t_eval must be finite")
-    if te.size > 1 and not np.all(np.diff(te) > 0):
-        raise ValueError("t_eval must be strictly increasing")
-    t_start = float(te[0]) if t0 is None else float(t0)
-    if not np.isfinite(t_start):
-        raise ValueError(f"t0 must be finite; got {t0!r}")
-    if t_start > te[0]:
-        raise ValueError(f"t0 = {t_start} must not be later than t_eval[0] = {te[0]}")
-    Y0 = _as_2d(y0, k, "y0", f"species {list(net.species_names)}")
-    PP = _as_2d(P, m, "P", f"parameters {list(net.param_names)}")
+    te, t_start = check_times(t_eval, t0)
+    Y0 = as_2d(y0, k, "y0", f"species {list(net.species_names)}")
+    PP = as_2d(P, m, "P", f"parameters {list(net.param_names)}")
     rows = {Y0.shape[0], PP.shape[0]}
     n = max(rows)
     if replicates is not None:
@@ -309,6 +290,7 @@ def solve_ssa(
     }
     if n > 0:
         driver = _ssa_kernel.ssa_batch_parallel if parallel else _ssa_kernel.ssa_batch_serial
+        ev_timed, ev_dir, ev_once = event_arrays(compiled)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
             driver(
@@ -318,9 +300,9 @@ def solve_ssa(
                 PP,
                 te,
                 ST,
-                np.array(compiled.event_is_timed, dtype=np.bool_, order="C"),
-                np.array(compiled.event_direction, dtype=np.int64, order="C"),
-                np.array(compiled.event_once, dtype=np.bool_, order="C"),
+                ev_timed,
+                ev_dir,
+                ev_once,
                 states,
                 int(max_events),
                 Yout,

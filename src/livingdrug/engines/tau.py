@@ -67,7 +67,7 @@ from numba.core.errors import NumbaExperimentalFeatureWarning
 
 from ..network import CompiledNetwork, T
 from . import _tau_kernel
-from .common import OdeSolution
+from .common import OdeSolution, event_arrays
 from .ssa import _KERNEL_SOURCE, _is_int, _messages, _prepare, replicate_states
 
 __all__ = ["solve_tau", "KERNEL_HASH"]
@@ -175,6 +175,7 @@ def solve_tau(
     }
     if n > 0:
         driver = _tau_kernel.tau_batch_parallel if parallel else _tau_kernel.tau_batch_serial
+        ev_timed, ev_dir, ev_once = event_arrays(compiled)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
             driver(
@@ -185,9 +186,9 @@ def solve_tau(
                 te,
                 ST,
                 in_rate,
-                np.array(compiled.event_is_timed, dtype=np.bool_, order="C"),
-                np.array(compiled.event_direction, dtype=np.int64, order="C"),
-                np.array(compiled.event_once, dtype=np.bool_, order="C"),
+                ev_timed,
+                ev_dir,
+                ev_once,
                 states,
                 float(epsilon),
                 float(n_critical),
