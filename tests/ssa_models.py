@@ -62,3 +62,54 @@ def death_events_network() -> Network:
             Event("threshold", When(n - thr, -1), {"n": 0.0}),
         ),
     )
+
+
+def driven_birth_death_network() -> Network:
+    """Tumour cells n with birth λ·n and death (μ0 + κ·C/C0)·n, where CAR-T cells C decay
+    as C → ∅ at δ·C (a large population: deterministic in the hybrid engine, so the tumour's
+    death rate follows μ(t) = μ0 + κ e^{−δt} for C(0) = C0)."""
+    n, C, lam, mu0, kap, C0, dl = (sym(s) for s in ("n", "C", "lam", "mu0", "kappa", "C0", "delta"))
+    return Network(
+        "ssa_test_driven_birth_death",
+        species=(Species("n", initial=1.0), Species("C", initial=1e6)),
+        params=(
+            Param("lam", 0.5, "1/d"),
+            Param("mu0", 0.1, "1/d"),
+            Param("kappa", 2.0, "1/d"),
+            Param("C0", 1e6, "cell", bounds=WIDE),
+            Param("delta", 0.3, "1/d"),
+        ),
+        reactions=(
+            Reaction("birth", {"n": 1}, lam * n),
+            Reaction("death", {"n": -1}, (mu0 + kap * C / C0) * n),
+            Reaction("car_t_decay", {"C": -1}, dl * C),
+        ),
+    )
+
+
+def tumour_killing_network() -> Network:
+    """Tumour T (birth b, death d) killed by CAR-T cells E at k·E·T/(K + E); E expands on
+    antigen at ρ·E·T/(K_a + T) and dies at δ·E.  Small enough for the exact SSA, with a cure
+    probability strictly between 0 and 1."""
+    Tt, E = sym("T"), sym("E")
+    b, d, k, K, rho, Ka, dl = (sym(s) for s in ("b", "d", "k", "K", "rho", "K_a", "delta"))
+    return Network(
+        "ssa_test_tumour_killing",
+        species=(Species("T", initial=1000.0), Species("E", initial=1000.0)),
+        params=(
+            Param("b", 0.3, "1/d"),
+            Param("d", 0.1, "1/d"),
+            Param("k", 3.0, "1/d"),
+            Param("K", 2000.0, "cell"),
+            Param("rho", 0.5, "1/d"),
+            Param("K_a", 500.0, "cell"),
+            Param("delta", 0.2, "1/d"),
+        ),
+        reactions=(
+            Reaction("T_birth", {"T": 1}, b * Tt),
+            Reaction("T_death", {"T": -1}, d * Tt),
+            Reaction("T_killed", {"T": -1}, k * E * Tt / (K + E)),
+            Reaction("E_expand", {"E": 1}, rho * E * Tt / (Ka + Tt)),
+            Reaction("E_death", {"E": -1}, dl * E),
+        ),
+    )

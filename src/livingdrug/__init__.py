@@ -6,7 +6,7 @@ The flat public API (imported lazily, so ``import livingdrug`` stays fast)::
     load_scenario, list_scenarios, simulate, save_run, rerun_manifest,
     Scenario, ScenarioError, SimulationResult,
     Network, Species, Reaction, Observable, Event, At, When, Param, compile_network,
-    get_model, solve, solve_ssa, solve_tau
+    get_model, solve, solve_ssa, solve_tau, solve_hybrid
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ _LAZY = {
     "solve": "livingdrug.engines.ode",
     "solve_ssa": "livingdrug.engines.ssa",
     "solve_tau": "livingdrug.engines.tau",
+    "solve_hybrid": "livingdrug.engines.hybrid",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -143,6 +143,37 @@ def _timed_at(event_apply, t, y, p, ev_timed, te, fired):
 
 
 @njit(cache=True, nogil=True)
+def _start_events(event_time, event_condition, event_apply, t, y, p, ev_timed, ev_dir, ev_once,
+                  te, fired, gprev, gval, flag):
+    """Start of a run at ``t``: evaluate the timed events' times into ``te`` and the conditions
+    into ``gprev``, then fire the timed events scheduled at ``t`` (and any condition they make
+    cross).  Returns the number of events fired.  Shared by every stochastic kernel."""
+    nev = ev_timed.shape[0]
+    for k in range(nev):
+        if ev_timed[k]:
+            te[k] = event_time(k, p.ctypes)
+    for k in range(nev):
+        if not ev_timed[k]:
+            gprev[k] = event_condition(k, t, y.ctypes, p.ctypes)
+    nf = _timed_at(event_apply, t, y, p, ev_timed, te, fired)
+    if nf > 0:
+        nf += _conditions(event_condition, event_apply, t, y, p, ev_timed, ev_dir, ev_once,
+                          fired, gprev, gval, flag)
+    return nf
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _next_stop(t, t_out, ev_timed, fired, te):
+    """The next hard stop after ``t``: the output time ``t_out`` or an earlier pending timed
+    event."""
+    t_stop = t_out
+    for k in range(ev_timed.shape[0]):
+        if ev_timed[k] and (not fired[k]) and te[k] > t and te[k] < t_stop:
+            t_stop = te[k]
+    return t_stop
+
+
+@njit(cache=True, nogil=True)
 def _all_finite(v):
     for i in range(v.shape[0]):
         if not math.isfinite(v[i]):
@@ -171,23 +202,13 @@ def _ssa_one(fns, t0, y0, p, t_eval, ST, ev_timed, ev_dir, ev_once, state, max_e
     gprev = np.ones(max(nev, 1))
     gval = np.ones(max(nev, 1))
     flag = np.zeros(max(nev, 1), dtype=np.bool_)
-    for k in range(nev):
-        if ev_timed[k]:
-            te[k] = event_time(k, p.ctypes)
     t = t0
     tprog[0] = t0
     n_rx = 0
-    n_ev = 0
     status = _ST_OK
     j = 0
-    for k in range(nev):
-        if not ev_timed[k]:
-            gprev[k] = event_condition(k, t, y.ctypes, p.ctypes)
-    nf = _timed_at(event_apply, t, y, p, ev_timed, te, fired)
-    if nf > 0:
-        n_ev += nf
-        n_ev += _conditions(event_condition, event_apply, t, y, p, ev_timed, ev_dir, ev_once,
-                            fired, gprev, gval, flag)
+    n_ev = _start_events(event_time, event_condition, event_apply, t, y, p, ev_timed, ev_dir,
+                         ev_once, te, fired, gprev, gval, flag)
     if not _all_finite(y):
         status = _ST_NONFINITE
     while status == _ST_OK and j < nT:
@@ -197,10 +218,7 @@ def _ssa_one(fns, t0, y0, p, t_eval, ST, ev_timed, ev_dir, ev_once, state, max_e
             j += 1
             continue
         # the next hard stop: an output time or a pending timed event
-        t_stop = t_eval[j]
-        for k in range(nev):
-            if ev_timed[k] and (not fired[k]) and te[k] > t and te[k] < t_stop:
-                t_stop = te[k]
+        t_stop = _next_stop(t, t_eval[j], ev_timed, fired, te)
         propensities(t, y.ctypes, p.ctypes, a.ctypes)
         a0 = 0.0
         bad = False

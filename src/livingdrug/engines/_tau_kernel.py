@@ -18,7 +18,14 @@ from numba import njit, prange
 
 from ..network import use_cache_dir_for_numba
 from ._ssa_kernel import __file__ as _ssa_kernel_file
-from ._ssa_kernel import _all_finite, _conditions, _timed_at, uniform_open
+from ._ssa_kernel import (
+    _all_finite,
+    _conditions,
+    _next_stop,
+    _start_events,
+    _timed_at,
+    uniform_open,
+)
 
 # before the decorators below; the SSA helpers it calls are part of its cache key
 use_cache_dir_for_numba(__file__, depends_on=(_ssa_kernel_file,))
@@ -114,13 +121,9 @@ def _tau_one(fns, t0, y0, p, t_eval, ST, in_rate, ev_timed, ev_dir, ev_once, sta
     gprev = np.ones(max(nev, 1))
     gval = np.ones(max(nev, 1))
     flag = np.zeros(max(nev, 1), dtype=np.bool_)
-    for k in range(nev):
-        if ev_timed[k]:
-            te[k] = event_time(k, p.ctypes)
     t = t0
     tprog[0] = t0
     n_rx = 0
-    n_ev = 0
     n_leap = 0
     n_ssa = 0
     n_rej = 0
@@ -129,14 +132,8 @@ def _tau_one(fns, t0, y0, p, t_eval, ST, in_rate, ev_timed, ev_dir, ev_once, sta
     tau1 = math.inf
     status = _ST_OK
     j = 0
-    for k in range(nev):
-        if not ev_timed[k]:
-            gprev[k] = event_condition(k, t, y.ctypes, p.ctypes)
-    nf = _timed_at(event_apply, t, y, p, ev_timed, te, fired)
-    if nf > 0:
-        n_ev += nf
-        n_ev += _conditions(event_condition, event_apply, t, y, p, ev_timed, ev_dir, ev_once,
-                            fired, gprev, gval, flag)
+    n_ev = _start_events(event_time, event_condition, event_apply, t, y, p, ev_timed, ev_dir,
+                         ev_once, te, fired, gprev, gval, flag)
     if not _all_finite(y):
         status = _ST_NONFINITE
     while status == _ST_OK and j < nT:
@@ -145,10 +142,7 @@ def _tau_one(fns, t0, y0, p, t_eval, ST, in_rate, ev_timed, ev_dir, ev_once, sta
                 yout[j, i] = y[i]
             j += 1
             continue
-        t_stop = t_eval[j]
-        for k in range(nev):
-            if ev_timed[k] and (not fired[k]) and te[k] > t and te[k] < t_stop:
-                t_stop = te[k]
+        t_stop = _next_stop(t, t_eval[j], ev_timed, fired, te)
         propensities(t, y.ctypes, p.ctypes, a.ctypes)
         a0 = 0.0
         bad = False
