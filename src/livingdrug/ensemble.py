@@ -831,8 +831,8 @@ _SWEEP_RE = re.compile(rf"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*({_NUM}):({_NUM}):(
 _SWEEP_FORM = "NAME=LO:HI:log|lin:N, e.g. dose=1e6:1e9:log:7"
 
 
-def _sweep_error(text: str, hint: str, field: str = "") -> ScenarioError:
-    return ScenarioError(file="--sweep", field=field, value=text, expected=_SWEEP_FORM, hint=hint)
+def _sweep_error(text: str, hint: str) -> ScenarioError:
+    return ScenarioError(file="command line", field="--sweep", value=text, expected=_SWEEP_FORM, hint=hint)
 
 
 def parse_sweep(text: str) -> SweepSpec:
@@ -892,9 +892,12 @@ def apply_sweep_value(s: Any, name: str, value: float) -> tuple[Any, str, str]:
     if name == dose:
         return with_dose(s, float(value)), "parameter", net.param(name).unit
     if name in reserved:
-        raise _sweep_error(
-            name, f"{name} is set by {reserved[name]} of the scenario; sweep another quantity or edit the file",
-            field=name,
+        raise ScenarioError(
+            file="command line",
+            field="--sweep",
+            value=name,
+            expected="a parameter or species the scenario does not set elsewhere",
+            hint=f"{name} is set by {reserved[name]} of the scenario; sweep another quantity or edit the file",
         )
     if name in net.param_names:
         return with_parameters(s, **{name: float(value)}), "parameter", net.param(name).unit
@@ -905,8 +908,8 @@ def apply_sweep_value(s: Any, name: str, value: float) -> tuple[Any, str, str]:
     known = sorted(set(net.param_names) | set(net.species_names))
     best = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
     raise ScenarioError(
-        file="--sweep",
-        field=name,
+        file="command line",
+        field="--sweep",
         value=name,
         expected=f"a parameter or species of model {net.name}",
         hint=(f'did you mean "{best[0]}"? ' if best else "") + f"known: {', '.join(known[:15])}"

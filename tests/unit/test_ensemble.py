@@ -207,7 +207,7 @@ def test_bad_sweep_text_names_the_value_and_the_form(text: str, needle: str) -> 
     with pytest.raises(ScenarioError) as e:
         parse_sweep(text)
     msg = str(e.value)
-    assert needle in msg and "NAME=LO:HI:log|lin:N" in msg and msg.startswith("--sweep"), msg
+    assert needle in msg and "NAME=LO:HI:log|lin:N" in msg and f'--sweep = "{text}"' in msg, msg
 
 
 def test_sweep_values_and_targets() -> None:
@@ -233,3 +233,41 @@ def test_sweep_values_and_targets() -> None:
 def test_sweep_needs_a_stochastic_engine() -> None:
     with pytest.raises(ScenarioError, match="stochastic engine"):
         ld.sweep("kimmel2021", "r_B=0.01:0.1:log:3")
+
+
+def test_partial_summary_of_a_sweep_covers_the_finished_chunks() -> None:
+    s = _bd(days=5, replicates=20)
+    chunks: list[ensemble.ChunkReport] = []
+    ld.sweep(s, "n=1:2:lin:2", chunk_size=8, on_chunk=chunks.append)
+    assert [(c.value_index, c.first, c.count) for c in chunks] == [(0, 0, 8), (0, 8, 8), (0, 16, 4), (1, 0, 8), (1, 8, 8), (1, 16, 4)]
+    assert [c.done for c in chunks] == [8, 16, 20, 28, 36, 40] and chunks[0].total == 40
+    part = ensemble.partial_summary(s, chunks[:4], sweep="n=1:2:lin:2")
+    assert part["partial"] and part["values_reached"] == 2 and part["replicates"] == 28
+    assert part["per_value"][0]["replicates"] == 20 and part["per_value"][0]["partial"] is True
+    assert part["per_value"][1]["replicates"] == 8 and part["per_value"][1]["replicates_requested"] == 20
+
+
+def test_clone_outputs_hook(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from livingdrug.report import ensemble_figures, figures
+
+    r = ld.simulate(_bd(days=5, replicates=10))
+    assert ensemble_figures._clone_outputs(r) == {}
+    assert ensemble_figures._clone_outputs(r, tmp_path) == {}  # no meta["clones"]
+    net = replace(r.network, meta={"clones": {"a": ["n"]}})
+    ds = r.dataset.assign(clone_a=r.dataset["tumour"])
+    with_clones = replace(r, network=net, dataset=ds)
+    seen = {}
+
+    def fake(t, sizes, names):  # noqa: ANN001, ANN202
+        import matplotlib.pyplot as plt
+
+        seen.update(sizes=sizes, names=names)
+        return plt.figure()
+
+    monkeypatch.setattr(figures, "clone_composition_figure", fake, raising=False)
+    out = ensemble_figures._clone_outputs(with_clones, tmp_path)
+    assert list(out) == ["clone_composition.png"] and out["clone_composition.png"].exists()
+    assert seen["names"] == ["a"] and seen["sizes"].shape == (6, 1)  # (time, clone)
+    assert np.array_equal(seen["sizes"][:, 0], r.dataset["tumour"].values.mean(axis=0))  # mean over replicates
