@@ -3,8 +3,8 @@ virtual clinical trial.  For research and education only; not medical advice.
 
 The flat public API (imported lazily, so ``import livingdrug`` stays fast)::
 
-    load_scenario, list_scenarios, simulate, save_run, rerun_manifest,
-    Scenario, ScenarioError, SimulationResult,
+    load_scenario, list_scenarios, simulate, sweep, save_run, rerun_manifest, load_manifest,
+    Scenario, ScenarioError, SimulationResult, EnsembleResult, SweepResult, parse_sweep,
     Network, Species, Reaction, Observable, Event, At, When, Param, compile_network,
     get_model, solve, solve_ssa, solve_tau, solve_hybrid
 """
@@ -25,7 +25,12 @@ _LAZY = {
     "simulate": "livingdrug.api",
     "save_run": "livingdrug.api",
     "rerun_manifest": "livingdrug.api",
+    "load_manifest": "livingdrug.api",
+    "sweep": "livingdrug.api",
     "SimulationResult": "livingdrug.api",
+    "EnsembleResult": "livingdrug.ensemble",
+    "SweepResult": "livingdrug.ensemble",
+    "parse_sweep": "livingdrug.ensemble",
     "Network": "livingdrug.network",
     "Species": "livingdrug.network",
     "Reaction": "livingdrug.network",

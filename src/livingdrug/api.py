@@ -8,6 +8,10 @@ The CLI, a notebook and (later) the web page call these same functions::
     r.summary["exposure"]["cmax"], r.dataset["cart_blood"]
     ld.save_run(r, "runs/cd19")
 
+    e = ld.simulate(s, engine="hybrid", replicates=1000)   # EnsembleResult
+    e.summary["probabilities"]["cure"]                      # estimate with its Wilson 95 % CI
+    w = ld.sweep(s, "dose=1e6:1e9:log:7", engine="hybrid")  # SweepResult: P(cure) vs dose
+
 Data flow (DESIGN.md): Scenario → (build) Network → (solve) trajectories → (score) endpoints
 → (render) files.  Each step returns new immutable values.
 """
@@ -30,7 +34,7 @@ from .clinical.endpoints import ball_response, exposure
 from .engines.common import STATUS_OK
 from .network import Network, compile_network
 
-__all__ = ["SimulationResult", "simulate", "save_run", "rerun_manifest", "summarise"]
+__all__ = ["SimulationResult", "simulate", "sweep", "with_overrides", "save_run", "load_manifest", "rerun_manifest", "summarise"]
 
 
 @dataclass(frozen=True)
@@ -51,17 +55,27 @@ class SimulationResult:
     stats: dict = field(default_factory=dict)
 
 
-def _resolve(scenario: Any, days: float | None, seed: int | None, engine: str | None) -> Any:
-    from .scenarios import load_scenario, resolve, with_days, with_seed
+def with_overrides(
+    scenario: Any,
+    days: float | None = None,
+    seed: int | None = None,
+    engine: str | None = None,
+    replicates: int | None = None,
+) -> Any:
+    """The scenario (object, built-in name or path) with the given overrides written into it,
+    so its manifest, hash and ``--from`` re-run see them; ``None`` leaves a field alone."""
+    from .scenarios import load_scenario, with_days, with_engine, with_replicates, with_seed
 
     s = scenario if not isinstance(scenario, (str, Path)) else load_scenario(scenario)
     if days is not None:
         s = with_days(s, float(days))
     if seed is not None:
         s = with_seed(s, int(seed))
-    if engine is not None and engine != "ode":
-        raise ValueError(f"engine {engine!r} is not available yet; use 'ode'")
-    return s, resolve(s)
+    if engine is not None and engine != s.simulation.engine:
+        s = with_engine(s, engine)
+    if replicates is not None and replicates != s.simulation.replicates:
+        s = with_replicates(s, replicates)
+    return s
 
 
 def simulate(
@@ -70,12 +84,60 @@ def simulate(
     days: float | None = None,
     seed: int | None = None,
     engine: str | None = None,
-) -> SimulationResult:
+    replicates: int | None = None,
+    chunk_size: int | None = None,
+    on_chunk: Any = None,
+    max_exact_firings: float | None = None,
+) -> Any:
     """Simulate a scenario (a :class:`~livingdrug.scenarios.Scenario`, a built-in name or a
-    TOML path) with the deterministic engine and score its endpoints."""
+    TOML path) and score its endpoints.
+
+    The engine is ``engine`` or the scenario's ``simulation.engine``.  ``"ode"`` returns a
+    :class:`SimulationResult` (deterministic, one patient); ``"ssa"``, ``"tau"`` and
+    ``"hybrid"`` return an :class:`~livingdrug.ensemble.EnsembleResult` of ``replicates``
+    random replicates (default: the scenario's, else 1000) simulated in chunks of
+    ``chunk_size``; ``on_chunk(ChunkReport)`` is called after each chunk and
+    ``max_exact_firings`` overrides the guard against hopeless exact runs (see
+    :mod:`livingdrug.ensemble`).  Overrides are written into the scenario, so the manifest
+    re-runs exactly what ran.
+    """
+    from .scenarios import STOCHASTIC_ENGINES, resolve
+
+    s = with_overrides(scenario, days, seed, engine, replicates)
+    if s.simulation.engine in STOCHASTIC_ENGINES:
+        from .ensemble import run_ensemble
+
+        return run_ensemble(s, chunk_size=chunk_size, on_chunk=on_chunk, max_exact_firings=max_exact_firings)
+    return _simulate_ode(s, resolve(s))
+
+
+def sweep(
+    scenario: Any,
+    spec: Any,
+    *,
+    days: float | None = None,
+    seed: int | None = None,
+    engine: str | None = None,
+    replicates: int | None = None,
+    chunk_size: int | None = None,
+    on_chunk: Any = None,
+    max_exact_firings: float | None = None,
+) -> Any:
+    """Run a stochastic ensemble at each value of one parameter or initial amount and return
+    a :class:`~livingdrug.ensemble.SweepResult` (P(cure) and the other probabilities with
+    their CIs against the value).  ``spec`` is ``"NAME=LO:HI:log|lin:N"`` (e.g.
+    ``"dose=1e6:1e9:log:7"``; canonical units) or a :class:`~livingdrug.ensemble.SweepSpec`.
+    Every value uses the same seed (common random numbers)."""
+    from .ensemble import run_sweep
+
+    s = with_overrides(scenario, days, seed, engine, replicates)
+    return run_sweep(s, spec, chunk_size=chunk_size, on_chunk=on_chunk, max_exact_firings=max_exact_firings)
+
+
+def _simulate_ode(s: Any, rs: Any) -> SimulationResult:
+    """The deterministic path (unchanged: one patient, the ODE engine)."""
     from .engines.ode import solve
 
-    s, rs = _resolve(scenario, days, seed, engine)
     net: Network = rs.network
     compiled = compile_network(net)
     P = np.atleast_2d(np.asarray(rs.P, dtype=float))
@@ -184,15 +246,16 @@ def _manifest(s: Any, rs: Any, settings: dict) -> dict:
     }
 
 
-def rerun_manifest(path: str | Path) -> SimulationResult:
-    """Re-run exactly the run described by ``manifest.json`` (scenario text, seed, engine)."""
+def load_manifest(path: str | Path, *, models: Any = None) -> tuple[Any, dict]:
+    """``(scenario, manifest)`` of a run's ``manifest.json``: the embedded scenario, checked
+    against the recorded hash.  Every problem raises :class:`~livingdrug.scenarios.ScenarioError`."""
     from .scenarios import ScenarioError, scenario_from_toml, scenario_hash
 
     path = Path(path)
     try:
         m = json.loads(path.read_text())
         toml_text = m["scenario"]["toml"]
-        seed = int(m["seed"])
+        int(m["seed"])  # present and a whole number
     except FileNotFoundError:
         raise ScenarioError(
             file=str(path), expected="the manifest.json of a finished run", hint="file not found"
@@ -203,7 +266,7 @@ def rerun_manifest(path: str | Path) -> SimulationResult:
             expected="a manifest.json written by 'livingdrug run'",
             hint=f"could not read it ({type(exc).__name__}: {exc})",
         ) from None
-    s = scenario_from_toml(toml_text, source=str(path))
+    s = scenario_from_toml(toml_text, source=str(path), models=models)
     if scenario_hash(s) != m["scenario"].get("hash"):
         raise ScenarioError(
             file=str(path),
@@ -213,6 +276,31 @@ def rerun_manifest(path: str | Path) -> SimulationResult:
             hint="the manifest was edited or written by an incompatible livingdrug version; "
             "re-run from the scenario file instead",
         )
+    return s, m
+
+
+def rerun_manifest(path: str | Path, *, models: Any = None, on_chunk: Any = None) -> Any:
+    """Re-run exactly the run described by ``manifest.json`` (scenario text, seed, engine,
+    replicates and, for a sweep, the swept values); stochastic runs are bitwise identical.
+    ``models`` replaces the model library for a user model."""
+    from .scenarios import ScenarioError
+
+    s, m = load_manifest(path, models=models)
+    seed = int(m["seed"])
+    chunk = (m.get("engine") or {}).get("chunk_size") if isinstance(m.get("engine"), dict) else None
+    if m.get("sweep"):
+        from .ensemble import parse_sweep
+
+        try:
+            spec = parse_sweep(str(m["sweep"]["text"]))
+        except (KeyError, TypeError):
+            raise ScenarioError(
+                file=str(path), field="sweep", expected="the sweep of a run written by 'livingdrug run'",
+                hint="the manifest was edited; re-run from the scenario file instead",
+            ) from None
+        return sweep(s, spec, seed=seed, chunk_size=chunk, on_chunk=on_chunk)
+    if s.simulation.stochastic:
+        return simulate(s, seed=seed, chunk_size=chunk, on_chunk=on_chunk)
     return simulate(s, seed=seed)
 
 
@@ -224,10 +312,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_run(result: SimulationResult, out: str | Path, *, figures: bool = True) -> Path:
+def save_run(result: Any, out: str | Path, *, figures: bool = True) -> Path:
     """Write the run folder: trajectories.parquet, summary.json, figures, report.html and,
-    last, manifest.json (its presence marks a complete run).  Every file is atomic."""
+    last, manifest.json (its presence marks a complete run).  Every file is atomic.
+
+    A stochastic :class:`~livingdrug.ensemble.EnsembleResult` or
+    :class:`~livingdrug.ensemble.SweepResult` gets its own files (replicates.parquet,
+    bands.parquet, Kaplan–Meier and fan-chart figures, sweep.parquet …; see
+    :func:`livingdrug.io.ensemble.save_ensemble_run`)."""
     from .io import ensure_writable_dir, write_json, write_trajectories
+
+    if not isinstance(result, SimulationResult):
+        from .io.ensemble import save_ensemble_run
+
+        return save_ensemble_run(result, Path(out), figures=figures)
 
     out = ensure_writable_dir(Path(out))
     stale = out / "manifest.json"

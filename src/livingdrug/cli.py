@@ -1,8 +1,10 @@
 """The ``livingdrug`` command: a thin view over the public API.
 
-Exit codes: 0 success; 2 bad input (scenario, unit, value, output folder) with a one-line
-message and no traceback; 130 interrupted (finished files are kept, nothing partial is left);
-1 an internal error (set ``LIVINGDRUG_DEBUG=1`` for the traceback).
+Exit codes: 0 success; 2 bad input (scenario, unit, value, output folder, --sweep) with a
+one-line message and no traceback; 130 interrupted (finished files are kept, nothing partial
+is left; a stochastic run keeps the endpoints of every finished chunk and writes a partial
+summary); 1 an internal error (set ``LIVINGDRUG_DEBUG=1`` for the traceback) or a run in
+which some patients/replicates failed (its files are written).
 """
 
 from __future__ import annotations
@@ -111,36 +113,82 @@ def run(
     from_manifest: Annotated[
         Path | None, typer.Option("--from", help="Re-run exactly from a run's manifest.json.")
     ] = None,
-    engine: Annotated[str, typer.Option("--engine", help="Simulation engine.")] = "ode",
+    engine: Annotated[
+        str | None,
+        typer.Option("--engine", help="ode (deterministic), ssa (exact stochastic), tau (tau-leaping) or hybrid; default: the scenario's."),
+    ] = None,
+    replicates: Annotated[
+        int | None, typer.Option("--replicates", "-R", help="Stochastic replicates (default: the scenario's, else 1000).")
+    ] = None,
+    sweep: Annotated[
+        str | None,
+        typer.Option("--sweep", help="Sweep one parameter or initial amount: NAME=LO:HI:log|lin:N, e.g. dose=1e6:1e9:log:7."),
+    ] = None,
+    chunk_size: Annotated[
+        int | None, typer.Option("--chunk-size", help="Replicates per chunk (results do not depend on it).")
+    ] = None,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Write PNG figures and report.html.")] = True,
 ) -> None:
-    """Simulate a scenario and write trajectories, summary, figures and report."""
+    """Simulate a scenario and write trajectories, summary, figures and report.
+
+    With a stochastic engine (--engine ssa|tau|hybrid) it simulates --replicates random
+    replicates and reports probabilities (cure, remission, MRD negativity, relapse) with 95 %
+    confidence intervals and relapse-free survival (Kaplan–Meier); --sweep repeats that at each
+    value of one parameter.
+    """
     from . import api
     from .io.atomic import ensure_writable_dir
-    from .scenarios import default_scenario_name, load_scenario
+    from .scenarios import ENGINES, STOCHASTIC_ENGINES, default_scenario_name, load_scenario
 
     t0 = time.perf_counter()
+    spec = None
     if from_manifest is not None:
-        if scenario is not None or days is not None or seed is not None:
-            _fail("--from re-runs a manifest exactly; do not combine it with a scenario, --days or --seed")
-        result = api.rerun_manifest(from_manifest)
-        name = result.manifest["scenario"]["name"]
+        if any(x is not None for x in (scenario, days, seed, engine, replicates, sweep)):
+            _fail(
+                "--from re-runs a manifest exactly; do not combine it with a scenario, --days, --seed, "
+                "--engine, --replicates or --sweep"
+            )
+        s, m = api.load_manifest(from_manifest)
+        name = s.name
+        if m.get("sweep"):
+            spec = str(m["sweep"].get("text", ""))
     else:
         if days is not None and not (0 < days <= 36500):
             _fail(f"--days {days}: expected a number of days in (0, 36500]")
-        if engine != "ode":
-            _fail(f"--engine {engine}: expected 'ode' (the stochastic engines are not available yet)")
+        if engine is not None and engine not in ENGINES:
+            _fail(f"--engine {engine}: expected one of {', '.join(ENGINES)}")
         if seed is not None and seed < 0:
             _fail(f"--seed {seed}: expected a non-negative integer")
+        if replicates is not None and not (1 <= replicates <= 10_000_000):
+            _fail(f"--replicates {replicates}: expected a whole number from 1 to 10,000,000")
+        if chunk_size is not None and chunk_size < 1:
+            _fail(f"--chunk-size {chunk_size}: expected a positive whole number (e.g. 128)")
+        if sweep is not None:
+            from .ensemble import parse_sweep
+
+            parse_sweep(sweep)  # a bad --sweep fails here, before any work
+            spec = sweep
         s = load_scenario(scenario or default_scenario_name())
+        effective = engine or s.simulation.engine
+        if effective not in STOCHASTIC_ENGINES and (replicates is not None or sweep is not None):
+            flag = "--replicates" if replicates is not None else "--sweep"
+            _fail(
+                f"{flag} needs a stochastic engine, but the engine is {effective!r}; "
+                "add --engine hybrid (or tau, or ssa for small populations)"
+            )
+        s = api.with_overrides(s, days, seed, engine, replicates)
         name = s.name
-        result = None
     if out is None:
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{name}-{stamp}"
     ensure_writable_dir(out)  # fail before the work, not after it
-    if result is None:
-        result = api.simulate(s, days=days, seed=seed, engine=engine)
+    if s.simulation.stochastic:
+        _run_stochastic(s, out, spec, chunk_size, figures, from_manifest, t0)
+        return
+    if from_manifest is not None:
+        result = api.rerun_manifest(from_manifest)
+    else:
+        result = api.simulate(s)
     folder = api.save_run(result, out, figures=figures)
     _print_summary(result, folder, time.perf_counter() - t0)
     if result.summary.get("failed"):
@@ -171,6 +219,105 @@ def _print_summary(result, folder: Path, seconds: float) -> None:  # noqa: ANN00
         con.print(f"[red]{failed} patient(s) failed:[/] {result.summary.get('message')}")
     main_files = ("report.html", "trajectories.parquet", "summary.json", "manifest.json")
     written = ", ".join(n for n in main_files if (folder / n).exists())
+    con.print(f"wrote {folder}/ ({written}) in {seconds:.1f} s")
+    con.print("[dim]Research and education use only; not medical advice.[/]")
+
+
+def _run_stochastic(s, out: Path, spec, chunk_size, figures: bool, from_manifest, t0: float) -> None:  # noqa: ANN001
+    """Ensemble or sweep with a progress bar; each finished chunk's endpoints go to
+    ``out/parts/`` at once, and an interrupt writes a partial summary.json (exit 130)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from . import api
+    from .ensemble import ChunkReport, partial_summary
+    from .io import ensemble as ens_io
+    from .io import write_json
+
+    chunks: list[ChunkReport] = []
+    reps = s.simulation.n_replicates
+    n_values = int(spec.rsplit(":", 1)[1]) if spec else 1
+    progress = Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=_console(stderr=True),
+        transient=True,
+    )
+    what = f"{s.simulation.engine}: {reps} replicates" + (f" × {n_values} values" if spec else "")
+    task = progress.add_task(what, total=reps * n_values)
+
+    def on_chunk(c: ChunkReport) -> None:
+        ens_io.write_part(out, c, c.units)
+        chunks.append(c)
+        progress.update(task, completed=c.done, total=c.total)
+
+    try:
+        with progress:
+            if from_manifest is not None:
+                result = api.rerun_manifest(from_manifest, on_chunk=on_chunk)
+            elif spec:
+                result = api.sweep(s, spec, chunk_size=chunk_size, on_chunk=on_chunk)
+            else:
+                result = api.simulate(s, chunk_size=chunk_size, on_chunk=on_chunk)
+    except KeyboardInterrupt:
+        summary = partial_summary(s, chunks, sweep=spec)
+        write_json(out / "summary.json", summary)
+        _console(stderr=True).print(
+            f"interrupted after {summary['replicates']} replicate(s): their endpoints are in "
+            f"{out / ens_io.PARTS}/ and the partial summary in {out / 'summary.json'}"
+        )
+        raise
+    folder = api.save_run(result, out, figures=figures)
+    _print_ensemble(result, folder, time.perf_counter() - t0)
+    if result.summary.get("failed"):
+        raise typer.Exit(1)
+
+
+def _print_ensemble(result, folder: Path, seconds: float) -> None:  # noqa: ANN001
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .ensemble import SweepResult
+    from .report.ensemble_html import detail_rows, probability_rows, sweep_rows
+
+    con = _console()
+    title = getattr(result.scenario, "title", "") or result.manifest["scenario"]["name"]
+    eng = result.manifest.get("engine", {})
+    if isinstance(result, SweepResult):
+        header, rows = sweep_rows(result)
+        table = Table(title=f"{title} — sweep of {result.spec.name} ({eng.get('engine')}, {eng.get('replicates')} replicates per value)", title_justify="left")
+        for i, h in enumerate(header):
+            table.add_column(escape(h), justify="left" if i == 0 else "right")
+        for r in rows:
+            table.add_row(*(escape(c) for c in r))
+        con.print(table)
+        con.print("[dim]95 % Wilson score intervals; the same seed at every value (common random numbers).[/]")
+        files = ("report.html", "sweep.parquet", "sweep.json", "replicates.parquet", "summary.json", "manifest.json")
+    else:
+        table = Table(title=f"{title} — {eng.get('engine')}, {result.summary.get('replicates')} replicates", title_justify="left")
+        for col, justify in (("", "left"), ("estimate", "right"), ("95 % CI (Wilson)", "right"), ("k/n", "right")):
+            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for prow in probability_rows(result.summary):
+            table.add_row(*(escape(c) for c in prow))
+        con.print(table)
+        for label, value in detail_rows(result.summary):
+            con.print(f"  {escape(label)}: {escape(value)}")
+        files = ("report.html", "replicates.parquet", "trajectories.parquet", "bands.parquet", "summary.json", "manifest.json")
+    failed = result.summary.get("failed", 0)
+    for w in result.summary.get("warnings", []):
+        con.print(f"[yellow]warning:[/] {escape(w)}")
+    if failed:
+        con.print(f"[red]{failed} replicate(s) failed[/] (listed in summary.json; excluded from the probabilities)")
+    written = ", ".join(n for n in files if (folder / n).exists())
     con.print(f"wrote {folder}/ ({written}) in {seconds:.1f} s")
     con.print("[dim]Research and education use only; not medical advice.[/]")
 

@@ -1,5 +1,24 @@
 """Clinical read-outs: pure functions on trajectories and observations."""
 
 from .endpoints import Exposure, Response, ball_response, exposure
+from .probability import (
+    KaplanMeier,
+    Proportion,
+    ensemble_summary,
+    kaplan_meier,
+    proportion,
+    replicate_endpoints,
+)
 
-__all__ = ["Exposure", "Response", "ball_response", "exposure"]
+__all__ = [
+    "Exposure",
+    "Response",
+    "ball_response",
+    "exposure",
+    "KaplanMeier",
+    "Proportion",
+    "kaplan_meier",
+    "proportion",
+    "replicate_endpoints",
+    "ensemble_summary",
+]

@@ -10,7 +10,20 @@ from typing import Any
 
 from ..io.atomic import atomic_write_text
 
-__all__ = ["write_report", "summary_rows"]
+__all__ = ["write_report", "summary_rows", "figure_html", "PAGE_STYLE", "DISCLAIMER_HTML"]
+
+#: the report's style sheet (shared by the deterministic and the stochastic report)
+PAGE_STYLE = """<style>
+body { font-family: system-ui, sans-serif; max-width: 980px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+td, th { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; vertical-align: top; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 1.5em 0; } img { max-width: 100%; }
+.note { background: #fff6e0; border-left: 4px solid #e0a000; padding: 0.6em 1em; }
+</style>"""
+#: the research-use disclaimer every report carries
+DISCLAIMER_HTML = """<p class="note">Simulated result for research and education only. It is not medical advice and must
+not be used to treat a patient.</p>"""
 
 _LABELS = {
     "cmax": ("Cmax", "{unit}"),
@@ -61,6 +74,16 @@ def summary_rows(summary: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def figure_html(p: Path) -> str:
+    """A PNG embedded as a figure; each figure carries its own title, the file name is the
+    alt text and the caption."""
+    data = base64.b64encode(Path(p).read_bytes()).decode()
+    return (
+        f'<figure><img alt="{html.escape(p.name)}" src="data:image/png;base64,{data}">'
+        f"<figcaption><code>{html.escape(p.name)}</code></figcaption></figure>"
+    )
+
+
 def write_report(result: Any, out: Path, figures: list[Path]) -> Path:
     ds = result.dataset
     m = result.manifest
@@ -68,12 +91,7 @@ def write_report(result: Any, out: Path, figures: list[Path]) -> Path:
         f"<tr><td>{html.escape(s)}</td><td>{html.escape(label)}</td><td class=num>{html.escape(v)}</td><td>{html.escape(u)}</td></tr>"
         for s, label, v, u in summary_rows(result.summary)
     )
-    imgs = "\n".join(
-        # each figure carries its own title; the file name is the alt text and the caption
-        f'<figure><img alt="{html.escape(p.name)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
-        f"<figcaption><code>{html.escape(p.name)}</code></figcaption></figure>"
-        for p in figures
-    )
+    imgs = "\n".join(figure_html(p) for p in figures)
     failed = int(result.summary.get("failed", 0))
     status = "all patients solved" if not failed else f"{failed} patient(s) failed: see summary.json"
     prov = {
@@ -89,17 +107,9 @@ def write_report(result: Any, out: Path, figures: list[Path]) -> Path:
     title = html.escape(str(getattr(result.scenario, "title", "") or ds.attrs.get("scenario", "")))
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>livingdrug — {title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 980px; margin: 2em auto; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: left; vertical-align: top; }}
-td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
-figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
-.note {{ background: #fff6e0; border-left: 4px solid #e0a000; padding: 0.6em 1em; }}
-</style></head><body>
+{PAGE_STYLE}</head><body>
 <h1>{title}</h1>
-<p class="note">Simulated result for research and education only. It is not medical advice and must
-not be used to treat a patient.</p>
+{DISCLAIMER_HTML}
 <p>Status: {html.escape(status)}.</p>
 <h2>Summary</h2>
 <table><tr><th>section</th><th>endpoint</th><th>value</th><th>unit</th></tr>

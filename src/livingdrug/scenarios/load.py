@@ -27,10 +27,14 @@ from ..network import Network
 from ..units import UnitError, _unit, to_canonical
 from .schema import (
     _MISSING,
+    DEFAULT_HYBRID_THRESHOLD,
+    DEFAULT_TAU_EPSILON,
     ENGINES,
     MAX_DAYS,
     MAX_FILE_BYTES,
     MAX_OUTPUT_POINTS,
+    MAX_REPLICATES,
+    STOCHASTIC_ENGINES,
     Dosing,
     FrozenDict,
     ResolvedScenario,
@@ -55,6 +59,9 @@ __all__ = [
     "with_days",
     "with_seed",
     "with_parameters",
+    "with_initial",
+    "with_engine",
+    "with_replicates",
     "builtin_dir",
 ]
 
@@ -67,6 +74,9 @@ MAX_DOSE_CELLS = 1e13
 #: admissible body weight (kg); mice weigh ~0.02 kg
 MIN_WEIGHT_KG, MAX_WEIGHT_KG = 1e-3, 1000.0
 MAX_SEED = 2**64 - 1
+#: admissible hybrid threshold (cells): below one cell nothing would be exact; above 1e9
+#: cells an exact simulation of the "small" populations would itself be hopeless
+MIN_HYBRID_THRESHOLD, MAX_HYBRID_THRESHOLD = 1.0, 1e9
 
 _TOP_KEYS = (
     "name",
@@ -83,7 +93,18 @@ _TOP_KEYS = (
 _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "patient": ("weight",),
     "dosing": ("dose", "time"),
-    "simulation": ("days", "start", "output_interval", "engine", "rtol", "atol", "seed"),
+    "simulation": (
+        "days",
+        "start",
+        "output_interval",
+        "engine",
+        "rtol",
+        "atol",
+        "seed",
+        "replicates",
+        "hybrid_threshold",
+        "tau_epsilon",
+    ),
 }
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
@@ -585,8 +606,54 @@ def _validate(
                 hint="write e.g. seed = 0",
             )
         seed = int(seed_v)
+    replicates: int | None = None
+    if "replicates" in sim:
+        rep_v = sim["replicates"]
+        if not isinstance(rep_v, int) or isinstance(rep_v, bool) or not (1 <= rep_v <= MAX_REPLICATES):
+            raise ctx.error(
+                "simulation.replicates",
+                rep_v,
+                expected=f"a whole number of stochastic replicates from 1 to {MAX_REPLICATES:,}",
+                hint="write e.g. replicates = 1000 (without quotes)",
+            )
+        replicates = int(rep_v)
+    threshold = DEFAULT_HYBRID_THRESHOLD
+    if "hybrid_threshold" in sim:
+        threshold = _quantity(
+            ctx, "simulation.hybrid_threshold", sim["hybrid_threshold"], "cell", bare_unit="cell",
+            what="a population size",
+        )
+        if not (MIN_HYBRID_THRESHOLD <= threshold <= MAX_HYBRID_THRESHOLD):
+            raise ctx.error(
+                "simulation.hybrid_threshold",
+                sim["hybrid_threshold"],
+                expected=f"a population size from {MIN_HYBRID_THRESHOLD:g} to {MAX_HYBRID_THRESHOLD:g} cell",
+                hint='write e.g. hybrid_threshold = "100 cell"',
+            )
+    epsilon = DEFAULT_TAU_EPSILON
+    if "tau_epsilon" in sim:
+        epsilon = _number(
+            ctx, "simulation.tau_epsilon", sim["tau_epsilon"], expected="a number between 0 and 1",
+            hint="write e.g. tau_epsilon = 0.03",
+        )
+        if not (0 < epsilon < 1):
+            raise ctx.error(
+                "simulation.tau_epsilon",
+                sim["tau_epsilon"],
+                expected="a number between 0 and 1 (exclusive)",
+                hint=f"smaller is more accurate and slower; the default is {DEFAULT_TAU_EPSILON}",
+            )
     simulation = Simulation(
-        days=days, start=start, output_interval=interval, engine=engine, rtol=rtol, atol=atol, seed=seed
+        days=days,
+        start=start,
+        output_interval=interval,
+        engine=engine,
+        rtol=rtol,
+        atol=atol,
+        seed=seed,
+        replicates=replicates,
+        hybrid_threshold=threshold,
+        tau_epsilon=epsilon,
     )
 
     # --- dosing --------------------------------------------------------------------------
@@ -967,7 +1034,7 @@ def dump_scenario(s: Scenario) -> str:
 
 def _canonical(s: Scenario) -> dict[str, Any]:
     r = resolve(s)
-    return {
+    out = {
         "format": HASH_FORMAT,
         "model": s.model,
         "model_options": dict(s.model_options),
@@ -984,6 +1051,15 @@ def _canonical(s: Scenario) -> dict[str, Any]:
         "atol": r.atol,
         "seed": r.seed,
     }
+    # stochastic settings count only where they change the simulation, so the hash of an
+    # ODE scenario is what it was before these fields existed
+    if r.engine in STOCHASTIC_ENGINES:
+        out["replicates"] = r.replicates
+    if r.engine == "hybrid":
+        out["hybrid_threshold"] = r.hybrid_threshold
+    if r.engine == "tau":
+        out["tau_epsilon"] = r.tau_epsilon
+    return out
 
 
 def scenario_json(s: Scenario) -> str:
@@ -995,8 +1071,10 @@ def scenario_hash(s: Scenario) -> str:
     """sha256 (hex) of the canonical JSON of the resolved scenario.
 
     It covers everything that changes a simulation (model, options, every parameter and
-    initial value after overrides and dosing, times, engine settings, seed) and nothing that
-    does not (name, title, description, how a quantity was spelled).
+    initial value after overrides and dosing, times, engine settings, seed; for a stochastic
+    engine the number of replicates and that engine's own setting — ``hybrid_threshold`` or
+    ``tau_epsilon``) and nothing that does not (name, title, description, how a quantity was
+    spelled, settings of an engine the scenario does not use).
     """
     return hashlib.sha256(scenario_json(s).encode("utf-8")).hexdigest()
 
@@ -1064,6 +1142,9 @@ def resolve(s: Scenario) -> ResolvedScenario:
         seed=sim.seed,
         dose_cells=dose_cells,
         dose_time=dose_time,
+        replicates=sim.n_replicates,
+        hybrid_threshold=sim.hybrid_threshold,
+        tau_epsilon=sim.tau_epsilon,
     )
 
 
@@ -1115,4 +1196,36 @@ def with_parameters(s: Scenario, **values: float | str) -> Scenario:
                 except OverflowError:
                     pass
         table[k] = v
+    return _revalidate(s, raw)
+
+
+def with_initial(s: Scenario, **values: float | str) -> Scenario:
+    """The scenario with initial-value overrides: quantities (``L_M="1e4 cell"``) or plain
+    numbers, which are taken in the species' own (canonical) unit."""
+    raw = thaw(s.raw)
+    table = raw.setdefault("initial", {})
+    net = _network_of(s)
+    for k, v in values.items():
+        if _is_number(v) and k in net.species_names:
+            unit = net.species_by_name(k).unit
+            if not _unit(unit).dimensionless:
+                try:
+                    v = f"{_fmt(float(v))} {unit}"
+                except OverflowError:
+                    pass
+        table[k] = v
+    return _revalidate(s, raw)
+
+
+def with_engine(s: Scenario, engine: str) -> Scenario:
+    """The scenario with another engine (``"ode"``, ``"ssa"``, ``"tau"`` or ``"hybrid"``)."""
+    raw = thaw(s.raw)
+    raw.setdefault("simulation", {})["engine"] = engine
+    return _revalidate(s, raw)
+
+
+def with_replicates(s: Scenario, replicates: int) -> Scenario:
+    """The scenario with another number of stochastic replicates."""
+    raw = thaw(s.raw)
+    raw.setdefault("simulation", {})["replicates"] = replicates
     return _revalidate(s, raw)

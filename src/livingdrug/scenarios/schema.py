@@ -32,6 +32,11 @@ __all__ = [
     "MAX_FILE_BYTES",
     "MAX_DAYS",
     "MAX_OUTPUT_POINTS",
+    "STOCHASTIC_ENGINES",
+    "DEFAULT_REPLICATES",
+    "MAX_REPLICATES",
+    "DEFAULT_HYBRID_THRESHOLD",
+    "DEFAULT_TAU_EPSILON",
 ]
 
 #: scenario files are data; anything larger is refused before it is parsed
@@ -42,6 +47,16 @@ MAX_DAYS = 36_500.0
 MAX_OUTPUT_POINTS = 1_000_000
 #: engine names a scenario may name
 ENGINES: tuple[str, ...] = ("ode", "ssa", "tau", "hybrid")
+#: the engines that simulate an ensemble of random replicates
+STOCHASTIC_ENGINES: tuple[str, ...] = ("ssa", "tau", "hybrid")
+#: replicates of a stochastic run when the scenario does not say
+DEFAULT_REPLICATES = 1000
+#: most replicates a scenario may ask for (one stochastic run)
+MAX_REPLICATES = 10_000_000
+#: population (cells) below which the hybrid engine simulates a species exactly
+DEFAULT_HYBRID_THRESHOLD = 100.0
+#: relative-change bound ε of the tau-leaping step selection (Cao et al. 2006)
+DEFAULT_TAU_EPSILON = 0.03
 
 _MISSING: Any = object()
 
@@ -207,7 +222,14 @@ class Dosing:
 
 @dataclass(frozen=True)
 class Simulation:
-    """Time span (days), output spacing (days) and engine settings."""
+    """Time span (days), output spacing (days) and engine settings.
+
+    Stochastic settings (used only by the engines in :data:`STOCHASTIC_ENGINES`):
+    ``replicates`` (independent random realisations; ``None`` means
+    :data:`DEFAULT_REPLICATES`), ``hybrid_threshold`` (cells; below it the hybrid engine
+    treats a population exactly, one cell at a time) and ``tau_epsilon`` (dimensionless
+    step-size bound of tau-leaping).
+    """
 
     days: float
     start: float
@@ -216,6 +238,22 @@ class Simulation:
     rtol: float = 1e-6
     atol: float = 1e-9
     seed: int = 0
+    replicates: int | None = None
+    hybrid_threshold: float = DEFAULT_HYBRID_THRESHOLD
+    tau_epsilon: float = DEFAULT_TAU_EPSILON
+
+    @property
+    def stochastic(self) -> bool:
+        """True for the ensemble engines (ssa, tau, hybrid)."""
+        return self.engine in STOCHASTIC_ENGINES
+
+    @property
+    def n_replicates(self) -> int:
+        """Replicates to simulate: the written value, else the default for the engine
+        (:data:`DEFAULT_REPLICATES` for a stochastic engine, 1 for the ODE)."""
+        if self.replicates is not None:
+            return int(self.replicates)
+        return DEFAULT_REPLICATES if self.stochastic else 1
 
 
 @dataclass(frozen=True)
@@ -277,6 +315,9 @@ class ResolvedScenario:
     seed: int
     dose_cells: float | None
     dose_time: float | None
+    replicates: int = 1
+    hybrid_threshold: float = DEFAULT_HYBRID_THRESHOLD
+    tau_epsilon: float = DEFAULT_TAU_EPSILON
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -287,5 +328,13 @@ class ResolvedScenario:
         return self.network.species_names
 
     def engine_settings(self) -> dict[str, Any]:
-        """The settings an engine call and a result manifest need."""
-        return {"engine": self.engine, "rtol": self.rtol, "atol": self.atol, "seed": self.seed}
+        """The settings an engine call and a result manifest need (for a stochastic engine
+        also the replicates and that engine's own setting)."""
+        out: dict[str, Any] = {"engine": self.engine, "rtol": self.rtol, "atol": self.atol, "seed": self.seed}
+        if self.engine in STOCHASTIC_ENGINES:
+            out["replicates"] = self.replicates
+        if self.engine == "hybrid":
+            out["hybrid_threshold"] = self.hybrid_threshold
+        if self.engine == "tau":
+            out["tau_epsilon"] = self.tau_epsilon
+        return out
