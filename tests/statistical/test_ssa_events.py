@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from ssa_models import death_events_network
 
 from livingdrug.engines.ssa import solve_ssa
@@ -95,3 +96,22 @@ def test_once_and_repeated_condition_events():
     # the event does not touch n, so both runs share every firing: identical n paths
     assert np.array_equal(many.y[:, :, 0], one.y[:, :, 0])
     assert many.stats["events"] == many.y[:, -1, 1].sum()
+
+
+@pytest.mark.parametrize("engine", ["ssa", "tau", "hybrid"])
+def test_fractional_event_results_are_rounded_without_bias(engine):
+    """A bolus of 2.3 cells (no death) leaves 2 or 3 whole cells, 3 with probability 0.3,
+    so the mean count is kept; the recorded time (changed by no reaction) is not rounded."""
+    from livingdrug.engines.hybrid import solve_hybrid
+    from livingdrug.engines.tau import solve_tau
+
+    solver = {"ssa": solve_ssa, "tau": solve_tau, "hybrid": solve_hybrid}[engine]
+    c = death_events_network().compile()
+    n = 4000
+    sol = solver(c, [0.0, -0.25], _params(0.0, 1.0, 2.3), [0.0, 1.0, 2.0], seed=44, replicates=n)
+    assert np.all(sol.status == 0)
+    x = sol.y[:, 1, 0]
+    assert set(np.unique(x)) == {2.0, 3.0}
+    p = 0.3
+    assert abs(np.mean(x == 3.0) - p) < 5 * np.sqrt(p * (1 - p) / n)
+    assert np.all(sol.y[:, :, 1] == -0.25)

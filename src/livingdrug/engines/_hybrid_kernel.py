@@ -25,6 +25,7 @@ from ._ssa_kernel import (
     _next_stop,
     _start_events,
     _timed_at,
+    round_count,
     uniform_open,
 )
 
@@ -199,18 +200,6 @@ def _lam_root(lam, dlam, h, sv, xi):
 
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _round(x, s):
-    """Unbiased stochastic rounding: ⌊x⌋ + Bernoulli(x − ⌊x⌋) (draws only if x is not an
-    integer)."""
-    fl = math.floor(x)
-    if x == fl:
-        return x
-    if uniform_open(s) < x - fl:
-        return fl + 1.0
-    return fl
-
-
 @njit(cache=True, nogil=True)
 def _partition(y, disc, movable, theta, s):
     """Re-classify species: continuous → discrete below ``theta`` (rounded stochastically),
@@ -226,11 +215,11 @@ def _partition(y, disc, movable, theta, s):
                 disc[i] = False
                 changed = True
             else:
-                y[i] = _round(y[i], s)
+                y[i] = round_count(y[i], s)
         elif y[i] < theta:
             disc[i] = True
             changed = True
-            y[i] = _round(y[i], s)
+            y[i] = round_count(y[i], s)
     return changed
 
 

@@ -76,6 +76,30 @@ def uniform_open(s):
     return (float(xoshiro_next(s) >> _U11) + 0.5) * _TWO_M53
 
 
+@njit(cache=True, nogil=True, inline="always")
+def round_count(x, s):
+    """Unbiased stochastic rounding ``⌊x⌋ + Bernoulli(x − ⌊x⌋)`` (draws only if x is not an
+    integer), so an event that leaves a fraction of a cell keeps the mean count."""
+    fl = math.floor(x)
+    if x == fl:
+        return x
+    if uniform_open(s) < x - fl:
+        return fl + 1.0
+    return fl
+
+
+@njit(cache=True, nogil=True)
+def _round_counts(y, ST, s):
+    """After an event: round every species some reaction changes (a count) to a whole number,
+    stochastically.  Species no reaction changes (e.g. a recorded time) are left alone."""
+    for i in range(y.shape[0]):
+        if y[i] != math.floor(y[i]):
+            for r in range(ST.shape[0]):
+                if ST[r, i] != 0.0:
+                    y[i] = round_count(y[i], s)
+                    break
+
+
 @njit(cache=True, nogil=True)
 def xoshiro_draws(state, n):
     """``n`` raw outputs and then ``n`` uniforms from a copy of ``state`` (for tests)."""
@@ -209,6 +233,8 @@ def _ssa_one(fns, t0, y0, p, t_eval, ST, ev_timed, ev_dir, ev_once, state, max_e
     j = 0
     n_ev = _start_events(event_time, event_condition, event_apply, t, y, p, ev_timed, ev_dir,
                          ev_once, te, fired, gprev, gval, flag)
+    if n_ev > 0:
+        _round_counts(y, ST, s)
     if not _all_finite(y):
         status = _ST_NONFINITE
     while status == _ST_OK and j < nT:
@@ -259,6 +285,7 @@ def _ssa_one(fns, t0, y0, p, t_eval, ST, ev_timed, ev_dir, ev_once, state, max_e
                                  fired, gprev, gval, flag)
                 if nf > 0:
                     n_ev += nf
+                    _round_counts(y, ST, s)
                     if not _all_finite(y):
                         status = _ST_NONFINITE
         else:
@@ -270,6 +297,7 @@ def _ssa_one(fns, t0, y0, p, t_eval, ST, ev_timed, ev_dir, ev_once, state, max_e
                 n_ev += nf
                 n_ev += _conditions(event_condition, event_apply, t, y, p, ev_timed, ev_dir,
                                     ev_once, fired, gprev, gval, flag)
+                _round_counts(y, ST, s)
                 if not _all_finite(y):
                     status = _ST_NONFINITE
         tprog[0] = t

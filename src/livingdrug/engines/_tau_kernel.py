@@ -22,6 +22,7 @@ from ._ssa_kernel import (
     _all_finite,
     _conditions,
     _next_stop,
+    _round_counts,
     _start_events,
     _timed_at,
     uniform_open,
@@ -134,6 +135,8 @@ def _tau_one(fns, t0, y0, p, t_eval, ST, in_rate, ev_timed, ev_dir, ev_once, sta
     j = 0
     n_ev = _start_events(event_time, event_condition, event_apply, t, y, p, ev_timed, ev_dir,
                          ev_once, te, fired, gprev, gval, flag)
+    if n_ev > 0:
+        _round_counts(y, ST, s)
     if not _all_finite(y):
         status = _ST_NONFINITE
     while status == _ST_OK and j < nT:
@@ -292,6 +295,7 @@ def _tau_one(fns, t0, y0, p, t_eval, ST, in_rate, ev_timed, ev_dir, ev_once, sta
                              fired, gprev, gval, flag)
             if nf > 0:
                 n_ev += nf
+                _round_counts(y, ST, s)
                 if not _all_finite(y):
                     status = _ST_NONFINITE
         if landed and status == _ST_OK:
@@ -300,6 +304,7 @@ def _tau_one(fns, t0, y0, p, t_eval, ST, in_rate, ev_timed, ev_dir, ev_once, sta
                 n_ev += nf
                 n_ev += _conditions(event_condition, event_apply, t, y, p, ev_timed, ev_dir,
                                     ev_once, fired, gprev, gval, flag)
+                _round_counts(y, ST, s)
                 if not _all_finite(y):
                     status = _ST_NONFINITE
         tprog[0] = t

@@ -11,8 +11,11 @@ Interpretation
 Species values are molecule/cell **counts** and each reaction's rate law is its
 **propensity** (expected firings per day given the current counts); a firing changes the
 counts by the reaction's stoichiometry (which must be integer-valued).  If ``y0`` is
-integer-valued the states stay integers (stored as float64), unless an event assigns a
-non-integer value (e.g. ``N · f`` for a surviving fraction).  A rate law written for
+integer-valued the states stay integers (stored as float64): an event that leaves a count
+non-integer (e.g. ``N · f`` for a surviving fraction, or a dose split into phenotypes) is
+followed by unbiased stochastic rounding, ``⌊x⌋ + Bernoulli(x − ⌊x⌋)``, of every species that
+some reaction changes (species no reaction changes, such as a recorded time, keep the value
+the event gave them).  A rate law written for
 concentrations must be rescaled by the user (e.g. bimolecular ``k·A·B/V``).
 
 Algorithm

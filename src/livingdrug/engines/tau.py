@@ -5,7 +5,8 @@ Front door (same conventions as :func:`~livingdrug.engines.ssa.solve_ssa`)::
     sol = solve_tau(compiled, y0, P, t_eval, seed=1, replicates=1000, epsilon=0.03)
     sol.y[n, T, k], sol.status[n], sol.message[n], sol.stats, sol.settings
 
-Species are counts and rate laws are propensities, exactly as in the SSA; the stoichiometry
+Species are counts and rate laws are propensities, exactly as in the SSA (including the
+stochastic rounding of counts that an event leaves non-integer); the stoichiometry
 must be integer-valued.  Tau-leaping fires many reactions per step, so it is much faster than
 the SSA when populations are large, at the price of a bias controlled by ``epsilon``.
 
