@@ -99,6 +99,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import math
 import os
 import platform
@@ -631,6 +632,20 @@ def main() -> None:
     n_b = args.car_t_replicates or (20 if q else 200)
     if args.count_replicates is None:
         args.count_replicates = 5 if q else 20
+    bad = [f"{name} = {v} (expected {want})" for name, v, ok, want in (
+        ("--repeat", args.repeat, args.repeat >= 1, "≥ 1"),
+        ("--bdk-replicates", n_a, n_a >= 2, "≥ 2: means need a standard error"),
+        ("--car-t-replicates", n_b, n_b >= 2, "≥ 2: means need a standard error"),
+        ("--count-replicates", args.count_replicates, args.count_replicates == 0 or args.count_replicates >= 2,
+         "0 (skip) or ≥ 2"),
+        ("--eps", args.eps, 0.0 < args.eps <= 1.0, "0 < eps ≤ 1"),
+        ("--days", args.days, args.days > 0.0, "> 0 days"),
+    ) if not ok]
+    if bad:
+        ap.error("; ".join(bad))
+    for flag, module in (("--no-gillespy2", "gillespy2"), ("--no-roadrunner", "roadrunner")):
+        if not getattr(args, flag[2:].replace("-", "_")) and importlib.util.find_spec(module) is None:
+            ap.error(f"{module} is not installed: pip install -e \".[bench]\" (or pass {flag})")
 
     print(f"machine: {os.cpu_count()} CPUs ({cpu_name()}), {platform.system()} {platform.machine()}")
     print(versions())
