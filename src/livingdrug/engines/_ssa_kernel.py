@@ -247,13 +247,14 @@ def _ssa_one(fns, t0, y0, p, t_eval, ST, ev_timed, ev_dir, ev_once, state, max_e
         t_stop = _next_stop(t, t_eval[j], ev_timed, fired, te)
         propensities(t, y.ctypes, p.ctypes, a.ctypes)
         a0 = 0.0
-        bad = False
+        # validity without a branch per reaction: a negative propensity lowers the minimum,
+        # a NaN or infinite one makes the sum non-finite
+        amin = 0.0
         for r in range(nr):
             ar = a[r]
-            if not (ar >= 0.0 and ar < math.inf):
-                bad = True
+            amin = min(amin, ar)
             a0 += ar
-        if bad:
+        if not (amin >= 0.0 and a0 < math.inf):
             status = _ST_BAD_PROPENSITY
             break
         tau = math.inf
