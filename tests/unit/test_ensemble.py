@@ -91,14 +91,16 @@ def test_initial_counts_are_rounded_when_immaterial() -> None:
 
 
 def _half_cell_model() -> Network:
-    """Fast death of cells, with an event adding half a cell at t = 0.5 d: the count becomes
-    fractional and a death then drives it negative (a failed replicate)."""
+    """Cells with a death rate law μ(n − 1.5) that turns negative at one cell (a failed
+    replicate whenever the count reaches 1), births λn, and an event adding half a cell at
+    t = 0.5 d (the engines round it; the ensemble warns about the fraction)."""
     n = sym("n")
     return Network(
         "half_cell",
         species=(Species("n", "cell", 3.0),),
-        params=(Param("mu", 5.0, "1/d"), Param("lam", 0.0, "1/d")),
-        reactions=(Reaction("d", {"n": -1}, sym("mu") * n), Reaction("b", {"n": 1}, sym("lam") * n)),
+        params=(Param("mu", 1.0, "1/d"), Param("lam", 1.0, "1/d")),
+        reactions=(Reaction("d", {"n": -1}, sym("mu") * (n - 1.5)),
+                   Reaction("b", {"n": 1}, sym("lam") * n)),
         observables=(Observable("tumour", n, "cell", role="tumour_total"),),
         events=(Event("half", At(0.5), {"n": n + 0.5}),),
     )
