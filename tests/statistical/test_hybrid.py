@@ -223,3 +223,10 @@ def test_budget_exhaustion_is_a_status_not_an_exception():
     assert np.all(sol.status == 1)
     assert all("max_events = 20" in m for m in sol.message)
     assert np.all(np.isnan(sol.y[:, -1, 0]))
+
+
+def test_failure_messages_name_the_replicate_in_the_whole_run():
+    c = birth_death_network().compile()
+    sol = solve_hybrid(c, [3], [1.0, 0.5], [0.0, 50.0], seed=1, replicates=2,
+                       replicate_offset=7, threshold=math.inf, max_events=20)
+    assert [m.split(":")[0] for m in sol.message] == ["replicate 7", "replicate 8"]

@@ -234,6 +234,7 @@ def solve_hybrid(
         t_fail,
         "maximum number of firings or ODE steps reached",
         f"max_events = {int(max_events)}, max_steps = {int(max_steps)}",
+        int(replicate_offset),
     )
     summed = stats.sum(axis=0)
     return OdeSolution(

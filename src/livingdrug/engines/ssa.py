@@ -186,9 +186,11 @@ def _prepare(
     )
 
 
-def _messages(status: np.ndarray, t_fail: np.ndarray, limit_what: str, limit_extra: str) -> tuple[str, ...]:
-    """Per-row messages; maps the kernel's internal exception code to STATUS_NONFINITE (in
-    place)."""
+def _messages(
+    status: np.ndarray, t_fail: np.ndarray, limit_what: str, limit_extra: str, offset: int = 0
+) -> tuple[str, ...]:
+    """Per-row messages naming each replicate by its index in the whole run (``offset`` + row);
+    maps the kernel's internal exception code to STATUS_NONFINITE (in place)."""
     messages = []
     for i in range(status.shape[0]):
         st = int(status[i])
@@ -196,7 +198,7 @@ def _messages(status: np.ndarray, t_fail: np.ndarray, limit_what: str, limit_ext
             messages.append("ok")
         elif st == _KERNEL_EXCEPTION:
             messages.append(
-                f"replicate {i}: the model raised an arithmetic error (e.g. a division by zero "
+                f"replicate {offset + i}: the model raised an arithmetic error (e.g. a division by zero "
                 f"in a rate law) after t = {t_fail[i]:.10g} d"
             )
         else:
@@ -205,7 +207,7 @@ def _messages(status: np.ndarray, t_fail: np.ndarray, limit_what: str, limit_ext
                 what = limit_what
             else:
                 what = STATUS_MESSAGES.get(st, "unknown failure")
-            messages.append(f"replicate {i}: {what}{extra} at t = {t_fail[i]:.10g} d")
+            messages.append(f"replicate {offset + i}: {what}{extra} at t = {t_fail[i]:.10g} d")
     status[status == _KERNEL_EXCEPTION] = STATUS_NONFINITE
     return tuple(messages)
 
@@ -314,7 +316,11 @@ def solve_ssa(
                 stats,
             )
     messages = _messages(
-        status, t_fail, "maximum number of reaction firings reached", f"max_events = {int(max_events)}"
+        status,
+        t_fail,
+        "maximum number of reaction firings reached",
+        f"max_events = {int(max_events)}",
+        int(replicate_offset),
     )
     summed = stats.sum(axis=0)
     return OdeSolution(

@@ -200,7 +200,11 @@ def solve_tau(
                 stats,
             )
     messages = _messages(
-        status, t_fail, "maximum number of steps reached", f"max_steps = {int(max_steps)}"
+        status,
+        t_fail,
+        "maximum number of steps reached",
+        f"max_steps = {int(max_steps)}",
+        int(replicate_offset),
     )
     summed = stats.sum(axis=0)
     return OdeSolution(
