@@ -64,3 +64,29 @@ def test_no_remission_means_no_relapse_and_ongoing_aplasia_is_censored():
     r = ball_response(t, blasts_pct=np.full_like(t, 50.0), mrd=np.full_like(t, 0.5), bcells=np.zeros_like(t))
     assert math.isnan(r.time_to_remission) and r.relapse_type == "none"
     assert r.bcell_aplasia_ongoing and r.bcell_aplasia_duration == 49.0
+
+
+@pytest.mark.parametrize(("neg", "masked", "expected"), [
+    (0.0, 0.9, "CD19-masked (CAR+)"),   # Ruella M et al. 2018 Nat Med 24:1499
+    (0.6, 0.3, "CD19-"),
+    (0.2, 0.3, "CD19+"),                # CD19+ 0.5 is the largest part
+    (0.3, 0.4, "CD19-masked (CAR+)"),   # largest of 0.3 / 0.3 / 0.4 without a majority
+    (0.5, 0.0, "CD19+"),                # ties go to CD19+ (the two-way rule's neg > 0.5)
+    (0.0, 0.5, "CD19+"),
+])
+def test_relapse_type_is_the_largest_part_of_the_leukaemia(neg, masked, expected):
+    t = np.arange(0.0, 201.0)
+    blasts = np.where(t < 20, 80.0 * np.exp(-0.2 * t), 0.01)
+    blasts[t >= 150] = 30.0
+    r = ball_response(t, blasts_pct=blasts, mrd=blasts / 100,
+                      antigen_neg_fraction=np.full_like(t, neg), masked_fraction=np.full_like(t, masked))
+    assert r.relapse_time == 150.0 and r.relapse_type == expected
+
+
+def test_relapse_typing_without_masked_fraction_is_unchanged():
+    t = np.arange(0.0, 201.0)
+    blasts = np.where(t < 20, 80.0 * np.exp(-0.2 * t), 0.01)
+    blasts[t >= 150] = 30.0
+    for neg, expected in ((0.51, "CD19-"), (0.5, "CD19+"), (np.nan, "CD19+")):
+        r = ball_response(t, blasts_pct=blasts, mrd=blasts / 100, antigen_neg_fraction=np.full_like(t, neg))
+        assert r.relapse_type == expected

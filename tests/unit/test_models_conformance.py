@@ -12,10 +12,13 @@ from livingdrug.models import MODELS, ModelSpec, get_model
 from livingdrug.network import Network
 
 ROLES = {"cart_blood", "transgene", "blasts_pct", "mrd", "bcells_blood", "tumour_total",
-         "tumour_antigen_neg", ""}
+         "tumour_antigen_neg", "tumour_car_masked", ""}
+#: roles only present with a model option (car_t: car_leukaemia)
+OPTIONAL_ROLES = {"tumour_car_masked"}
 
-CASES = [(name, {}) for name in MODELS] + [("cartmath", {"variant": "raji"})]
-IDS = [f"{n}-{o.get('variant', 'default')}" for n, o in CASES]
+CAR_T_ALL_OPTIONS = {"tracked_clones": 3, "advantaged_clone": True, "car_leukaemia": True}
+CASES = [(name, {}) for name in MODELS] + [("cartmath", {"variant": "raji"}), ("car_t", CAR_T_ALL_OPTIONS)]
+IDS = [f"{n}-{o.get('variant', 'default')}" for n, o in CASES[:-1]] + ["car_t-clones-car_leukaemia"]
 
 
 @pytest.fixture(scope="module", params=CASES, ids=IDS)
@@ -63,8 +66,11 @@ def test_observables_and_meta(net):
 
 def test_car_t_roles_complete():
     net = get_model("car_t").network()
-    for role in ROLES - {""}:
+    for role in ROLES - {""} - OPTIONAL_ROLES:
         assert net.observable_by_role(role) is not None, role
+    full = get_model("car_t").network(**CAR_T_ALL_OPTIONS)
+    for role in ROLES - {""}:
+        assert full.observable_by_role(role) is not None, role
     assert net.meta["dose"] == {"param": "dose", "time_param": "t_inf"}
     assert net.meta["weight_param"] == "weight"
     assert 10 <= len(net.species) <= 16  # 11 species: compact by design

@@ -11,8 +11,13 @@ Pure functions of arrays (times in days since the start of the simulation).  Def
   time after infusion with blasts below 5 %.
 * **MRD negativity** — leukaemic fraction of marrow nucleated cells < 10⁻⁴ (flow cytometry
   sensitivity used in ELIANA, Maude 2018).
-* **Relapse** — after remission, marrow blasts ≥ 5 % again.  Its *type* is CD19-negative
-  when antigen-negative cells are the majority of the leukaemia at relapse, else CD19-positive.
+* **Relapse** — after remission, marrow blasts ≥ 5 % again.  Its *type* is the largest of
+  three disjoint parts of the leukaemia at relapse: CD19-negative (antigen loss, fraction
+  ``antigen_neg_fraction``), CD19-masked CAR+ (leukaemic cells carrying the CAR, which binds
+  CD19 on the same cell and hides it from CAR-T cells: Ruella M et al. 2018 Nat Med 24:1499;
+  fraction ``masked_fraction``) and CD19-positive (the rest); ties go to CD19+, then CD19-.
+  Without ``masked_fraction`` this is "CD19-" when antigen-negative cells are the majority,
+  else "CD19+".
 * **B-cell aplasia** — blood B cells below ``bcell_threshold`` (default 20 cells/µL, about
   1 % of a typical 2,000 lymphocytes/µL; the "< 1 % of lymphocytes" definition used in
   tisagenlecleucel trials, Maude 2018).  Its duration runs from the first time below the
@@ -33,11 +38,14 @@ __all__ = [
     "ball_response",
     "first_crossing",
     "REMISSION_BLASTS_PCT",
+    "RELAPSE_TYPES",
     "MRD_NEGATIVE",
     "BCELL_APLASIA_THRESHOLD",
 ]
 
 REMISSION_BLASTS_PCT = 5.0
+#: relapse types of :func:`ball_response`
+RELAPSE_TYPES = ("none", "CD19+", "CD19-", "CD19-masked (CAR+)")
 MRD_NEGATIVE = 1e-4
 BCELL_APLASIA_THRESHOLD = 20.0
 
@@ -68,7 +76,7 @@ class Response:
     time_to_remission: float
     time_to_mrd_negative: float
     relapse_time: float
-    relapse_type: str  # "none", "CD19+", "CD19-"
+    relapse_type: str  # "none", "CD19+", "CD19-", "CD19-masked (CAR+)"
     bcell_aplasia_start: float
     bcell_aplasia_duration: float
     bcell_aplasia_ongoing: bool
@@ -111,11 +119,17 @@ def ball_response(
     blasts_pct: np.ndarray,
     mrd: np.ndarray,
     antigen_neg_fraction: np.ndarray | None = None,
+    masked_fraction: np.ndarray | None = None,
     bcells: np.ndarray | None = None,
     t_dose: float = 0.0,
     bcell_threshold: float = BCELL_APLASIA_THRESHOLD,
 ) -> Response:
-    """Remission, MRD negativity, relapse and B-cell aplasia (definitions in the module doc)."""
+    """Remission, MRD negativity, relapse and B-cell aplasia (definitions in the module doc).
+
+    ``antigen_neg_fraction`` and ``masked_fraction`` (dimensionless, per output time) are the
+    CD19-negative and the CAR+ CD19-masked shares of all leukaemic cells (roles
+    ``tumour_antigen_neg`` and ``tumour_car_masked`` over ``tumour_total``); each defaults to 0.
+    """
     t = np.asarray(t, dtype=float)
     start = int(np.searchsorted(t, t_dose, side="left"))
     nan = math.nan
@@ -130,8 +144,10 @@ def ball_response(
         i_rel = first_crossing(t, blasts, REMISSION_BLASTS_PCT, below=False, start=i_rem)
         if i_rel >= 0:
             relapse_t = t[i_rel] - t_dose
-            neg = antigen_neg_fraction[i_rel] if antigen_neg_fraction is not None else 0.0
-            relapse_type = "CD19-" if neg > 0.5 else "CD19+"
+            neg = float(antigen_neg_fraction[i_rel]) if antigen_neg_fraction is not None else 0.0
+            masked = float(masked_fraction[i_rel]) if masked_fraction is not None else 0.0
+            parts = (1.0 - neg - masked, neg, masked)  # CD19+, CD19-, masked; first wins ties
+            relapse_type = RELAPSE_TYPES[1 + int(np.argmax(parts))]
     a_start, a_dur, ongoing = nan, nan, False
     if bcells is not None:
         b = np.asarray(bcells, dtype=float)

@@ -1,7 +1,8 @@
 r"""The platform's default model: CD19 CAR-T cells in relapsed/refractory B-ALL.
 
 Registry name ``"car_t"``.  Amounts are cells in a compartment (body, marrow, blood);
-volumes are parameters.  Time in days.  Eleven species:
+volumes are parameters.  Time in days.  Eleven species (more with the options of
+"Clones and lineages" and "CAR+ CD19-masked leukaemia" below):
 
 =============  ==============================================================  ======
 species        meaning                                                          unit
@@ -25,7 +26,8 @@ Auxiliary quantities
 * CD19+ antigen load ``A = L_M + L_B + B_N`` (cell).
 * antigen signal ``g(A) = A/(A + K_A)`` (dimensionless, saturating in antigen).
 * exhaustion signal ``x(A) = A/(A + K_X)``.
-* all CAR-T ``C = C_S + C_E + C_M + C_X``; killing-capable ``C_k = C_E + w_m (C_S + C_M)``.
+* all CAR-T ``C = C_S + C_E + C_M + C_X``; killing-capable ``C_k = C_E + w_m (C_S + C_M)``
+  (summed over every lineage when clones are tracked).
 * homeostatic niche factor ``h = K_T/(K_T + N_T + C)`` with the body T-cell capacity
   ``K_T = K_N · 10⁶ V_b / f_T`` (cell; ``K_N`` cell/µL, ``f_T`` blood fraction of T cells) —
   normal and CAR-T cells compete for the same homeostatic space (Kimmel et al. 2021).
@@ -43,17 +45,97 @@ Rate laws (all cell/d)
    C_X' &= k_X x C_E − d_X C_X \\
    N_T' &= 2 r_N h N_T − r_N N_T \\
    B_N' &= s_B − d_B B_N − κ(B_N) \\
-   L_M' &= r_L L_M (1 − (L_M + Lneg_M)/K_{mar}) − k_{out} L_M + k_{in} L_B − κ(L_M) \\
+   L_M' &= r_L L_M (1 − L_{mar}/K_{mar}) − k_{out} L_M + k_{in} L_B − κ(L_M) \\
    L_B' &= k_{out} L_M − k_{in} L_B − κ(L_B) \\
-   Lneg_M' &= r_{L-} Lneg_M (1 − (L_M + Lneg_M)/K_{mar}) − k_{out} Lneg_M + k_{in} Lneg_B \\
+   Lneg_M' &= r_{L-} Lneg_M (1 − L_{mar}/K_{mar}) − k_{out} Lneg_M + k_{in} Lneg_B \\
    Lneg_B' &= k_{out} Lneg_M − k_{in} Lneg_B \\
-   H_M' &= r_H H_M (1 − (H_M + c_{LH}(L_M + Lneg_M))/K_{mar})
+   H_M' &= r_H H_M (1 − (H_M + c_{LH} L_{mar})/K_{mar})
 
+with the marrow blasts ``L_mar = L_M + Lneg_M`` (``+ Lcar_M`` with ``car_leukaemia``).
 Every logistic term is written as a birth reaction ``r X`` plus a crowding-death reaction
-``r X · occupied/K`` so that every propensity is non-negative.  The normal-T-cell law has its
+``r X · occupied/K`` so that every propensity is non-negative.
+
+Intrinsic blast death
+~~~~~~~~~~~~~~~~~~~~~
+Marrow blasts (CD19+, CD19-negative and CAR+ masked) divide at ``r + d_L`` and die at
+``d_L`` besides crowding (reactions ``*_grow``, ``*_death``, ``*_crowd``), so the net rate
+``r X (1 − L_mar/K_mar)`` — the ODE right-hand side — is unchanged, while the stochastic
+engines see a birth–death process for the last cells: one blast with negligible killing and
+crowding leaves no descendants with probability ``d_L/(r + d_L)`` (Kendall DG 1948 Ann Math
+Stat 19:1); 0.44 with the defaults.  ``d_L = 0.04 /d`` is the apoptosis rate measured in
+untreated childhood precursor-B ALL (Br J Haematol 1997 98:999: birth ≈ 10–11 %/d, apoptosis
+≈ 4 %/d), which with ``r_L = 0.05 /d`` gives a birth rate of 0.09 /d.  The normal-T-cell law has its
 equilibrium at ``N_T = K_T`` (blood ``K_N``) without CAR-T; after lymphodepletion ``h → 1`` and
 both normal T and CAR-T memory cells expand homeostatically (the mechanism by which
 lymphodepletion helps in Kimmel et al. 2021), slowing as normal T cells refill the niche.
+
+Clones and lineages (``tracked_clones``, ``advantaged_clone``)
+-----------------------------------------------------------------
+A *lineage* is a set of four CAR-T species, one per phenotype: the bulk ``C_S, C_E, C_M,
+C_X`` (every untracked CAR-T cell), each neutral tracked clone ``i = 1 … tracked_clones``
+(``C_S_c{i}, C_E_c{i}, C_M_c{i}, C_X_c{i}``) and, with ``advantaged_clone``, the clone ``adv``
+(``C_S_adv`` …).  Every lineage has its own copy of the twelve CAR-T reactions above with the
+bulk's per-cell rates; the aggregates they respond to — antigen signal ``g``, exhaustion
+signal ``x``, the niche factor ``h`` (all CAR-T ``C``) and the killing capacity ``C_k`` — sum
+over all lineages.  With any clone the model carries four *phenotype counters*
+``C_S_all, C_E_all, C_M_all, C_X_all`` (cells): every CAR-T reaction changes its lineage's
+species and, by the same stoichiometry, the counters, so ``C_p_all = C_p + Σ_i C_p_ci``
+holds exactly on every engine (it is a linear invariant of the reaction system, kept by the
+ODE solvers up to round-off and exactly by the stochastic ones), and ``C``, ``C_k``, ``h`` are
+written with the counters.  This keeps the Jacobian sparse (a rate law of clone ``i`` depends
+on its own species and the counters only), so 20 clones compile in seconds instead of
+minutes; it adds no new biology.
+
+* Founders.  Each tracked clone starts with ``clone_cells`` cells (parameter, default 10: an
+  assumption about integration-site clone sizes in a product), all in ONE phenotype so that
+  the counts stay integers for the stochastic engines; the phenotype follows
+  :func:`clone_founder_phenotypes` (systematic apportionment in proportion to
+  ``f_S : f_E : f_M``, evaluated on each patient's parameters).  The advantaged clone starts
+  with ``adv_cells`` cells (default 1) in ``C_S_adv`` (the TET2-disrupted clone of Fraietta
+  JA et al. 2018 Nature 558:307 had a central-memory phenotype).
+* The bulk receives the rest of each phenotype's share of the dose:
+  ``C_p ← C_p + max(dose · f_p/w − founders_p, 0)``, so the per-phenotype totals, and hence
+  the whole course of the total CAR-T population, are those of the model without clones as
+  long as the dose exceeds the founders (``1e8 ≫ 10 × 20``; the ``max`` only keeps a tiny
+  dose from giving a negative bulk).
+* Heritable traits of ``adv``: ``adv_prolif`` multiplies its antigen-driven (``k_S``,
+  ``k_exp``) and homeostatic (``p_h``) proliferation; ``adv_persist`` divides its death,
+  contraction and exhaustion rates (``d_M``, ``d_E``, ``k_X``, ``d_X``).  With both 1 it is
+  a neutral clone founded in ``C_S``.
+* Because the per-cell rates of a neutral clone are those of its phenotype cohort, in the
+  ODE each clone stays a fixed fraction of the cells infused in its founding phenotype
+  (``clone_cells / (dose · f_p/w)``) and its descendants: a neutral clone's ODE trajectory is
+  its *expected* size (mean-field; it may fall below one cell), its fate is a matter for the
+  stochastic engines.
+* Outputs: observables ``clone_c{i}`` / ``clone_adv`` (cell, all four phenotypes of that clone),
+  ``car_t_total`` (all CAR-T, every lineage), plot group ``"CAR-T clones"``;
+  ``network.meta["clones"]`` is the ordered mapping ``{"bulk": [C_S, C_E, C_M, C_X],
+  "c1": [...], …, "adv": [...]}`` of each lineage's species (always present; only ``bulk``
+  without clones) — the input of :mod:`livingdrug.clinical.clonality`.
+
+CAR+ CD19-masked leukaemia (``car_leukaemia``)
+----------------------------------------------
+Ruella M et al. 2018 Nat Med 24:1499: the CAR was transduced into a single leukaemic B cell
+during manufacturing; the CAR bound CD19 on the same cell and masked it, and the patient
+relapsed 9 months later with CAR+ CD19-negative-looking leukaemia.  Species ``Lcar_M``
+(marrow, cell): it grows like the blasts (birth ``r_L + d_L``, death ``d_L``, the shared
+marrow crowding ``L_mar``), is NOT killed by CAR-T cells and is NOT CD19 antigen (not in
+``A``); it counts in ``blasts_pct``, ``mrd`` and ``leukaemia_total``, and is reported as the
+observable ``leukaemia_car_masked`` (role ``"tumour_car_masked"``; relapse typing in
+:func:`livingdrug.clinical.endpoints.ball_response`).  ``n_car_leuk`` cells are added at the
+infusion.
+
+Count parameters (``network.meta["count_params"]``).  With ``car_leukaemia`` the model
+declares ``{"n_car_leuk": {"mean": λ, "condition": "at_least_one"}}`` where ``λ`` is a sympy
+expression of parameters: the product holds ``dose/eta_tx`` cells (the dose counts the CAR+
+ones, a fraction ``eta_tx``), a fraction ``f_contam`` of them leukaemic, each transduced with
+probability ``eta_tx``, so by Poisson thinning the number of CAR+ leukaemic cells infused is
+Poisson with mean ``λ = f_contam · (dose/eta_tx) · eta_tx = f_contam · dose``.  Contract for
+a stochastic run pipeline: per replicate, draw the parameter named by the key from
+Poisson(``λ`` evaluated on that replicate's parameters); ``"condition": "at_least_one"``
+means draw from the zero-truncated Poisson (condition on at least one such cell) and report
+``P(N ≥ 1) = 1 − e^{−λ}`` analytically alongside; a deterministic run simply uses the
+parameter's value (default 1 cell).
 
 Observation models
 ------------------
@@ -63,7 +145,7 @@ Observation models
 * transgene ``q = VCN · (c_b / w) · n_DNA`` (copies/µg).  Derivation: a diploid human cell
   holds ≈ 6.6 pg genomic DNA, so 1 µg DNA ≈ 10⁶ pg / 6.6 pg ≈ 1.5×10⁵ cells (``n_DNA``);
   the fraction of those cells that are CAR-T is ``c_b/w``; each carries ``VCN`` vector copies.
-* ``blasts_pct = 100 (L_M + Lneg_M)/(L_M + Lneg_M + H_M)``; ``mrd`` the same without 100.
+* ``blasts_pct = 100 L_mar/(L_mar + H_M)``; ``mrd`` the same without 100.
 * B cells in blood ``f_B B_N / 10⁶V_b`` (cell/µL); normal T cells likewise.
 
 Events
@@ -71,8 +153,9 @@ Events
 * lymphodepletion (fludarabine/cyclophosphamide) on days ``t_ld, t_ld+1, t_ld+2``: each day
   ``N_T ← N_T · s_T^{1/3}``, ``B_N ← B_N · s_B^{1/3}`` (``s_T``, ``s_B`` overall survival).
 * infusion at ``t_inf``: the dose is split into ``C_S, C_E, C_M`` by the product composition
-  weights ``f_S, f_E, f_M`` (normalised to sum 1).
-* mean-field extinction: when a leukaemic clone (CD19+ or CD19-negative, marrow + blood)
+  weights ``f_S, f_E, f_M`` (normalised to sum 1); clone founders and ``n_car_leuk`` as
+  described above.
+* mean-field extinction: when a leukaemic clone (CD19+, CD19-negative or CAR+ masked)
   falls below ``extinction_threshold`` it is set to 0; likewise all CAR-T together (loss of
   the product: otherwise a vanishing mean-field CAR-T population would re-expand on
   recovering B cells) (the stochastic engines treat small numbers exactly).
@@ -88,6 +171,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 
 import sympy as sp
 
@@ -95,7 +179,7 @@ from ..network import At, Event, Network, Observable, Reaction, Species, When, s
 from ..params import Param
 from . import motifs as m
 
-__all__ = ["build", "DEFAULTS"]
+__all__ = ["build", "DEFAULTS", "PHENOTYPES", "clone_founder_phenotypes", "MAX_TRACKED_CLONES"]
 
 INF = math.inf
 
@@ -190,6 +274,9 @@ _PARAMS: tuple[tuple[str, float, str, tuple[float, float], str, str], ...] = (
     ("r_L", 0.05, "1/d", (0.0, 2.0), "assumption: relapsed B-ALL blast doubling ~2 weeks", "leukaemia growth rate"),
     ("r_Lneg", 0.05, "1/d", (0.0, 2.0), "assumption: CD19-negative subclone without fitness cost",
      "CD19-negative growth rate"),
+    ("d_L", 0.04, "1/d", (0.0, 2.0),
+     "Br J Haematol 1997 98:999 (PMID 9326202): untreated childhood precursor-B ALL, cell birth ~10-11 %/d, apoptosis ~4 %/d",
+     "intrinsic death rate of leukaemic blasts (birth is r + d_L)"),
     ("k_out", 0.01, "1/d", (0.0, 10.0), "assumption: ~1% of blasts circulate (blood blasts ~ hundreds /uL)",
      "marrow -> blood egress"),
     ("k_in", 1.0, "1/d", (0.0, 100.0), "assumption: circulating blasts home back within ~1 d",
@@ -213,51 +300,195 @@ L0_MARROW = 2.1e11
 NEG_FRACTION = 1.0e-8
 
 
+# option-dependent parameters (added only when the option is on, so the default parameter
+# vector is unchanged): (name, value, unit, bounds, source, description)
+_CLONE_PARAMS: tuple[tuple[str, float, str, tuple[float, float], str, str], ...] = (
+    ("clone_cells", 10.0, "cell", (1.0, 1.0e6),
+     "assumption: cells per integration-site clone in a product (a product of ~1e8 CAR+ cells made from "
+     "~1e7 transduced founders expanded ~10-fold ex vivo; each clone is one lentiviral integration site)",
+     "founder cells of each tracked clone at infusion"),
+)
+_ADV_PARAMS: tuple[tuple[str, float, str, tuple[float, float], str, str], ...] = (
+    ("adv_cells", 1.0, "cell", (1.0, 1.0e6),
+     "assumption: a single founding cell (the TET2-disrupted clone of Fraietta JA et al. 2018 Nature 558:307 "
+     "descended from one vector insertion)",
+     "founder cells of the advantaged clone (stem/central-memory compartment)"),
+    ("adv_prolif", 1.0, "1", (0.0, 10.0),
+     "assumption (1 = neutral): TET2 disruption gave a central-memory clone that expanded to 94 % of CAR-T at the "
+     "peak (Fraietta JA et al. 2018 Nature 558:307)",
+     "multiplier of the advantaged clone's antigen-driven and homeostatic proliferation"),
+    ("adv_persist", 1.0, "1", (0.01, 100.0),
+     "assumption (1 = neutral): longer persistence of the TET2-disrupted clone (Fraietta JA et al. 2018 "
+     "Nature 558:307)",
+     "divisor of the advantaged clone's death, contraction and exhaustion rates"),
+)
+_CARL_PARAMS: tuple[tuple[str, float, str, tuple[float, float], str, str], ...] = (
+    ("f_contam", 1.0e-9, "1", (0.0, 0.5),
+     "assumption: leukaemic B cells left in a manufactured T-cell product (a rare event: a single "
+     "transduced leukaemic cell in Ruella M et al. 2018 Nat Med 24:1499); 1e-9 gives 0.1 expected "
+     "CAR+ leukaemic cells at the default dose",
+     "leukaemic fraction of the manufactured product's cells"),
+    ("eta_tx", 0.174, "1", (1e-3, 1.0),
+     "median transduction efficiency 17.4 % (IQR 12-23.1 %) in a national tisagenlecleucel programme "
+     "(shared/reference/PUBLISHED.md section 5)",
+     "transduction efficiency (CAR+ fraction of the product's cells)"),
+    ("n_car_leuk", 1.0, "cell", (0.0, 1.0e6),
+     "Ruella M et al. 2018 Nat Med 24:1499 (the CAR was transduced into a single leukaemic B cell); stochastic "
+     "runs draw it from Poisson(f_contam * dose) per replicate (meta['count_params'])",
+     "CAR+ CD19-masked leukaemic cells infused with the product"),
+)
+
+#: the four CAR-T phenotype compartments, in species order
+PHENOTYPES = ("S", "E", "M", "X")
+
+#: upper limit of ``tracked_clones`` (each clone adds 4 species and 12 reactions)
+MAX_TRACKED_CLONES = 200
+
+
 def _s(name: str) -> sp.Symbol:
     return sym(name)
 
 
+def _param_tuple(rows: tuple[tuple[str, float, str, tuple[float, float], str, str], ...]) -> tuple[Param, ...]:
+    return tuple(Param(n, v, unit=u, bounds=b, source=src, description=desc) for n, v, u, b, src, desc in rows)
+
+
+def clone_founder_phenotypes(n_clones: int, f_S: float, f_E: float, f_M: float) -> tuple[str, ...]:
+    """Founding phenotype (``"S"``, ``"E"`` or ``"M"``) of tracked clones ``1 … n_clones``.
+
+    Rule (deterministic, systematic apportionment in proportion to the product composition):
+    clone ``i`` sits at the quantile ``u_i = (i − ½)/n`` of the product and is founded in
+
+    * ``S`` if ``u_i · w < f_S``,
+    * ``E`` if ``f_S ≤ u_i · w < f_S + f_E``,
+    * ``M`` otherwise,
+
+    with ``w = f_S + f_E + f_M``.  The number of clones in a phenotype is then
+    ``n·F`` rounded to a nearest integer (``F = f/w``), and the counts add up to ``n``; e.g.
+    10 clones of the default 0.3 : 0.5 : 0.2 product are 3 S, 5 E, 2 M.  The model's infusion
+    event evaluates the same inequalities on each patient's parameters (as sympy
+    ``Piecewise``), so this function tells where the model puts each clone.
+    """
+    n = _clone_count(n_clones)
+    w = f_S + f_E + f_M
+    out = []
+    for i in range(1, n + 1):
+        uw = (2 * i - 1) / (2 * n) * w
+        out.append("S" if uw < f_S else ("E" if uw < f_S + f_E else "M"))
+    return tuple(out)
+
+
+def _clone_count(n: object) -> int:
+    """``tracked_clones`` as an int, or a ``ValueError`` naming the option and what is expected."""
+    ok = isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) and float(n).is_integer()
+    if not ok or not 0 <= int(n) <= MAX_TRACKED_CLONES:  # type: ignore[call-overload]
+        raise ValueError(
+            f"model option tracked_clones = {n!r}: expected a whole number of clones from 0 to "
+            f"{MAX_TRACKED_CLONES}; write e.g. tracked_clones = 20"
+        )
+    return int(n)  # type: ignore[call-overload]
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"model option {name} = {value!r}: expected true or false; write e.g. {name} = true")
+    return value
+
+
+def _car_t_reactions(sfx: str, g: sp.Expr, x: sp.Expr, h: sp.Expr,
+                     prolif: sp.Expr | float = 1, persist: sp.Expr | float = 1) -> tuple[Reaction, ...]:
+    """The twelve CAR-T reactions of one lineage (bulk ``sfx = ""``, clone ``"_c3"``, ``"_adv"``).
+
+    Per-cell rates are the bulk's; ``prolif`` multiplies antigen-driven and homeostatic
+    proliferation, ``persist`` divides death, contraction and exhaustion (the heritable traits
+    of the advantaged clone; both 1 for every other lineage)."""
+    cs, ce, cm, cx = (f"C_{p}{sfx}" for p in PHENOTYPES)
+    up = sp.sympify(prolif)
+    down = 1 / sp.sympify(persist)
+    return (
+        m.expand(f"S_self{sfx}", cs, "k_S", up * g),
+        m.expand(f"S_homeo{sfx}", cs, "p_h", up * h),
+        m.differentiate(f"S_to_E{sfx}", cs, ce, "k_SE", g),
+        m.die(f"S_death{sfx}", cs, "d_M", down),
+        m.expand(f"E_expand{sfx}", ce, "k_exp", up * g),
+        m.die(f"E_contract{sfx}", ce, "d_E", down),
+        m.differentiate(f"E_to_M{sfx}", ce, cm, "k_EM"),
+        m.differentiate(f"E_exhaust{sfx}", ce, cx, "k_X", down * x),
+        m.expand(f"M_homeo{sfx}", cm, "p_h", up * h),
+        m.differentiate(f"M_recall{sfx}", cm, ce, "k_ME", g),
+        m.die(f"M_death{sfx}", cm, "d_M", down),
+        m.die(f"X_death{sfx}", cx, "d_X", down),
+    )
+
+
+def _blast_reactions(name: str, x: str, r: str, occupied: sp.Expr) -> tuple[Reaction, ...]:
+    """Marrow blasts as a birth–death process with crowding: birth ``(r + d_L) X``, intrinsic
+    death ``d_L X``, crowding death ``r X · occupied/K_mar``; net ``r X (1 − occupied/K_mar)``."""
+    return (
+        m.logistic_growth(f"{name}_grow", x, _s(r) + _s("d_L")),
+        m.die(f"{name}_death", x, "d_L"),
+        m.crowding_death(f"{name}_crowd", x, r, occupied, "K_mar"),
+    )
+
+
 def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
-          neg_fraction: float = NEG_FRACTION) -> Network:
+          neg_fraction: float = NEG_FRACTION, tracked_clones: int = 0,
+          advantaged_clone: bool = False, car_leukaemia: bool = False) -> Network:
     """Build the default CD19 CAR-T / B-ALL network.
 
     ``lymphodepletion``: include the Flu/Cy events.  ``leukaemia``: marrow leukaemic cells at
     the start (cells).  ``neg_fraction``: initial CD19-negative fraction of the leukaemia.
+
+    ``tracked_clones``: number of neutral tracked CAR-T clones (0–200; see "Clones and
+    lineages" in the module docstring).  ``advantaged_clone``: add the clone ``adv`` with
+    heritable proliferation/persistence traits.  ``car_leukaemia``: add CAR+ CD19-masked
+    leukaemic cells ``Lcar_M`` infused with the product.  All three default to off, which gives
+    the eleven-species model.
     """
+    n_clones = _clone_count(tracked_clones)
+    adv = _flag("advantaged_clone", advantaged_clone)
+    carl = _flag("car_leukaemia", car_leukaemia)
+    _flag("lymphodepletion", lymphodepletion)
     d = DEFAULTS
-    params = tuple(
-        Param(n, v, unit=u, bounds=b, source=src, description=desc)
-        for n, v, u, b, src, desc in _PARAMS
-    )
+    rows = _PARAMS + (_CLONE_PARAMS if n_clones else ()) + (_ADV_PARAMS if adv else ()) + (_CARL_PARAMS if carl else ())
+    params = _param_tuple(rows)
     S = _s
+
+    # lineages: bulk, c1 … cN, adv (ordered); each has the four phenotype species
+    lineages: dict[str, str] = {"bulk": ""}
+    for i in range(1, n_clones + 1):
+        lineages[f"c{i}"] = f"_c{i}"
+    if adv:
+        lineages["adv"] = "_adv"
+    clones_meta = {name: [f"C_{p}{sfx}" for p in PHENOTYPES] for name, sfx in lineages.items()}
+
     Vul = S("v_b") * S("weight") * 10**6  # blood volume in µL
-    A = S("L_M") + S("L_B") + S("B_N")
+    A = S("L_M") + S("L_B") + S("B_N")  # CD19 antigen: CAR+ masked blasts are invisible
     g = m.saturating(A, "K_A")
     x = m.saturating(A, "K_X")
-    C = S("C_S") + S("C_E") + S("C_M") + S("C_X")
-    Ck = S("C_E") + S("w_m") * (S("C_S") + S("C_M"))
+    # all CAR-T cells by phenotype: the bulk species themselves, or with clones the phenotype
+    # counters C_p_all (= bulk + every clone; see "Clones and lineages" in the module docstring)
+    counted = len(lineages) > 1
+    tot = {p: S(f"C_{p}_all") if counted else S(f"C_{p}") for p in PHENOTYPES}
+    C = tot["S"] + tot["E"] + tot["M"] + tot["X"]
+    Ck = tot["E"] + S("w_m") * (tot["S"] + tot["M"])
     K_T = S("K_N") * Vul / S("f_T")
     h = m.homeostatic(K_T, S("N_T") + C)
-    Lm = S("L_M") + S("Lneg_M")
+    Lm = S("L_M") + S("Lneg_M") + (S("Lcar_M") if carl else 0)
     B_ref = S("B_n") * Vul / S("f_B")
 
     def kill(target: str) -> Reaction:
         return m.kill(f"kill_{target}", target, Ck, "k_kill", "K_kill", A, "s_ET")
 
+    car_t: list[Reaction] = []
+    for name, sfx in lineages.items():
+        if name == "adv":
+            rs = _car_t_reactions(sfx, g, x, h, S("adv_prolif"), S("adv_persist"))
+        else:
+            rs = _car_t_reactions(sfx, g, x, h)
+        car_t += [_counted(r, sfx) for r in rs] if counted else rs
     reactions = (
-        # CAR-T
-        m.expand("S_self", "C_S", "k_S", g),
-        m.expand("S_homeo", "C_S", "p_h", h),
-        m.differentiate("S_to_E", "C_S", "C_E", "k_SE", g),
-        m.die("S_death", "C_S", "d_M"),
-        m.expand("E_expand", "C_E", "k_exp", g),
-        m.die("E_contract", "C_E", "d_E"),
-        m.differentiate("E_to_M", "C_E", "C_M", "k_EM"),
-        m.differentiate("E_exhaust", "C_E", "C_X", "k_X", x),
-        m.expand("M_homeo", "C_M", "p_h", h),
-        m.differentiate("M_recall", "C_M", "C_E", "k_ME", g),
-        m.die("M_death", "C_M", "d_M"),
-        m.die("X_death", "C_X", "d_X"),
+        *car_t,
         # normal T cells: 2 r_N h N - r_N N, equilibrium at K_T without CAR-T
         m.expand("N_homeo", "N_T", 2 * S("r_N"), h),
         m.die("N_death", "N_T", "r_N"),
@@ -265,17 +496,16 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
         m.source("B_prod", "B_N", S("d_B") * B_ref * S("H_M") / S("K_mar")),
         m.die("B_death", "B_N", "d_B"),
         kill("B_N"),
-        # leukaemia
-        m.logistic_growth("L_grow", "L_M", "r_L"),
-        m.crowding_death("L_crowd", "L_M", "r_L", Lm, "K_mar"),
+        # leukaemia (birth r + d_L, death d_L, crowding; see the module docstring)
+        *_blast_reactions("L", "L_M", "r_L", Lm),
         m.traffic("L_egress", "L_M", "L_B", "k_out"),
         m.traffic("L_home", "L_B", "L_M", "k_in"),
         kill("L_M"),
         kill("L_B"),
-        m.logistic_growth("Lneg_grow", "Lneg_M", "r_Lneg"),
-        m.crowding_death("Lneg_crowd", "Lneg_M", "r_Lneg", Lm, "K_mar"),
+        *_blast_reactions("Lneg", "Lneg_M", "r_Lneg", Lm),
         m.traffic("Lneg_egress", "Lneg_M", "Lneg_B", "k_out"),
         m.traffic("Lneg_home", "Lneg_B", "Lneg_M", "k_in"),
+        *(_blast_reactions("Lcar", "Lcar_M", "r_L", Lm) if carl else ()),
         # normal haematopoiesis
         m.logistic_growth("H_grow", "H_M", "r_H"),
         m.crowding_death("H_crowd", "H_M", "r_H", S("H_M") + S("c_LH") * Lm, "K_mar"),
@@ -290,6 +520,11 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
     N0 = d["K_N"] * vul0 / d["f_T"]
     B0 = d["B_n"] * vul0 / d["f_B"] * H0 / d["K_mar"]
     nf = float(neg_fraction)
+    phen_desc = {"S": "stem/central-memory-like", "E": "effector", "M": "memory", "X": "exhausted"}
+    clone_species = tuple(
+        Species(f"C_{p}{sfx}", "cell", 0.0, f"{phen_desc[p]} CAR-T cells of clone {name}")
+        for name, sfx in lineages.items() if name != "bulk" for p in PHENOTYPES
+    )
     species = (
         Species("C_S", "cell", 0.0, "stem/central-memory-like CAR-T cells"),
         Species("C_E", "cell", 0.0, "effector CAR-T cells"),
@@ -302,6 +537,10 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
         Species("Lneg_M", "cell", lm0 * nf, "CD19-negative leukaemia, marrow"),
         Species("Lneg_B", "cell", lm0 * nf * ratio, "CD19-negative leukaemia, blood"),
         Species("H_M", "cell", H0, "normal nucleated marrow cells"),
+        *clone_species,
+        *(Species(f"C_{p}_all", "cell", 0.0, f"all {phen_desc[p]} CAR-T cells (bulk + tracked clones)")
+          for p in (PHENOTYPES if counted else ())),
+        *((Species("Lcar_M", "cell", 0.0, "CAR+ CD19-masked leukaemia, marrow"),) if carl else ()),
     )
 
     cb = S("f_C") * C / Vul
@@ -309,6 +548,12 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
     bb = S("f_B") * S("B_N") / Vul
     lb = (S("L_B") + S("Lneg_B")) / Vul
     wbc = cb + tb + bb + lb + S("W_o")
+    total_leuk = S("L_M") + S("L_B") + S("Lneg_M") + S("Lneg_B") + (S("Lcar_M") if carl else 0)
+    clone_obs = tuple(
+        Observable(f"clone_{name}", sp.Add(*(S(n) for n in names)), "cell",
+                   f"all CAR-T cells of clone {name} (4 phenotypes)")
+        for name, names in clones_meta.items() if name != "bulk"
+    )
     observables = (
         Observable("car_t_blood", cb, "cell/uL", "CAR-T cells per µL blood", role="cart_blood"),
         Observable("transgene", S("VCN") * S("n_DNA") * cb / wbc, "copies/ug",
@@ -319,11 +564,14 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
                    role="mrd"),
         Observable("b_cells_blood", bb, "cell/uL", "normal B cells per µL blood", role="bcells_blood"),
         Observable("t_cells_blood", tb, "cell/uL", "normal T cells per µL blood"),
-        Observable("leukaemia_total", S("L_M") + S("L_B") + S("Lneg_M") + S("Lneg_B"), "cell",
-                   "all leukaemic cells", role="tumour_total"),
+        Observable("leukaemia_total", total_leuk, "cell", "all leukaemic cells", role="tumour_total"),
         Observable("leukaemia_cd19neg", S("Lneg_M") + S("Lneg_B"), "cell",
                    "CD19-negative leukaemic cells", role="tumour_antigen_neg"),
         Observable("car_t_total", C, "cell", "all CAR-T cells in the body"),
+        *clone_obs,
+        *((Observable("leukaemia_car_masked", S("Lcar_M"), "cell",
+                      "CAR+ CD19-masked leukaemic cells (invisible to CAR-T)", role="tumour_car_masked"),)
+          if carl else ()),
     )
 
     events: list[Event] = []
@@ -334,24 +582,53 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
                 {"N_T": S("N_T") * S("ld_surv_T") ** sp.Rational(1, 3),
                  "B_N": S("B_N") * S("ld_surv_B") ** sp.Rational(1, 3)},
                 description=f"fludarabine/cyclophosphamide, day {i + 1} of 3"))
-    wsum = S("f_S") + S("f_E") + S("f_M")
-    events.append(Event(
-        "infusion", At(S("t_inf")),
-        {"C_S": S("C_S") + S("dose") * S("f_S") / wsum,
-         "C_E": S("C_E") + S("dose") * S("f_E") / wsum,
-         "C_M": S("C_M") + S("dose") * S("f_M") / wsum},
-        description="CAR-T infusion split by product composition"))
+    events.append(Event("infusion", At(S("t_inf")), _infusion(n_clones, adv, carl, counted),
+                        description="CAR-T infusion split by product composition"))
     for clone, (mar, bl) in {"cd19pos": ("L_M", "L_B"), "cd19neg": ("Lneg_M", "Lneg_B")}.items():
         events.append(Event(
             f"extinct_{clone}", When(S(mar) + S(bl) - S("extinction_threshold"), -1),
             {mar: 0.0, bl: 0.0}, once=False,
             description=f"{clone} leukaemia (marrow + blood) below the threshold is set to 0"))
+    if carl:
+        events.append(Event(
+            "extinct_car_masked", When(S("Lcar_M") - S("extinction_threshold"), -1),
+            {"Lcar_M": 0.0}, once=False,
+            description="CAR+ CD19-masked leukaemia below the threshold is set to 0"))
 
     events.append(Event(
         "extinct_car_t", When(C - S("extinction_threshold"), -1),
-        {"C_S": 0.0, "C_E": 0.0, "C_M": 0.0, "C_X": 0.0}, once=False,
+        {n: 0.0 for n in [*(x for names in clones_meta.values() for x in names),
+                           *((f"C_{p}_all" for p in PHENOTYPES) if counted else ())]}, once=False,
         description="all CAR-T below the threshold are set to 0 (loss of the product)"))
 
+    groups: dict[str, list[str]] = {
+        "CAR-T cells by phenotype": [str(v) for v in tot.values()],
+        "CAR-T in blood": ["car_t_blood"],
+        "CAR transgene": ["transgene"],
+        "Leukaemia": ["L_M", "L_B", "Lneg_M", "Lneg_B", *(["Lcar_M"] if carl else [])],
+        "Marrow blasts": ["blasts_pct"],
+        "Normal B cells": ["b_cells_blood"],
+        "Normal T cells": ["t_cells_blood"],
+    }
+    if clone_obs:
+        groups["CAR-T clones"] = [o.name for o in clone_obs]
+    meta: dict = {
+        "dose": {"param": "dose", "time_param": "t_inf"},
+        "weight_param": "weight",
+        "time_start": -6.0,
+        "groups": groups,
+        "clones": clones_meta,
+    }
+    if carl:
+        # expected CAR+ leukaemic cells infused: dose/eta_tx product cells, a fraction f_contam
+        # leukaemic, each transduced with probability eta_tx (Poisson thinning)
+        lam = S("f_contam") * (S("dose") / S("eta_tx")) * S("eta_tx")
+        meta["count_params"] = {"n_car_leuk": {"mean": lam, "condition": "at_least_one"}}
+    desc = "CD19 CAR-T cells (4 phenotypes) in relapsed B-ALL with a CD19-negative subclone"
+    if n_clones or adv:
+        desc += f"; {n_clones} tracked CAR-T clone(s)" + (" and an advantaged clone" if adv else "")
+    if carl:
+        desc += "; CAR+ CD19-masked leukaemia from the product"
     return Network(
         name="car_t",
         species=species,
@@ -359,20 +636,52 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
         reactions=reactions,
         observables=observables,
         events=tuple(events),
-        reference="livingdrug default CD19 CAR-T model; mechanisms after Stein 2019, Kimmel 2021",
-        description="CD19 CAR-T cells (4 phenotypes) in relapsed B-ALL with a CD19-negative subclone",
-        meta={
-            "dose": {"param": "dose", "time_param": "t_inf"},
-            "weight_param": "weight",
-            "time_start": -6.0,
-            "groups": {
-                "CAR-T cells by phenotype": ["C_S", "C_E", "C_M", "C_X"],
-                "CAR-T in blood": ["car_t_blood"],
-                "CAR transgene": ["transgene"],
-                "Leukaemia": ["L_M", "L_B", "Lneg_M", "Lneg_B"],
-                "Marrow blasts": ["blasts_pct"],
-                "Normal B cells": ["b_cells_blood"],
-                "Normal T cells": ["t_cells_blood"],
-            },
-        },
+        reference="livingdrug default CD19 CAR-T model; mechanisms after Stein 2019, Kimmel 2021; "
+                  "clones after Fraietta 2018, CAR+ leukaemia after Ruella 2018",
+        description=desc,
+        meta=meta,
     )
+
+
+def _counted(r: Reaction, sfx: str) -> Reaction:
+    """``r`` (a reaction of lineage ``sfx``) also changes the phenotype counters ``C_p_all``."""
+    stoich = dict(r.stoich)
+    for p in PHENOTYPES:
+        v = r.stoich.get(f"C_{p}{sfx}", 0)
+        if v:
+            stoich[f"C_{p}_all"] = stoich.get(f"C_{p}_all", 0) + v
+    return replace(r, stoich=stoich)
+
+
+def _infusion(n_clones: int, adv: bool, carl: bool, counted: bool) -> dict[str, sp.Expr]:
+    """Assignments of the infusion event (see "Clones and lineages" in the module docstring)."""
+    S = _s
+    wsum = S("f_S") + S("f_E") + S("f_M")
+    share = {p: S("dose") * S(f"f_{p}") / wsum for p in ("S", "E", "M")}
+    assign: dict[str, sp.Expr] = {}
+    founders: dict[str, sp.Expr] = {"S": sp.Integer(0), "E": sp.Integer(0), "M": sp.Integer(0)}
+    for i in range(1, n_clones + 1):
+        uw = sp.Rational(2 * i - 1, 2 * n_clones) * wsum
+        ind = {
+            "S": sp.Piecewise((1, uw < S("f_S")), (0, True)),
+            "E": sp.Piecewise((0, uw < S("f_S")), (1, uw < S("f_S") + S("f_E")), (0, True)),
+            "M": sp.Piecewise((0, uw < S("f_S") + S("f_E")), (1, True)),
+        }
+        for p in ("S", "E", "M"):
+            name = f"C_{p}_c{i}"
+            assign[name] = S(name) + S("clone_cells") * ind[p]
+            founders[p] += S("clone_cells") * ind[p]
+    if adv:
+        assign["C_S_adv"] = S("C_S_adv") + S("adv_cells")
+        founders["S"] += S("adv_cells")
+    for p in ("S", "E", "M"):
+        if founders[p] == 0:
+            bulk = share[p]
+        else:  # the bulk makes up the rest of this phenotype's share of the dose
+            bulk = sp.Max(share[p] - founders[p], 0)
+        assign[f"C_{p}"] = S(f"C_{p}") + bulk
+        if counted:
+            assign[f"C_{p}_all"] = S(f"C_{p}_all") + bulk + founders[p]
+    if carl:
+        assign["Lcar_M"] = S("Lcar_M") + S("n_car_leuk")
+    return assign

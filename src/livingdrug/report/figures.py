@@ -4,6 +4,10 @@ One PNG per plotting group declared by the model (``Network.meta["groups"]``: e.
 cells by phenotype, leukaemia, normal B cells), each on a log scale with its unit, the
 infusion marked, and clinical thresholds where they apply; plus one PNG of the CAR-T
 observables (cells/µL blood and transgene copies/µg DNA) when the model has them.
+
+:func:`clone_composition_figure` draws clone shares over time as stacked areas (a
+Muller-style plot; Muller HJ 1932 Am Nat 66:118 drew clonal interference this way) from clone
+sizes such as :func:`livingdrug.clinical.clonality.clone_sizes` returns.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import numpy as np
 
 from ..io.atomic import atomic_write_with
 
-__all__ = ["write_figures", "figure_groups"]
+__all__ = ["write_figures", "figure_groups", "clone_composition_figure"]
 
 _DISCLAIMER = "livingdrug — simulated, for research and education only; not medical advice"
 
@@ -98,3 +102,66 @@ def write_figures(result: Any, out: Path, *, patient: int = 0) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def clone_composition_figure(
+    t: np.ndarray,
+    sizes: np.ndarray,
+    names: list[str] | tuple[str, ...],
+    *,
+    total: np.ndarray | None = None,
+    title: str = "CAR-T clone composition",
+    threshold: float | None = 0.9,
+    t_dose: float | None = 0.0,
+) -> Any:
+    """Stacked-area (Muller-style) plot of clone shares over time; returns the Figure.
+
+    ``t[T]`` (days), ``sizes[T, c]`` clone sizes (cells) named ``names[c]``.  Shares are
+    ``sizes / total`` with ``total[T]`` defaulting to ``Σ_c sizes``; with a larger total (e.g.
+    all CAR-T cells while only some clones are tracked) the rest is drawn as one grey band
+    "other CAR-T".  Times where the total is 0 (no CAR-T cells) are left blank.  A dashed
+    line marks ``threshold`` (e.g. the 90 % dominance of Fraietta JA et al. 2018 Nature
+    558:307; ``None`` for none) and a dotted one the infusion at ``t_dose``.  Uses
+    ``matplotlib.figure.Figure`` directly (no pyplot state, no display needed); save it with
+    ``fig.savefig(path)``.
+    """
+    from matplotlib.figure import Figure
+
+    t = np.asarray(t, dtype=float)
+    n = np.asarray(sizes, dtype=float)
+    if n.ndim != 2 or n.shape[0] != t.shape[0] or n.shape[1] != len(names):
+        raise ValueError(
+            f"sizes has shape {n.shape}; expected (len(t), len(names)) = ({t.shape[0]}, {len(names)}): "
+            "one row per output time, one column per named clone"
+        )
+    own = n.sum(axis=1)
+    tot = own if total is None else np.asarray(total, dtype=float).reshape(-1)
+    if tot.shape != own.shape:
+        raise ValueError(f"total has shape {tot.shape}; expected ({t.shape[0]},), one value per output time")
+    ok = tot > 0
+    share = np.divide(n, tot[:, None], out=np.full(n.shape, np.nan), where=ok[:, None])
+    layers = [share[:, j] for j in range(n.shape[1])]
+    labels = [str(x) for x in names]
+    if total is not None:
+        layers.append(np.clip(1.0 - np.nansum(share, axis=1), 0.0, None) * np.where(ok, 1.0, np.nan))
+        labels.append("other CAR-T")
+    fig = Figure(figsize=(8, 4.6), dpi=110)
+    ax = fig.add_subplot(1, 1, 1)
+    colours = [f"C{j % 10}" for j in range(n.shape[1])] + (["0.8"] if total is not None else [])
+    if layers:
+        ax.stackplot(t, *[np.where(ok, y, np.nan) for y in layers], labels=labels, colors=colours, alpha=0.9)
+    if threshold is not None:
+        ax.axhline(threshold, color="k", ls="--", lw=0.8)
+        ax.text(t[0], threshold, f" {threshold:.0%} of CAR-T", va="bottom", fontsize=8)
+    if t_dose is not None:
+        ax.axvline(t_dose, color="k", lw=0.8, ls=":")
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlim(t[0], t[-1])
+    ax.set_xlabel("time since infusion (d)")
+    ax.set_ylabel("share of CAR-T cells (1)")
+    ax.set_title(title, fontsize=11)
+    if len(labels) <= 12:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.text(0.99, 0.01, _DISCLAIMER, ha="right", va="bottom", fontsize=6, color="grey")
+    fig.tight_layout()
+    return fig
