@@ -194,18 +194,22 @@ def summarise(ds: xr.Dataset, net: Network, *, t_dose: float = 0.0) -> dict:
             if name:
                 d[key] = exposure(t, ds[name].values[i], t_dose=t_dose, unit=ds[name].attrs["units"]).as_dict()
         if role("blasts_pct") and role("mrd"):
-            neg = None
-            tot, an = role("tumour_total"), role("tumour_antigen_neg")
-            if tot and an:
+            neg = masked = None
+            tot, an, mk = role("tumour_total"), role("tumour_antigen_neg"), role("tumour_car_masked")
+            if tot:
                 total = ds[tot].values[i]
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    neg = np.where(total > 0, ds[an].values[i] / total, 0.0)
+                    if an:
+                        neg = np.where(total > 0, ds[an].values[i] / total, 0.0)
+                    if mk:
+                        masked = np.where(total > 0, ds[mk].values[i] / total, 0.0)
             b = role("bcells_blood")
             d["response"] = ball_response(
                 t,
                 blasts_pct=ds[role("blasts_pct")].values[i],
                 mrd=ds[role("mrd")].values[i],
                 antigen_neg_fraction=neg,
+                masked_fraction=masked,
                 bcells=ds[b].values[i] if b else None,
                 t_dose=t_dose,
             ).as_dict()

@@ -398,7 +398,7 @@ class SweepResult:
 # the ensemble
 # ---------------------------------------------------------------------------------------
 
-_ROLES = ("tumour_total", "blasts_pct", "mrd", "tumour_antigen_neg", "bcells_blood", "cart_blood")
+_ROLES = ("tumour_total", "blasts_pct", "mrd", "tumour_antigen_neg", "tumour_car_masked", "bcells_blood", "cart_blood")
 _MSG_RE = re.compile(r"^replicate \d+: ")
 
 
@@ -415,10 +415,15 @@ def _role_arrays(net: Network, obs: np.ndarray) -> dict[str, Any]:
 def _chunk_endpoints(net: Network, t: np.ndarray, obs: np.ndarray, t_dose: float) -> dict[str, np.ndarray]:
     ra = _role_arrays(net, obs)
     neg = None
-    if "tumour_total" in ra and "tumour_antigen_neg" in ra:
+    masked = None
+    if "tumour_total" in ra:
         tot = ra["tumour_total"]
+        safe = np.where(tot > 0, tot, 1.0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            neg = np.where(tot > 0, ra["tumour_antigen_neg"] / np.where(tot > 0, tot, 1.0), 0.0)
+            if "tumour_antigen_neg" in ra:
+                neg = np.where(tot > 0, ra["tumour_antigen_neg"] / safe, 0.0)
+            if "tumour_car_masked" in ra:
+                masked = np.where(tot > 0, ra["tumour_car_masked"] / safe, 0.0)
     cart = net.observable_by_role("cart_blood")
     return replicate_endpoints(
         t,
@@ -427,6 +432,7 @@ def _chunk_endpoints(net: Network, t: np.ndarray, obs: np.ndarray, t_dose: float
         blasts_pct=ra.get("blasts_pct"),
         mrd=ra.get("mrd"),
         antigen_neg_fraction=neg,
+        masked_fraction=masked,
         bcells=ra.get("bcells_blood"),
         cart=ra.get("cart_blood"),
         cart_unit=cart.unit if cart is not None else "",

@@ -177,6 +177,7 @@ K_mar = "1e9 cell"
 r_H = "0 1/d"
 r_N = "0 1/d"
 d_B = "1e-4 1/d"
+d_L = "0 1/d"
 extinction_threshold = "0 cell"
 
 [initial]
@@ -209,7 +210,7 @@ def test_small_car_t_patient_in_a_real_process(tmp_path: Path) -> None:
     assert "P(remission)" in p.stdout and "median relapse time" in p.stdout
     s = json.loads((out / "summary.json").read_text())
     assert s["probabilities"]["remission"]["successes"] == 100
-    # the two CD19-negative cells are never killed and never die: no replicate can be cured
+    # the two CD19-negative cells are never killed and (d_L = 0) never die: no replicate can be cured
     assert s["probabilities"]["cure"]["successes"] == 0
     assert s["relapse_types"]["CD19-"]["successes"] == s["probabilities"]["relapse"]["successes"] > 0
     km = s["relapse_free_survival"]

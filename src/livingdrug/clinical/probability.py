@@ -287,6 +287,7 @@ def replicate_endpoints(
     blasts_pct: Any = None,
     mrd: Any = None,
     antigen_neg_fraction: Any = None,
+    masked_fraction: Any = None,
     bcells: Any = None,
     cart: Any = None,
     cart_unit: str = "",
@@ -298,7 +299,8 @@ def replicate_endpoints(
 
     * ``tumour_total`` (cell) → ``cured`` (bool), ``time_to_cure`` (d after infusion),
       ``tumour_end`` (cell);
-    * ``blasts_pct`` (%) and ``mrd`` (fraction), optionally ``antigen_neg_fraction`` and
+    * ``blasts_pct`` (%) and ``mrd`` (fraction), optionally ``antigen_neg_fraction``,
+      ``masked_fraction`` (CAR+ CD19-masked share of the tumour) and
       ``bcells`` (cell/µL) → ``remission``, ``time_to_remission``, ``mrd_negative``,
       ``time_to_mrd_negative``, ``relapse``, ``relapse_time`` (d after infusion),
       ``relapse_type`` (``"none"``, ``"CD19+"``, ``"CD19-"``), ``bcell_aplasia_duration`` (d);
@@ -326,6 +328,7 @@ def replicate_endpoints(
         b = np.atleast_2d(np.asarray(blasts_pct, dtype=float))
         m = np.atleast_2d(np.asarray(mrd, dtype=float))
         neg = None if antigen_neg_fraction is None else np.atleast_2d(np.asarray(antigen_neg_fraction, dtype=float))
+        msk = None if masked_fraction is None else np.atleast_2d(np.asarray(masked_fraction, dtype=float))
         bc = None if bcells is None else np.atleast_2d(np.asarray(bcells, dtype=float))
         cols: dict[str, list[Any]] = {
             k: []
@@ -343,6 +346,7 @@ def replicate_endpoints(
                 blasts_pct=b[i],
                 mrd=m[i],
                 antigen_neg_fraction=None if neg is None else neg[i],
+                masked_fraction=None if msk is None else msk[i],
                 bcells=None if bc is None else bc[i],
                 t_dose=t_dose,
             )

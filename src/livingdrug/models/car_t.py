@@ -281,8 +281,10 @@ _PARAMS: tuple[tuple[str, float, str, tuple[float, float], str, str], ...] = (
      "marrow -> blood egress"),
     ("k_in", 1.0, "1/d", (0.0, 100.0), "assumption: circulating blasts home back within ~1 d",
      "blood -> marrow homing"),
-    ("extinction_threshold", 1.0, "cell", (0.0, 1e6),
-     "assumption: a population below one cell is extinct (mean-field)", "extinction threshold"),
+    ("extinction_threshold", 0.5, "cell", (0.0, 1e6),
+     "assumption: a population below half a cell is extinct (mean-field); for whole-cell counts "
+     "(stochastic engines) the event fires only when the last cell is gone",
+     "extinction threshold"),
     # --- observation -----------------------------------------------------------------------
     ("VCN", 1.0, "copies/cell", (0.1, 20.0),
      "assumption: ~1-2 lentiviral copies per transduced (CAR+) cell", "vector copies per CAR-T cell"),
