@@ -425,7 +425,7 @@ def _chunk_endpoints(net: Network, t: np.ndarray, obs: np.ndarray, t_dose: float
             if "tumour_car_masked" in ra:
                 masked = np.where(tot > 0, ra["tumour_car_masked"] / safe, 0.0)
     cart = net.observable_by_role("cart_blood")
-    return replicate_endpoints(
+    out = replicate_endpoints(
         t,
         t_dose=t_dose,
         tumour_total=ra.get("tumour_total"),
@@ -437,6 +437,62 @@ def _chunk_endpoints(net: Network, t: np.ndarray, obs: np.ndarray, t_dose: float
         cart=ra.get("cart_blood"),
         cart_unit=cart.unit if cart is not None else "",
     )
+    out.update(clone_endpoints(net, t, obs))
+    return out
+
+
+#: a clone "dominates" at this share of all CAR-T cells (Fraietta JA et al. 2018 Nature
+#: 558:307: one clone was 94 % of CAR-T cells at the response peak)
+DOMINANCE_SHARE = 0.9
+
+
+def clone_endpoints(net: Network, t: np.ndarray, obs: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-replicate clonality endpoints of a model that tracks clones
+    (``network.meta["clones"]`` with an observable ``clone_<name>`` per clone and the total
+    ``car_t_total``); ``{}`` otherwise.  ``obs[n, T, o]``.
+
+    * ``clone_dominates``: some tracked clone reaches ``DOMINANCE_SHARE`` of all CAR-T cells
+      at some output time; ``t_clone_dominant`` the first such time (d; NaN if never);
+    * ``clone_dominates_at_peak``: the largest clone's share at the CAR-T peak (the time of
+      the largest ``car_t_total``) is at least ``DOMINANCE_SHARE``;
+      ``largest_clone_share_at_peak`` that share;
+    * ``shannon_at_peak`` (nats) and ``simpson_at_peak`` (Σp²) of the tracked clones at the
+      peak (:mod:`livingdrug.clinical.clonality`, as integration-site sequencing reports them);
+    * with an advantaged clone ``adv``: ``adv_share_at_peak``, ``adv_max_share``,
+      ``adv_dominates`` and ``adv_alive_end`` (at least one cell at the end).
+    """
+    from .clinical import clonality
+
+    meta = (net.meta or {}).get("clones") or {}
+    names = net.observable_names
+    clones = [c for c in clonality.clone_names(meta) if f"clone_{c}" in names]
+    if not clones or "car_t_total" not in names:
+        return {}
+    sizes = np.stack([obs[:, :, names.index(f"clone_{c}")] for c in clones], axis=-1)
+    total = obs[:, :, names.index("car_t_total")]
+    dom = clonality.dominance(t, sizes, threshold=DOMINANCE_SHARE, total=total)
+    n = obs.shape[0]
+    rows = np.arange(n)
+    ipk = np.argmax(np.where(np.isfinite(total), total, -np.inf), axis=1)
+    at_peak = sizes[rows, ipk]
+    share_pk = np.asarray(dom.share_at_peak, dtype=float)
+    out: dict[str, np.ndarray] = {
+        "clone_dominates": np.isfinite(np.asarray(dom.t_dominant, dtype=float)),
+        "t_clone_dominant": np.asarray(dom.t_dominant, dtype=float),
+        "largest_clone_share_at_peak": share_pk,
+        "clone_dominates_at_peak": np.nan_to_num(share_pk, nan=0.0) >= DOMINANCE_SHARE,
+        "shannon_at_peak": np.asarray(clonality.shannon(at_peak), dtype=float),
+        "simpson_at_peak": np.asarray(clonality.simpson(at_peak), dtype=float),
+    }
+    if "adv" in clones:
+        a = sizes[:, :, clones.index("adv")]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(total > 0, a / np.where(total > 0, total, 1.0), 0.0)
+        out["adv_share_at_peak"] = share[rows, ipk]
+        out["adv_max_share"] = np.nanmax(share, axis=1)
+        out["adv_dominates"] = out["adv_max_share"] >= DOMINANCE_SHARE
+        out["adv_alive_end"] = a[:, -1] >= 1.0
+    return out
 
 
 def _endpoint_units(net: Network, counts: Mapping[str, Any]) -> dict[str, str]:
@@ -461,6 +517,16 @@ def _endpoint_units(net: Network, counts: Mapping[str, Any]) -> dict[str, str]:
         "tmax": "d",
         "auc_0_28": f"{cu}*d" if cu else "d",
         "sweep_value": "",
+        "clone_dominates": "1",
+        "t_clone_dominant": "d",
+        "largest_clone_share_at_peak": "1",
+        "clone_dominates_at_peak": "1",
+        "shannon_at_peak": "nat",
+        "simpson_at_peak": "1",
+        "adv_share_at_peak": "1",
+        "adv_max_share": "1",
+        "adv_dominates": "1",
+        "adv_alive_end": "1",
     }
     tot = net.observable_by_role("tumour_total")
     if tot is not None:
@@ -726,6 +792,8 @@ def summarise_endpoints(
         ]
         if idx.size > 100:
             summary["failed_replicates_not_listed"] = int(idx.size - 100)
+    if "clone_dominates" in endpoints:
+        summary["clonality"] = _clonality_summary(endpoints, ok)
     if counts:
         cp: dict[str, Any] = {}
         for name, c in counts.items():
@@ -747,6 +815,39 @@ def summarise_endpoints(
             }
         summary["count_params"] = cp
     return summary
+
+
+def _clonality_summary(endpoints: Mapping[str, Any], ok: np.ndarray) -> dict[str, Any]:
+    """Probabilities that a clone (or the advantaged clone) dominates, diversity at the peak,
+    and the main outcomes in the replicates where it does and where it does not."""
+    from .clinical.probability import describe, proportion
+
+    def col(name: str) -> np.ndarray:
+        return np.asarray(endpoints[name])[ok]
+
+    n = int(ok.sum())
+    out: dict[str, Any] = {"dominance_share": DOMINANCE_SHARE, "probabilities": {}}
+    probs = out["probabilities"]
+    for key in ("clone_dominates", "clone_dominates_at_peak", "adv_dominates", "adv_alive_end"):
+        if key in endpoints:
+            probs[key] = proportion(int(col(key).astype(bool).sum()), n).as_dict()
+    for key in ("largest_clone_share_at_peak", "shannon_at_peak", "simpson_at_peak",
+                "adv_share_at_peak", "t_clone_dominant"):
+        if key in endpoints:
+            out[key] = describe(col(key).astype(float))
+    group_key = "adv_dominates" if "adv_dominates" in endpoints else "clone_dominates"
+    groups = col(group_key).astype(bool)
+    by: dict[str, Any] = {"by": group_key}
+    for label, sel in (("dominates", groups), ("does_not", ~groups)):
+        g: dict[str, Any] = {"replicates": int(sel.sum())}
+        for outcome in ("cured", "remission", "relapse"):
+            if outcome in endpoints:
+                g[outcome] = proportion(int(col(outcome).astype(bool)[sel].sum()), int(sel.sum())).as_dict()
+        if "bcell_aplasia_duration" in endpoints:
+            g["bcell_aplasia_duration"] = describe(col("bcell_aplasia_duration").astype(float)[sel])
+        by[label] = g
+    out["outcomes"] = by
+    return out
 
 
 def partial_summary(scenario: Any, chunks: list[ChunkReport], *, sweep: SweepSpec | str | None = None) -> dict[str, Any]:

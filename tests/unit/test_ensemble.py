@@ -262,10 +262,10 @@ def test_clone_outputs_hook(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     with_clones = replace(r, network=net, dataset=ds)
     seen = {}
 
-    def fake(t, sizes, names):  # noqa: ANN001, ANN202
+    def fake(t, sizes, names, **kw):  # noqa: ANN001, ANN003, ANN202
         import matplotlib.pyplot as plt
 
-        seen.update(sizes=sizes, names=names)
+        seen.update(sizes=sizes, names=names, kw=kw)
         return plt.figure()
 
     monkeypatch.setattr(figures, "clone_composition_figure", fake, raising=False)

@@ -23,7 +23,16 @@ from livingdrug.scenarios import (
     with_parameters,
 )
 
-BUILTINS = ["cartmath-hdlm2", "cartmath-raji", "cd19-ball", "kimmel2021", "stein2019"]
+BUILTINS = [
+    "cartmath-hdlm2",
+    "cartmath-raji",
+    "cd19-ball",
+    "cure-probability",
+    "kimmel2021",
+    "one-cell-kills",
+    "one-clone-saves",
+    "stein2019",
+]
 
 
 def _values(names: tuple[str, ...], arr: np.ndarray) -> dict[str, float]:

@@ -1,5 +1,6 @@
 """Clinical read-outs: pure functions on trajectories and observations."""
 
+from . import clonality
 from .endpoints import Exposure, Response, ball_response, exposure
 from .probability import (
     KaplanMeier,
@@ -11,6 +12,7 @@ from .probability import (
 )
 
 __all__ = [
+    "clonality",
     "Exposure",
     "Response",
     "ball_response",

@@ -190,7 +190,13 @@ def _clone_outputs(result: Any, out: Path | None = None) -> dict[str, Path]:
     if fn is None or not names:
         return {}
     sizes = np.stack([np.nanmean(np.asarray(ds[f"clone_{c}"].values, dtype=float), axis=0) for c in names], axis=-1)
-    fig = fn(ds["time"].values, sizes, names)
+    # shares of ALL CAR-T cells (the untracked rest of the product fills the remainder), as an
+    # integration-site study reports them, on the mean clone sizes over the replicates
+    total = (np.nanmean(np.asarray(ds["car_t_total"].values, dtype=float), axis=0)
+             if "car_t_total" in ds else None)
+    fig = fn(ds["time"].values, sizes, names, total=total,
+             title=f"CAR-T clone composition (mean over {ds.sizes.get('replicate', 1)} replicates)",
+             t_dose=float(result.summary.get("t_dose", 0.0)))
     return {"clone_composition.png": _save(fig, Path(out) / "clone_composition.png")}
 
 

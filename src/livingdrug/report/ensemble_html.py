@@ -45,6 +45,16 @@ def probability_rows(summary: dict) -> list[tuple[str, str, str, str]]:
         label = _LABELS.get(key, f"P({key})")
         ci = f"[{_p(p['low'])}, {_p(p['high'])}]" if p["trials"] else "—"
         rows.append((label, _p(p["estimate"]), ci, f"{p['successes']}/{p['trials']}"))
+    clone_labels = {
+        "clone_dominates": "P(a clone reaches 90 % of CAR-T)",
+        "clone_dominates_at_peak": "P(a clone is ≥ 90 % of CAR-T at the peak)",
+        "adv_dominates": "P(the advantaged clone reaches 90 % of CAR-T)",
+        "adv_alive_end": "P(the advantaged clone is alive at the end)",
+    }
+    for key, p in ((summary.get("clonality") or {}).get("probabilities") or {}).items():
+        ci = f"[{_p(p['low'])}, {_p(p['high'])}]" if p["trials"] else "—"
+        rows.append((clone_labels.get(key, f"P({key})"), _p(p["estimate"]), ci,
+                     f"{p['successes']}/{p['trials']}"))
     for kind, p in (summary.get("relapse_types") or {}).items():
         ci = f"[{_p(p['low'])}, {_p(p['high'])}]" if p["trials"] else "—"
         rows.append((f"P(relapse of type {kind})", _p(p["estimate"]), ci, f"{p['successes']}/{p['trials']}"))

@@ -147,7 +147,11 @@ def clone_composition_figure(
         labels.append("other CAR-T")
     fig = Figure(figsize=(8, 4.6), dpi=110)
     ax = fig.add_subplot(1, 1, 1)
-    colours = [f"C{j % 10}" for j in range(n.shape[1])] + (["0.8"] if total is not None else [])
+    # tab20 keeps up to 20 clones apart (the default cycle repeats after 10)
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20" if n.shape[1] > 10 else "tab10"]
+    colours = [cmap(j % cmap.N) for j in range(n.shape[1])] + (["0.8"] if total is not None else [])
     if layers:
         ax.stackplot(t, *[np.where(ok, y, np.nan) for y in layers], labels=labels, colors=colours, alpha=0.9)
     if threshold is not None:
