@@ -63,6 +63,7 @@ import json
 import math
 import re
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -904,6 +905,39 @@ def _dataset(net: Network, t: np.ndarray, obs: np.ndarray, status: np.ndarray, m
     return xr.Dataset(data, coords=coords)
 
 
+def _clonality_bands(net: Network, obs: np.ndarray, q: np.ndarray) -> dict[str, Any]:
+    """Quantiles over replicates, at every output time, of the largest tracked clone's share of
+    all CAR-T cells and of the tracked clones' Shannon (nats) and Simpson (Σp²) indices — the
+    clone-size statistics integration-site sequencing reports over time.  NaN where a replicate
+    has no (tracked) CAR-T cells."""
+    from .clinical import clonality
+
+    meta = (net.meta or {}).get("clones") or {}
+    names = net.observable_names
+    clones = [c for c in clonality.clone_names(meta) if f"clone_{c}" in names]
+    if not clones or "car_t_total" not in names or obs.shape[0] == 0:
+        return {}
+    sizes = np.stack([obs[:, :, names.index(f"clone_{c}")] for c in clones], axis=-1)
+    total = obs[:, :, names.index("car_t_total")]
+    stats = {
+        "largest_clone_share": (clonality.largest_share(sizes, total), "1",
+                                "largest tracked clone's share of all CAR-T cells"),
+        "clone_shannon": (clonality.shannon(sizes), "nat", "Shannon index of the tracked clones"),
+        "clone_simpson": (clonality.simpson(sizes), "1", "Simpson index (sum of squared shares) of the tracked clones"),
+    }
+    out: dict[str, Any] = {}
+    for name, (x, unit, what) in stats.items():
+        x = np.asarray(x, dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN times (no CAR-T yet)
+            qs = np.nanquantile(x, q, axis=0)
+            mean = np.nanmean(x, axis=0)
+        attrs = {"units": unit, "long_name": what, "role": ""}
+        out[name] = (("quantile", "time"), qs, attrs)
+        out[f"{name}_mean"] = (("time",), mean, attrs)
+    return out
+
+
 def _bands(net: Network, t: np.ndarray, obs: np.ndarray, p_extinct: np.ndarray | None) -> xr.Dataset:
     q = np.asarray(QUANTILES)
     data: dict[str, Any] = {}
@@ -918,6 +952,7 @@ def _bands(net: Network, t: np.ndarray, obs: np.ndarray, p_extinct: np.ndarray |
         attrs = {"units": o.unit, "long_name": o.description, "role": o.role}
         data[o.name] = (("quantile", "time"), qs, attrs)
         data[f"{o.name}_mean"] = (("time",), mean, attrs)
+    data.update(_clonality_bands(net, obs, q))
     if p_extinct is not None:
         data["p_extinct"] = (
             ("time",),

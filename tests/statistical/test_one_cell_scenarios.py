@@ -103,3 +103,18 @@ def test_one_clone_saves_needs_the_advantage():
     assert pa["low"] > 0.8
     assert pn["successes"] == 0
     assert np.nanmax(neutral.endpoints["adv_max_share"]) < 1e-4
+
+
+def test_clone_diversity_over_time_starts_from_the_founders():
+    """Right after the infusion (t = 0, before any division) the tracked clones are the
+    founders: 10 clones of 10 cells and the advantaged clone of 1 cell, so Shannon's
+    H = −Σ p ln p and Simpson's Σ p² take their closed-form values in every replicate; the
+    largest tracked clone is then 10 cells of the 10⁸ infused."""
+    text = (_toml("one-clone-saves").replace("replicates = 200", "replicates = 5")
+            .replace("days = 365", "days = 10"))
+    r = ld.simulate(scenario_from_toml(text))
+    b = r.bands.sel(time=0.0)
+    p = np.array([10.0] * 10 + [1.0]) / 101.0
+    np.testing.assert_allclose(b["clone_shannon"].values, -(p * np.log(p)).sum(), rtol=1e-12)
+    np.testing.assert_allclose(b["clone_simpson"].values, (p**2).sum(), rtol=1e-12)
+    np.testing.assert_allclose(b["largest_clone_share"].values, 10.0 / 1e8, rtol=1e-9)
