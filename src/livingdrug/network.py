@@ -639,13 +639,58 @@ class CompiledNetwork:
 _COMPILED: dict[int, CompiledNetwork] = {}
 
 
+_GENERATOR_SHA = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+def structure_key(net: Network) -> str:
+    """SHA-256 of everything :func:`generate_source` reads — names and order of species and
+    parameters, stoichiometries, rate laws, observables and events (``sympy.srepr``) — plus the
+    generator's own source.  Values (initial amounts, parameter values) are not part of it:
+    the generated code takes them as arrays."""
+    parts: list[str] = [_GENERATOR_SHA, net.name]
+    parts += [f"S {x.name}" for x in net.species]
+    parts += [f"P {x.name}" for x in net.params]
+    for r in net.reactions:
+        parts.append(f"R {r.name} {sorted((k, float(v)) for k, v in r.stoich.items())} "
+                     f"{sp.srepr(sp.sympify(r.rate))}")
+    for o in net.observables:
+        parts.append(f"O {o.name} {sp.srepr(sp.sympify(o.expr))}")
+    for e in net.events:
+        trig = e.trigger
+        what = (f"At {sp.srepr(sp.sympify(trig.time))}" if isinstance(trig, At)
+                else f"When {sp.srepr(sp.sympify(trig.expr))} {trig.direction}")
+        assign = sorted((k, sp.srepr(sp.sympify(v))) for k, v in e.assign.items())
+        parts.append(f"E {e.name} {what} {assign} {e.once}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _cached_source(net: Network) -> str:
+    """:func:`generate_source`, cached on disk by :func:`structure_key` (symbolic
+    differentiation of a large network takes seconds; reading the text back, milliseconds)."""
+    path = cache_dir() / "gen" / f"src-{structure_key(net)[:24]}.py"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    source = generate_source(net)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(source)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # an unwritable cache only costs the regeneration next time
+    return source
+
+
 def compile_network(net: Network) -> CompiledNetwork:
     """Generate, cache and import the compiled functions of ``net``."""
     key = id(net)
     hit = _COMPILED.get(key)
     if hit is not None and hit.network is net:
         return hit
-    source = generate_source(net)
+    source = _cached_source(net)
     mod = _load_generated(source)
     compiled = CompiledNetwork(
         network=net,

@@ -101,3 +101,27 @@ def test_generated_code_is_reused_for_an_identical_network():
     b = MODELS["stein2019"].network()
     assert a is not b
     assert compile_network(a).module is compile_network(b).module
+
+
+def test_generated_source_is_cached_by_structure(tmp_path, monkeypatch):
+    """The source of a network is generated once per structure: a rebuilt network with other
+    parameter values and initial amounts reuses it; a changed rate law does not."""
+    from dataclasses import replace
+
+    import livingdrug.network as nw
+    from livingdrug.models import get_model
+
+    monkeypatch.setenv("LIVINGDRUG_CACHE_DIR", str(tmp_path))
+    a = get_model("car_t").network()
+    b = nw.with_values(a, a.parameter_vector() * 0.99, a.initial_state() + 1.0)
+    assert nw.structure_key(a) == nw.structure_key(b)
+    r0 = a.reactions[0]
+    c = replace(a, reactions=(replace(r0, rate=2 * r0.rate), *a.reactions[1:]))
+    assert nw.structure_key(c) != nw.structure_key(a)
+    calls = []
+    real = nw.generate_source
+    monkeypatch.setattr(nw, "generate_source", lambda net: calls.append(net.name) or real(net))
+    s1 = nw._cached_source(a)
+    s2 = nw._cached_source(b)
+    assert s1 == s2 == real(a) and calls == ["car_t"]
+    assert nw._cached_source(c) != s1 and calls == ["car_t", "car_t"]
