@@ -69,17 +69,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numba.core.errors import NumbaExperimentalFeatureWarning
 
-from ..network import CompiledNetwork, T
+from ..network import CompiledNetwork
 from . import _hybrid_kernel
-from .common import OdeSolution, event_arrays
-from .ssa import _KERNEL_SOURCE, _is_int, _messages, _prepare, replicate_states
+from .common import OdeSolution
+from .ssa import _KERNEL_SOURCE, _is_int, _prepare, base_settings, run_batch
 
 __all__ = ["solve_hybrid", "KERNEL_HASH", "DEFAULT_THRESHOLD"]
 
@@ -168,80 +166,32 @@ def solve_hybrid(
     Y0, PP, te, t_start, ST, n = _prepare(
         compiled, y0, P, t_eval, seed, replicates, replicate_offset, t0, engine="hybrid engine"
     )
-    net = compiled.network
-    k = len(net.species)
+    k = len(compiled.network.species)
     rptr, ridx, rval = _csr(ST)
     movable = np.array(np.any(ST != 0, axis=0), dtype=np.bool_) if ST.size else np.zeros(k, bool)
-    states = replicate_states(int(seed), int(replicate_offset), n)
-    Yout = np.empty((n, te.size, k))
-    status = np.zeros(n, dtype=np.int64)
-    t_fail = np.zeros(n)
-    stats = np.zeros((n, len(_STATS_NAMES)), dtype=np.int64)
-    settings: dict[str, Any] = {
-        "engine": "livingdrug.engines.hybrid",
-        "method": "dynamic partitioning: Dormand-Prince 5(4) for continuous species, exact "
+    settings = base_settings(
+        compiled, engine="livingdrug.engines.hybrid",
+        method="dynamic partitioning: Dormand-Prince 5(4) for continuous species, exact "
         "firings on the integrated hazard for discrete ones (Haseltine & Rawlings 2002; "
         "Salis & Kaizu 2005)",
-        "rng": "xoshiro256** seeded by SeedSequence(seed, spawn_key=(replicate_offset + i,))",
-        "kernel_sha256": KERNEL_HASH,
-        "seed": int(seed),
-        "replicate_offset": int(replicate_offset),
-        "replicates": int(n),
-        "t0": t_start,
+        kernel_sha256=KERNEL_HASH, seed=seed, replicate_offset=replicate_offset, n=n,
+        t_start=t_start, parallel=parallel,
+    )
+    settings.update({
         "threshold": theta if math.isfinite(theta) else "inf",
         "hysteresis": _hybrid_kernel.HYSTERESIS,
         "rtol": rt,
         "atol": at,
         "max_events": int(max_events),
         "max_steps": int(max_steps),
-        "parallel": bool(parallel),
-        "time_dependent_rates": any(T in e.free_symbols for e in net.rate_vector()),
-        "output": "right-continuous at events; species are counts",
-    }
-    if n > 0:
-        driver = (
-            _hybrid_kernel.hybrid_batch_parallel if parallel else _hybrid_kernel.hybrid_batch_serial
-        )
-        ev_timed, ev_dir, ev_once = event_arrays(compiled)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
-            driver(
-                compiled.ssa_cfuncs,
-                t_start,
-                Y0,
-                PP,
-                te,
-                rptr,
-                ridx,
-                rval,
-                movable,
-                ev_timed,
-                ev_dir,
-                ev_once,
-                states,
-                theta,
-                rt,
-                at,
-                int(max_events),
-                int(max_steps),
-                Yout,
-                status,
-                t_fail,
-                stats,
-            )
-    messages = _messages(
-        status,
-        t_fail,
-        "maximum number of firings or ODE steps reached",
-        f"max_events = {int(max_events)}, max_steps = {int(max_steps)}",
-        int(replicate_offset),
-    )
-    summed = stats.sum(axis=0)
-    return OdeSolution(
-        t=te.copy(),
-        y=Yout,
-        status=status,
-        message=messages,
-        stats={name: int(v) for name, v in zip(_STATS_NAMES, summed, strict=True)},
+    })
+    return run_batch(
+        compiled, (_hybrid_kernel.hybrid_batch_parallel, _hybrid_kernel.hybrid_batch_serial),
+        parallel=parallel, t_start=t_start, Y0=Y0, P=PP, t_eval=te,
+        model_arrays=(rptr, ridx, rval, movable),
+        options=(theta, rt, at, int(max_events), int(max_steps)), seed=seed,
+        replicate_offset=replicate_offset, stats_names=_STATS_NAMES,
+        limit=("maximum number of firings or ODE steps reached",
+               f"max_events = {int(max_events)}, max_steps = {int(max_steps)}"),
         settings=settings,
     )

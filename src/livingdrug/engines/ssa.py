@@ -90,7 +90,7 @@ from .common import (
     event_arrays,
 )
 
-__all__ = ["solve_ssa", "replicate_states", "KERNEL_HASH"]
+__all__ = ["solve_ssa", "replicate_states", "base_settings", "run_batch", "KERNEL_HASH"]
 
 _KERNEL_EXCEPTION = 5
 _STATS_NAMES = ("reactions", "events")
@@ -212,6 +212,79 @@ def _messages(
     return tuple(messages)
 
 
+def base_settings(
+    compiled: CompiledNetwork,
+    *,
+    engine: str,
+    method: str,
+    kernel_sha256: str,
+    seed: int,
+    replicate_offset: int,
+    n: int,
+    t_start: float,
+    parallel: bool,
+) -> dict[str, Any]:
+    """The settings every stochastic engine reports (JSON-serialisable); each adds its own."""
+    return {
+        "engine": engine,
+        "method": method,
+        "rng": "xoshiro256** seeded by SeedSequence(seed, spawn_key=(replicate_offset + i,))",
+        "kernel_sha256": kernel_sha256,
+        "seed": int(seed),
+        "replicate_offset": int(replicate_offset),
+        "replicates": int(n),
+        "t0": t_start,
+        "parallel": bool(parallel),
+        "time_dependent_rates": any(T in e.free_symbols for e in compiled.network.rate_vector()),
+        "output": "right-continuous at events; species are counts",
+    }
+
+
+def run_batch(
+    compiled: CompiledNetwork,
+    drivers: tuple[Any, Any],
+    *,
+    parallel: bool,
+    t_start: float,
+    Y0: np.ndarray,
+    P: np.ndarray,
+    t_eval: np.ndarray,
+    model_arrays: tuple[Any, ...],
+    options: tuple[Any, ...],
+    seed: int,
+    replicate_offset: int,
+    stats_names: tuple[str, ...],
+    limit: tuple[str, str],
+    settings: dict[str, Any],
+) -> OdeSolution:
+    """Run a stochastic kernel's (parallel, serial) ``drivers`` on all rows and collect the
+    :class:`OdeSolution`.  Every kernel takes ``(fns, t0, Y0, P, t_eval, *model_arrays,
+    ev_timed, ev_dir, ev_once, states, *options, Yout, status, t_fail, stats)``; ``limit`` is
+    the (what, setting) pair named in the message of a row that hit its budget."""
+    n, k = Y0.shape
+    Yout = np.empty((n, t_eval.size, k))
+    status = np.zeros(n, dtype=np.int64)
+    t_fail = np.zeros(n)
+    stats = np.zeros((n, len(stats_names)), dtype=np.int64)
+    if n > 0:
+        states = replicate_states(int(seed), int(replicate_offset), n)
+        driver = drivers[0] if parallel else drivers[1]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
+            driver(compiled.ssa_cfuncs, t_start, Y0, P, t_eval, *model_arrays,
+                   *event_arrays(compiled), states, *options, Yout, status, t_fail, stats)
+    messages = _messages(status, t_fail, limit[0], limit[1], int(replicate_offset))
+    summed = stats.sum(axis=0)
+    return OdeSolution(
+        t=t_eval.copy(),
+        y=Yout,
+        status=status,
+        message=messages,
+        stats={name: int(v) for name, v in zip(stats_names, summed, strict=True)},
+        settings=settings,
+    )
+
+
 def solve_ssa(
     compiled: CompiledNetwork,
     y0: np.ndarray,
@@ -271,63 +344,17 @@ def solve_ssa(
     Y0, PP, te, t_start, ST, n = _prepare(
         compiled, y0, P, t_eval, seed, replicates, replicate_offset, t0
     )
-    net = compiled.network
-    k = len(net.species)
-    T_n = te.size
-    states = replicate_states(int(seed), int(replicate_offset), n)
-    Yout = np.empty((n, T_n, k))
-    status = np.zeros(n, dtype=np.int64)
-    t_fail = np.zeros(n)
-    stats = np.zeros((n, len(_STATS_NAMES)), dtype=np.int64)
-    settings: dict[str, Any] = {
-        "engine": "livingdrug.engines.ssa",
-        "method": "gillespie-direct",
-        "rng": "xoshiro256** seeded by SeedSequence(seed, spawn_key=(replicate_offset + i,))",
-        "kernel_sha256": KERNEL_HASH,
-        "seed": int(seed),
-        "replicate_offset": int(replicate_offset),
-        "replicates": int(n),
-        "t0": t_start,
-        "max_events": int(max_events),
-        "parallel": bool(parallel),
-        "time_dependent_rates": any(T in sp_expr.free_symbols for sp_expr in net.rate_vector()),
-        "output": "right-continuous at events; species are counts",
-    }
-    if n > 0:
-        driver = _ssa_kernel.ssa_batch_parallel if parallel else _ssa_kernel.ssa_batch_serial
-        ev_timed, ev_dir, ev_once = event_arrays(compiled)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
-            driver(
-                compiled.ssa_cfuncs,
-                t_start,
-                Y0,
-                PP,
-                te,
-                ST,
-                ev_timed,
-                ev_dir,
-                ev_once,
-                states,
-                int(max_events),
-                Yout,
-                status,
-                t_fail,
-                stats,
-            )
-    messages = _messages(
-        status,
-        t_fail,
-        "maximum number of reaction firings reached",
-        f"max_events = {int(max_events)}",
-        int(replicate_offset),
+    settings = base_settings(
+        compiled, engine="livingdrug.engines.ssa", method="gillespie-direct",
+        kernel_sha256=KERNEL_HASH, seed=seed, replicate_offset=replicate_offset, n=n,
+        t_start=t_start, parallel=parallel,
     )
-    summed = stats.sum(axis=0)
-    return OdeSolution(
-        t=te.copy(),
-        y=Yout,
-        status=status,
-        message=messages,
-        stats={name: int(v) for name, v in zip(_STATS_NAMES, summed, strict=True)},
+    settings["max_events"] = int(max_events)
+    return run_batch(
+        compiled, (_ssa_kernel.ssa_batch_parallel, _ssa_kernel.ssa_batch_serial),
+        parallel=parallel, t_start=t_start, Y0=Y0, P=PP, t_eval=te, model_arrays=(ST,),
+        options=(int(max_events),), seed=seed, replicate_offset=replicate_offset,
+        stats_names=_STATS_NAMES,
+        limit=("maximum number of reaction firings reached", f"max_events = {int(max_events)}"),
         settings=settings,
     )

@@ -58,18 +58,16 @@ summed over rows.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sympy as sp
-from numba.core.errors import NumbaExperimentalFeatureWarning
 
-from ..network import CompiledNetwork, T
+from ..network import CompiledNetwork
 from . import _tau_kernel
-from .common import OdeSolution, event_arrays
-from .ssa import _KERNEL_SOURCE, _is_int, _messages, _prepare, replicate_states
+from .common import OdeSolution
+from .ssa import _KERNEL_SOURCE, _is_int, _prepare, base_settings, run_batch
 
 __all__ = ["solve_tau", "KERNEL_HASH"]
 
@@ -147,71 +145,26 @@ def solve_tau(
         compiled, y0, P, t_eval, seed, replicates, replicate_offset, t0,
         engine="tau-leaping engine",
     )
-    net = compiled.network
-    k = len(net.species)
-    in_rate = _species_in_rates(compiled)
-    states = replicate_states(int(seed), int(replicate_offset), n)
-    Yout = np.empty((n, te.size, k))
-    status = np.zeros(n, dtype=np.int64)
-    t_fail = np.zeros(n)
-    stats = np.zeros((n, len(_STATS_NAMES)), dtype=np.int64)
-    settings: dict[str, Any] = {
-        "engine": "livingdrug.engines.tau",
-        "method": "explicit tau-leaping (Cao, Gillespie & Petzold 2005, 2006)",
-        "rng": "xoshiro256** seeded by SeedSequence(seed, spawn_key=(replicate_offset + i,))",
+    settings = base_settings(
+        compiled, engine="livingdrug.engines.tau",
+        method="explicit tau-leaping (Cao, Gillespie & Petzold 2005, 2006)",
+        kernel_sha256=KERNEL_HASH, seed=seed, replicate_offset=replicate_offset, n=n,
+        t_start=t_start, parallel=parallel,
+    )
+    settings.update({
         "poisson": "inversion below mean 10, PTRS (Hörmann 1993) above",
-        "kernel_sha256": KERNEL_HASH,
-        "seed": int(seed),
-        "replicate_offset": int(replicate_offset),
-        "replicates": int(n),
-        "t0": t_start,
         "epsilon": float(epsilon),
         "n_critical": int(n_critical),
         "ssa_switch": f"{_tau_kernel.SSA_BURST} exact steps when tau' < "
         f"{_tau_kernel.SSA_SWITCH:g}/a0",
         "max_steps": int(max_steps),
-        "parallel": bool(parallel),
-        "time_dependent_rates": any(T in e.free_symbols for e in net.rate_vector()),
-        "output": "right-continuous at events; species are counts",
-    }
-    if n > 0:
-        driver = _tau_kernel.tau_batch_parallel if parallel else _tau_kernel.tau_batch_serial
-        ev_timed, ev_dir, ev_once = event_arrays(compiled)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
-            driver(
-                compiled.ssa_cfuncs,
-                t_start,
-                Y0,
-                PP,
-                te,
-                ST,
-                in_rate,
-                ev_timed,
-                ev_dir,
-                ev_once,
-                states,
-                float(epsilon),
-                float(n_critical),
-                int(max_steps),
-                Yout,
-                status,
-                t_fail,
-                stats,
-            )
-    messages = _messages(
-        status,
-        t_fail,
-        "maximum number of steps reached",
-        f"max_steps = {int(max_steps)}",
-        int(replicate_offset),
-    )
-    summed = stats.sum(axis=0)
-    return OdeSolution(
-        t=te.copy(),
-        y=Yout,
-        status=status,
-        message=messages,
-        stats={name: int(v) for name, v in zip(_STATS_NAMES, summed, strict=True)},
+    })
+    return run_batch(
+        compiled, (_tau_kernel.tau_batch_parallel, _tau_kernel.tau_batch_serial),
+        parallel=parallel, t_start=t_start, Y0=Y0, P=PP, t_eval=te,
+        model_arrays=(ST, _species_in_rates(compiled)),
+        options=(float(epsilon), float(n_critical), int(max_steps)), seed=seed,
+        replicate_offset=replicate_offset, stats_names=_STATS_NAMES,
+        limit=("maximum number of steps reached", f"max_steps = {int(max_steps)}"),
         settings=settings,
     )
