@@ -1122,6 +1122,13 @@ def run_sweep(
             row[f"p_{key}"] = p["estimate"]
             row[f"p_{key}_low"] = p["low"]
             row[f"p_{key}_high"] = p["high"]
+        for key, p in ((r.summary.get("clonality") or {}).get("probabilities") or {}).items():
+            row[f"p_{key}"] = p["estimate"]
+            row[f"p_{key}_low"] = p["low"]
+            row[f"p_{key}_high"] = p["high"]
+        km = r.summary.get("relapse_free_survival")
+        if km:
+            row["relapse_time_median"] = km.get("median")
         ttc = r.summary.get("time_to_cure")
         if ttc:
             row["time_to_cure_median"] = ttc["quantiles"].get("50%")

@@ -139,7 +139,7 @@ def fan_chart_figure(result: Any) -> Any | None:
     return fig
 
 
-_P_KEYS = ("cure", "remission", "mrd_negative", "relapse")
+_P_KEYS = ("cure", "remission", "mrd_negative", "relapse", "adv_dominates")
 
 
 def sweep_figure(result: Any) -> Any:

@@ -100,7 +100,7 @@ def detail_rows(summary: dict) -> list[tuple[str, str]]:
 def sweep_rows(result: Any) -> tuple[list[str], list[list[str]]]:
     """Header and rows of a sweep table for the terminal and the report."""
     tab = result.table
-    keys = [k for k in ("cure", "remission", "mrd_negative", "relapse") if f"p_{k}" in tab]
+    keys = [k for k in ("cure", "remission", "mrd_negative", "relapse", "adv_dominates") if f"p_{k}" in tab]
     unit = f" ({result.unit})" if result.unit and result.unit != "1" else ""
     header = [f"{result.spec.name}{unit}"] + [f"P({k.replace('_', '-')}) [95 % CI]" for k in keys] + ["ok/failed"]
     rows = []
