@@ -118,3 +118,16 @@ def test_clone_diversity_over_time_starts_from_the_founders():
     np.testing.assert_allclose(b["clone_shannon"].values, -(p * np.log(p)).sum(), rtol=1e-12)
     np.testing.assert_allclose(b["clone_simpson"].values, (p**2).sum(), rtol=1e-12)
     np.testing.assert_allclose(b["largest_clone_share"].values, 10.0 / 1e8, rtol=1e-9)
+
+
+def test_sweep_of_the_clone_trait_reports_dominance():
+    """A sweep over adv_prolif tabulates P(the advantaged clone dominates) with its interval;
+    a neutral clone (×1) never dominates."""
+    base = (_toml("one-clone-saves").replace("tracked_clones = 10", "tracked_clones = 0")
+            .replace('clone_cells = "10 cell"\n', "")
+            .replace("replicates = 200", "replicates = 8").replace("days = 365", "days = 40"))
+    sw = ld.sweep(scenario_from_toml(base), "adv_prolif=1:3:lin:2")
+    tab = sw.table
+    assert list(tab["value"]) == [1.0, 3.0]
+    assert {"p_adv_dominates", "p_adv_dominates_low", "p_adv_dominates_high"} <= set(tab.columns)
+    assert tab["p_adv_dominates"].iloc[0] == 0.0
