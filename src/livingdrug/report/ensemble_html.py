@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io.atomic import atomic_write_text
-from .html import DISCLAIMER_HTML, PAGE_STYLE, figure_html
+from .html import DISCLAIMER_HTML, PAGE_STYLE, figure_html, scenario_html
 
 __all__ = ["probability_rows", "detail_rows", "sweep_rows", "write_ensemble_report"]
 
@@ -190,6 +190,7 @@ def write_ensemble_report(result: Any, out: Path, figures: list[Path]) -> Path:
 <p>Stochastic run: engine <code>{html.escape(str(eng.get("engine", "")))}</code>,
 {html.escape(str(eng.get("replicates", "")))} replicates{" per value" if isinstance(result, SweepResult) else ""}, seed {html.escape(str(m.get("seed")))}.
 Status: {html.escape(status)}.</p>
+{scenario_html(result.scenario)}
 {"".join(parts)}
 <h2>Figures</h2>
 {imgs}

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..io.atomic import atomic_write_text
 
-__all__ = ["write_report", "summary_rows", "figure_html", "PAGE_STYLE", "DISCLAIMER_HTML"]
+__all__ = ["write_report", "summary_rows", "figure_html", "scenario_html", "PAGE_STYLE", "DISCLAIMER_HTML"]
 
 #: the report's style sheet (shared by the deterministic and the stochastic report)
 PAGE_STYLE = """<style>
@@ -74,6 +74,16 @@ def summary_rows(summary: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def scenario_html(scenario: Any) -> str:
+    """The scenario's own description (what it models and its sources), one paragraph per
+    blank-line-separated block; empty when it has none."""
+    text = str(getattr(scenario, "description", "") or "").strip()
+    if not text:
+        return ""
+    paras = [" ".join(b.split()) for b in text.split("\n\n") if b.strip()]
+    return "<h2>Scenario</h2>" + "".join(f"<p>{html.escape(p)}</p>" for p in paras)
+
+
 def figure_html(p: Path) -> str:
     """A PNG embedded as a figure; each figure carries its own title, the file name is the
     alt text and the caption."""
@@ -111,6 +121,7 @@ def write_report(result: Any, out: Path, figures: list[Path]) -> Path:
 <h1>{title}</h1>
 {DISCLAIMER_HTML}
 <p>Status: {html.escape(status)}.</p>
+{scenario_html(result.scenario)}
 <h2>Summary</h2>
 <table><tr><th>section</th><th>endpoint</th><th>value</th><th>unit</th></tr>
 {rows}
