@@ -78,6 +78,8 @@ def test_report_embeds_figures_and_says_research_use(default_run):
     html = (default_run[0] / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3
     assert "not medical advice" in html and "Cmax" in html
+    # the scenario's own description, with its source, says what was simulated
+    assert "<h2>Scenario</h2>" in html and "Stein AM et al. 2019" in html
 
 
 def test_scenarios_lists_the_builtins():
@@ -91,6 +93,18 @@ def test_scenarios_lists_the_builtins():
 def test_every_builtin_runs(name, tmp_path):
     p = run("run", name, "--out", str(tmp_path / name), "--no-figures")
     assert p.returncode == 0, p.stderr
+    assert (tmp_path / name / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("name", ["cure-probability", "one-cell-kills", "one-clone-saves"])
+def test_every_stochastic_builtin_runs(name, tmp_path):
+    """The stochastic built-ins run end to end from the command line (few replicates)."""
+    p = run("run", name, "--out", str(tmp_path / name), "--replicates", "12", "--days", "60",
+            "--no-figures")
+    assert p.returncode == 0, p.stderr
+    assert "95 % CI" in p.stdout
+    summary = json.loads((tmp_path / name / "summary.json").read_text())
+    assert summary["replicates"] == 12 and summary["failed"] == 0
     assert (tmp_path / name / "manifest.json").exists()
 
 
