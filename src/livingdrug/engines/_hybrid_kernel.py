@@ -25,6 +25,7 @@ from ._ssa_kernel import (
     _next_stop,
     _start_events,
     _timed_at,
+    choose_reaction_where,
     round_count,
     uniform_open,
 )
@@ -445,19 +446,7 @@ def _hybrid_one(fns, t0, y0, p, t_eval, rptr, ridx, rval, movable, ev_timed, ev_
             for r in range(nr):
                 if not det[r]:
                     tot += a[r]
-            target = uniform_open(s) * tot
-            acc = 0.0
-            chosen = -1
-            last = -1
-            for r in range(nr):
-                if (not det[r]) and a[r] > 0.0:
-                    last = r
-                    acc += a[r]
-                    if target < acc:
-                        chosen = r
-                        break
-            if chosen < 0:  # rounding in the running sum: the last reaction that can fire
-                chosen = last
+            chosen = choose_reaction_where(a, nr, uniform_open(s) * tot, det, False)
             if chosen >= 0:
                 for jj in range(rptr[chosen], rptr[chosen + 1]):
                     y[ridx[jj]] += rval[jj]

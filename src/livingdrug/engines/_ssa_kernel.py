@@ -197,6 +197,50 @@ def _next_stop(t, t_out, ev_timed, fired, te):
     return t_stop
 
 
+@njit(cache=True, nogil=True, inline="always")
+def total_propensity(a, nr):
+    """``(a0, valid)``: ``a0 = Σ_{r<nr} a_r``; ``valid`` is False if some propensity is
+    negative, NaN or infinite — tested without a branch per reaction (a negative value lowers
+    the running minimum, a NaN or infinite one makes the sum non-finite)."""
+    a0 = 0.0
+    amin = 0.0
+    for r in range(nr):
+        ar = a[r]
+        amin = min(amin, ar)
+        a0 += ar
+    return a0, amin >= 0.0 and a0 < math.inf
+
+
+@njit(cache=True, nogil=True, inline="always")
+def choose_reaction(a, nr, target):
+    """Gillespie's choice: the first r with ``target < Σ_{s≤r} a_s`` (``target = U·a0``);
+    rounding in the running sum can leave none, then the last reaction with ``a_r > 0``
+    (−1 if there is none)."""
+    acc = 0.0
+    last = -1
+    for r in range(nr):
+        if a[r] > 0.0:
+            last = r
+            acc += a[r]
+            if target < acc:
+                return r
+    return last
+
+
+@njit(cache=True, nogil=True, inline="always")
+def choose_reaction_where(a, nr, target, mask, member):
+    """:func:`choose_reaction` among the reactions with ``mask[r] == member`` only."""
+    acc = 0.0
+    last = -1
+    for r in range(nr):
+        if mask[r] == member and a[r] > 0.0:
+            last = r
+            acc += a[r]
+            if target < acc:
+                return r
+    return last
+
+
 @njit(cache=True, nogil=True)
 def _all_finite(v):
     for i in range(v.shape[0]):
@@ -246,15 +290,8 @@ def _ssa_one(fns, t0, y0, p, t_eval, ST, ev_timed, ev_dir, ev_once, state, max_e
         # the next hard stop: an output time or a pending timed event
         t_stop = _next_stop(t, t_eval[j], ev_timed, fired, te)
         propensities(t, y.ctypes, p.ctypes, a.ctypes)
-        a0 = 0.0
-        # validity without a branch per reaction: a negative propensity lowers the minimum,
-        # a NaN or infinite one makes the sum non-finite
-        amin = 0.0
-        for r in range(nr):
-            ar = a[r]
-            amin = min(amin, ar)
-            a0 += ar
-        if not (amin >= 0.0 and a0 < math.inf):
+        a0, valid = total_propensity(a, nr)
+        if not valid:
             status = _ST_BAD_PROPENSITY
             break
         tau = math.inf
@@ -265,19 +302,7 @@ def _ssa_one(fns, t0, y0, p, t_eval, ST, ev_timed, ev_dir, ev_once, state, max_e
                 status = _ST_MAX_STEPS
                 break
             t = t + tau
-            target = uniform_open(s) * a0
-            acc = 0.0
-            chosen = -1
-            last = 0
-            for r in range(nr):
-                if a[r] > 0.0:
-                    last = r
-                    acc += a[r]
-                    if target < acc:
-                        chosen = r
-                        break
-            if chosen < 0:  # rounding in the running sum: the last reaction that can fire
-                chosen = last
+            chosen = choose_reaction(a, nr, uniform_open(s) * a0)
             for i in range(n):
                 y[i] += ST[chosen, i]
             n_rx += 1

@@ -25,6 +25,9 @@ from ._ssa_kernel import (
     _round_counts,
     _start_events,
     _timed_at,
+    choose_reaction,
+    choose_reaction_where,
+    total_propensity,
     uniform_open,
 )
 
@@ -147,14 +150,8 @@ def _tau_one(fns, t0, y0, p, t_eval, ST, in_rate, ev_timed, ev_dir, ev_once, sta
             continue
         t_stop = _next_stop(t, t_eval[j], ev_timed, fired, te)
         propensities(t, y.ctypes, p.ctypes, a.ctypes)
-        a0 = 0.0
-        bad = False
-        for r in range(nr):
-            ar = a[r]
-            if not (ar >= 0.0 and ar < math.inf):
-                bad = True
-            a0 += ar
-        if bad:
+        a0, valid = total_propensity(a, nr)
+        if not valid:
             status = _ST_BAD_PROPENSITY
             break
         landed = False  # reached t_stop (timed events due)
@@ -222,19 +219,8 @@ def _tau_one(fns, t0, y0, p, t_eval, ST, in_rate, ev_timed, ev_dir, ev_once, sta
                                 for i in range(n):
                                     ynew[i] += kf * ST[r, i]
                     if fire_crit:
-                        target = uniform_open(s) * a0c
-                        acc = 0.0
-                        chosen = -1
-                        last = 0
-                        for r in range(nr):
-                            if crit[r]:
-                                last = r
-                                acc += a[r]
-                                if target < acc:
-                                    chosen = r
-                                    break
-                        if chosen < 0:
-                            chosen = last
+                        chosen = choose_reaction_where(a, nr, uniform_open(s) * a0c, crit,
+                                                       True)
                         for i in range(n):
                             ynew[i] += ST[chosen, i]
                         fires += 1.0
@@ -269,19 +255,7 @@ def _tau_one(fns, t0, y0, p, t_eval, ST, in_rate, ev_timed, ev_dir, ev_once, sta
                         status = _ST_MAX_STEPS
                         break
                     t = t + tau
-                    target = uniform_open(s) * a0
-                    acc = 0.0
-                    chosen = -1
-                    last = 0
-                    for r in range(nr):
-                        if a[r] > 0.0:
-                            last = r
-                            acc += a[r]
-                            if target < acc:
-                                chosen = r
-                                break
-                    if chosen < 0:
-                        chosen = last
+                    chosen = choose_reaction(a, nr, uniform_open(s) * a0)
                     for i in range(n):
                         y[i] += ST[chosen, i]
                     n_rx += 1
