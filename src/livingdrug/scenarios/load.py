@@ -1181,40 +1181,39 @@ def with_seed(s: Scenario, seed: int) -> Scenario:
     return _revalidate(s, raw)
 
 
+def _with_quantities(s: Scenario, section: str, values: Mapping[str, float | str], unit_of: Any) -> Scenario:
+    """``s`` with entries of table ``section`` overridden; a plain number for a known name
+    (``unit_of(name)`` its unit, ``None`` if unknown) is written in that unit."""
+    raw = thaw(s.raw)
+    table = raw.setdefault(section, {})
+    for k, v in values.items():
+        unit = unit_of(k)
+        if _is_number(v) and unit is not None and not _unit(unit).dimensionless:
+            try:
+                v = f"{_fmt(float(v))} {unit}"
+            except OverflowError:
+                pass
+        table[k] = v
+    return _revalidate(s, raw)
+
+
 def with_parameters(s: Scenario, **values: float | str) -> Scenario:
     """The scenario with parameter overrides: quantities (``rho_max="0.9 1/d"``) or plain
     numbers, which are taken in the parameter's own (canonical) unit."""
-    raw = thaw(s.raw)
-    table = raw.setdefault("parameters", {})
     net = _network_of(s)
-    for k, v in values.items():
-        if _is_number(v) and k in net.param_names:
-            unit = net.param(k).unit
-            if not _unit(unit).dimensionless:
-                try:
-                    v = f"{_fmt(float(v))} {unit}"
-                except OverflowError:
-                    pass
-        table[k] = v
-    return _revalidate(s, raw)
+    return _with_quantities(
+        s, "parameters", values, lambda k: net.param(k).unit if k in net.param_names else None
+    )
 
 
 def with_initial(s: Scenario, **values: float | str) -> Scenario:
     """The scenario with initial-value overrides: quantities (``L_M="1e4 cell"``) or plain
     numbers, which are taken in the species' own (canonical) unit."""
-    raw = thaw(s.raw)
-    table = raw.setdefault("initial", {})
     net = _network_of(s)
-    for k, v in values.items():
-        if _is_number(v) and k in net.species_names:
-            unit = net.species_by_name(k).unit
-            if not _unit(unit).dimensionless:
-                try:
-                    v = f"{_fmt(float(v))} {unit}"
-                except OverflowError:
-                    pass
-        table[k] = v
-    return _revalidate(s, raw)
+    return _with_quantities(
+        s, "initial", values,
+        lambda k: net.species_by_name(k).unit if k in net.species_names else None,
+    )
 
 
 def with_engine(s: Scenario, engine: str) -> Scenario:
