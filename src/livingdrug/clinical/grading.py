@@ -94,7 +94,12 @@ __all__ = [
     "icans_grade",
     "grade_course",
     "grade_signs",
+    "toxicity_summary",
+    "GRADING_REFERENCE",
 ]
+
+#: the grading's source, stored with every toxicity summary
+GRADING_REFERENCE = "ASTCT consensus (Lee DW et al. 2019, Biol Blood Marrow Transplant 25:625)"
 
 #: fever threshold (°C), Lee 2019
 FEVER_C = 38.0
@@ -402,3 +407,33 @@ def grade_signs(
         "icans_edema_grade": idm.edema,
         "icans_grade": icans_grade(*icans_args),
     }
+
+
+def toxicity_summary(t: Any, grades: Mapping[str, Any], *, t_dose: float = 0.0) -> dict[str, Any]:
+    """The course of each graded toxicity after an infusion at ``t_dose`` (d): for
+    ``grades["crs_grade"]`` and/or ``grades["icans_grade"]`` (one grade per time ``t`` in
+    days) a dict ``{"crs": {...}, "icans": {...}}`` with ``max_grade``, ``onset_day``
+    (first day with grade ≥ 1, days after infusion), ``peak_day`` (first day at the maximum),
+    ``duration_days`` (total days at grade ≥ 1, :func:`grade_course`), ``episodes`` and
+    ``resolved``; ``None`` times when the grade never reached 1.  Only times ``t ≥ t_dose``
+    count, like the other endpoints (:mod:`livingdrug.clinical.endpoints`)."""
+    t = np.asarray(t, dtype=float)
+    after = t >= t_dose
+    out: dict[str, Any] = {}
+    for key in ("crs", "icans"):
+        g = grades.get(f"{key}_grade")
+        if g is None:
+            continue
+        c = grade_course(t[after] - t_dose, np.asarray(g)[after])
+        d = c.as_dict()
+        out[key] = {
+            "max_grade": d["max_grade"],
+            "onset_day": d["onset"],
+            "peak_day": d["peak_time"],
+            "duration_days": d["duration"],
+            "episodes": d["episodes"],
+            "resolved": d["resolved"],
+        }
+    if out:
+        out["grading"] = GRADING_REFERENCE
+    return out
