@@ -252,3 +252,24 @@ def test_grade_signs_grades_a_table_with_missing_signs():
 def test_grade_signs_needs_at_least_one_sign():
     with pytest.raises(ValueError, match="no clinical signs"):
         grade_signs({"unrelated": [1.0]})
+
+
+def test_replicate_grades_count_only_after_the_infusion():
+    from livingdrug.clinical.grading import replicate_grades
+
+    t = np.array([-1.0, 0.0, 1.0, 2.0, 3.0])
+    crs = np.array([[4, 0, 1, 3, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 2]])
+    out = replicate_grades(t, {"crs_grade": crs}, t_dose=0.0)
+    np.testing.assert_array_equal(out["crs_max_grade"], [3, 0, 2])  # the pre-dose 4 is ignored
+    np.testing.assert_array_equal(out["crs_onset_day"], [1.0, nan, 3.0])
+    assert "icans_max_grade" not in out
+
+
+def test_toxicity_summary_in_days_after_the_dose():
+    from livingdrug.clinical.grading import toxicity_summary
+
+    t = np.arange(0.0, 10.0, 1.0)
+    g = np.array([0, 0, 0, 1, 2, 2, 1, 0, 0, 0])
+    s = toxicity_summary(t, {"crs_grade": g}, t_dose=2.0)
+    assert s["crs"] == {"max_grade": 2, "onset_day": 1.0, "peak_day": 2.0, "duration_days": 4.0, "episodes": 1, "resolved": True}
+    assert "icans" not in s and "Lee DW et al. 2019" in s["grading"]

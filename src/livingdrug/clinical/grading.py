@@ -95,6 +95,7 @@ __all__ = [
     "grade_course",
     "grade_signs",
     "toxicity_summary",
+    "replicate_grades",
     "GRADING_REFERENCE",
 ]
 
@@ -436,4 +437,27 @@ def toxicity_summary(t: Any, grades: Mapping[str, Any], *, t_dose: float = 0.0) 
         }
     if out:
         out["grading"] = GRADING_REFERENCE
+    return out
+
+
+def replicate_grades(t: Any, grades: Mapping[str, Any], *, t_dose: float = 0.0) -> dict[str, np.ndarray]:
+    """Per-replicate toxicity endpoints of grade arrays ``grades["crs_grade"]`` and/or
+    ``grades["icans_grade"]`` of shape ``[n, T]`` at times ``t[T]`` (d), counting only
+    ``t ≥ t_dose``: ``crs_max_grade`` (0–4), ``crs_onset_day`` (first day with grade ≥ 1,
+    days after infusion; NaN if never) and the same for ``icans``."""
+    t = np.asarray(t, dtype=float)
+    after = t >= t_dose
+    out: dict[str, np.ndarray] = {}
+    for key in ("crs", "icans"):
+        g = grades.get(f"{key}_grade")
+        if g is None:
+            continue
+        ga = np.atleast_2d(np.asarray(g, dtype=float))[:, after]
+        if ga.shape[1] == 0:
+            out[f"{key}_max_grade"] = np.zeros(ga.shape[0], dtype=np.int64)
+            out[f"{key}_onset_day"] = np.full(ga.shape[0], np.nan)
+            continue
+        on = np.nan_to_num(ga) >= 1
+        out[f"{key}_max_grade"] = np.nan_to_num(ga).max(axis=1).astype(np.int64)
+        out[f"{key}_onset_day"] = np.where(on.any(axis=1), t[after][np.argmax(on, axis=1)] - t_dose, np.nan)
     return out
