@@ -33,7 +33,7 @@ RATES = {"a": 0.3, "ku": 1e-7, "kd": 1.0, "b": 0.3, "c": 0.5, "dose": 1e8}
 
 
 def build(**_: Any) -> Network:
-    C, I, N = sym("C"), sym("I"), sym("N")
+    C, I, N = sym("C"), sym("I"), sym("N")  # noqa: E741 (I: inflammation index)
     a, ku, kd, b, c = (sym(n) for n in ("a", "ku", "kd", "b", "c"))
     frac = I / (I + 1)
     o2 = sp.Piecewise((1, I > 2), (0, True))

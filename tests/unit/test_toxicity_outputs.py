@@ -74,10 +74,10 @@ def test_grade_time_series_are_in_the_dataset(result):
     assert ds["crs_grade"].attrs["units"] == "1" and ds["crs_grade"].attrs["kind"] == "grade"
     t = ds["time"].values
     crs = ds["crs_grade"].values[0]
-    I = ds["I"].values[0]
+    infl = ds["I"].values[0]
     assert np.all(crs[t < T_DOSE] == 0)  # nothing before the infusion
     # each grade is the ASTCT grade of the signs at that time (thresholds of toxicity_models)
-    expected = np.select([I > 4, I > 3, I > 2, I >= 0.5], [3, 2, 2, 1], 0)
+    expected = np.select([infl > 4, infl > 3, infl > 2, infl >= 0.5], [3, 2, 2, 1], 0)
     np.testing.assert_array_equal(crs, expected)
 
 
