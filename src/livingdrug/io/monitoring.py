@@ -504,5 +504,5 @@ def write_graded_csv(data: MonitoringData, grades: Mapping[str, np.ndarray], pat
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(("time", *GRADE_COLUMNS))
     for row in graded_table(data, grades):
-        w.writerow(["" if row[k] is None else (f"{row[k]:g}" if k == "hours" else row[k]) for k in ("time", *GRADE_COLUMNS)])
+        w.writerow(["" if row[k] is None else (f"{row[k]:.10g}" if k == "hours" else row[k]) for k in ("time", *GRADE_COLUMNS)])
     return atomic_write_text(Path(path), buf.getvalue())
