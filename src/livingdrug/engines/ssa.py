@@ -74,11 +74,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 from numba.core.errors import NumbaExperimentalFeatureWarning
 
 from ..network import CompiledNetwork, T
-from . import _ssa_kernel
+from . import _ssa_kernel, _ssa_lanes, ssa_lanes
 from .common import (
     STATUS_MAX_STEPS,
     STATUS_MESSAGES,
@@ -93,10 +94,16 @@ from .common import (
 __all__ = ["solve_ssa", "replicate_states", "base_settings", "run_batch", "KERNEL_HASH"]
 
 _KERNEL_EXCEPTION = 5
+#: the accepted values of ``solve_ssa(..., kernel=…)``
+KERNELS = ("auto", "lanes", "scalar")
 _STATS_NAMES = ("reactions", "events")
 
-_KERNEL_SOURCE = Path(__file__).with_name("_ssa_kernel.py").read_text(encoding="utf-8")
-#: SHA-256 (first 16 hex digits) of the kernel source, reported in ``settings``
+_KERNEL_SOURCE = "".join(
+    Path(__file__).with_name(f).read_text(encoding="utf-8")
+    for f in ("_ssa_kernel.py", "_ssa_lanes.py", "ssa_lanes.py")
+)
+#: SHA-256 (first 16 hex digits) of the kernels' source (scalar and lane), reported in
+#: ``settings``
 KERNEL_HASH = hashlib.sha256(_KERNEL_SOURCE.encode()).hexdigest()[:16]
 
 
@@ -297,6 +304,7 @@ def solve_ssa(
     t0: float | None = None,
     max_events: int = 10**8,
     parallel: bool = True,
+    kernel: str = "auto",
 ) -> OdeSolution:
     """Simulate n independent stochastic realisations and report the counts at ``t_eval``.
 
@@ -326,6 +334,11 @@ def solve_ssa(
         Maximum number of reaction firings per row.
     parallel:
         Simulate rows in a numba ``prange`` loop (results are bitwise identical either way).
+    kernel:
+        ``"auto"`` (default): the lane kernel for a network with reactions and no events, the
+        scalar kernel otherwise; ``"lanes"`` or ``"scalar"`` to choose (``"lanes"`` raises
+        ValueError for a network with events).  Both give bitwise identical results; the
+        choice is reported in ``settings["kernel"]``.
 
     Returns
     -------
@@ -341,6 +354,15 @@ def solve_ssa(
     """
     if not _is_int(max_events) or max_events < 1:
         raise ValueError(f"max_events must be a positive integer; got {max_events!r}")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}; got {kernel!r}")
+    use_lanes = kernel == "lanes" or (kernel == "auto" and ssa_lanes.lanes_apply(compiled))
+    if use_lanes and not ssa_lanes.lanes_apply(compiled):
+        raise ValueError(
+            f"kernel = 'lanes' needs a network with reactions and no events; network "
+            f"{compiled.network.name} has {len(compiled.network.reactions)} reactions and "
+            f"{len(compiled.network.events)} events: use kernel = 'auto' or 'scalar'"
+        )
     Y0, PP, te, t_start, ST, n = _prepare(
         compiled, y0, P, t_eval, seed, replicates, replicate_offset, t0
     )
@@ -350,11 +372,37 @@ def solve_ssa(
         t_start=t_start, parallel=parallel,
     )
     settings["max_events"] = int(max_events)
-    return run_batch(
-        compiled, (_ssa_kernel.ssa_batch_parallel, _ssa_kernel.ssa_batch_serial),
-        parallel=parallel, t_start=t_start, Y0=Y0, P=PP, t_eval=te, model_arrays=(ST,),
-        options=(int(max_events),), seed=seed, replicate_offset=replicate_offset,
-        stats_names=_STATS_NAMES,
-        limit=("maximum number of reaction firings reached", f"max_events = {int(max_events)}"),
+    settings["kernel"] = "lanes" if use_lanes else "scalar"
+    limit = ("maximum number of reaction firings reached", f"max_events = {int(max_events)}")
+    if not use_lanes:
+        return run_batch(
+            compiled, (_ssa_kernel.ssa_batch_parallel, _ssa_kernel.ssa_batch_serial),
+            parallel=parallel, t_start=t_start, Y0=Y0, P=PP, t_eval=te, model_arrays=(ST,),
+            options=(int(max_events),), seed=seed, replicate_offset=replicate_offset,
+            stats_names=_STATS_NAMES, limit=limit, settings=settings,
+        )
+    k = Y0.shape[1]
+    Yout = np.empty((n, te.size, k))
+    status = np.zeros(n, dtype=np.int64)
+    t_fail = np.zeros(n)
+    stats = np.zeros((n, len(_STATS_NAMES)), dtype=np.int64)
+    if n > 0:
+        states = replicate_states(int(seed), int(replicate_offset), n)
+        step, lanes = ssa_lanes.lane_step(compiled)
+        fns = (step, compiled.ssa_cfuncs[0])
+        # blocks of whole lane sets, a few per thread so that uneven blocks balance out
+        nblocks = max(1, min(4 * numba.get_num_threads(), n // lanes))
+        driver = _ssa_lanes.ssa_lanes_parallel if parallel else _ssa_lanes.ssa_lanes_serial
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
+            driver(fns, lanes, nblocks, t_start, Y0, PP, te, ST, states, int(max_events), Yout,
+                   status, t_fail, stats)
+    messages = _messages(status, t_fail, limit[0], limit[1], int(replicate_offset))
+    return OdeSolution(
+        t=te.copy(),
+        y=Yout,
+        status=status,
+        message=messages,
+        stats={name: int(v) for name, v in zip(_STATS_NAMES, stats.sum(axis=0), strict=True)},
         settings=settings,
     )
