@@ -30,10 +30,14 @@ from ..network import CompiledNetwork, _load_generated
 
 __all__ = ["LANES", "lanes_apply", "lane_module", "lane_source", "lane_step"]
 
-#: replicates advanced in lockstep by one step of the lane kernel (4 AVX-512 registers of
-#: doubles: enough independent work per step to hide the latencies of the division and of the
-#: logarithm's polynomial)
-LANES = 32
+#: replicates advanced in lockstep by one step of the lane kernel (2 AVX-512 or 4 AVX2
+#: registers of doubles: enough independent work per step to hide the latencies of the
+#: division and of the logarithm's polynomial; 16, 24 and 32 lanes measured within 3 % of
+#: each other on model (a) of benchmarks/bench_ssa_compare.py, 16 the fastest on (b))
+LANES = 16
+#: lockstep steps per call of the lane step while every lane fires (the call returns at the
+#: first step where a lane needs the driver: an output time, a failure, a finished replicate)
+STEPS_PER_CALL = 64
 
 _Y = re.compile(r"\by\[(\d+)\]")
 _P = re.compile(r"\bp\[(\d+)\]")
@@ -99,9 +103,13 @@ def lane_source(compiled: CompiledNetwork, lanes: int) -> str:
         "",
         "@njit(cache=True, nogil=True, error_model=\"numpy\")",
         "def lane_step(Y, P, S, T, TS, NRX, FF, max_events):",
-        "    nslow = 0",
-        "    for l in range(L):",
-        "        t = T[l]",
+        f"    for _ in range({STEPS_PER_CALL}):",
+        "        nslow = 0",
+        "        for l in range(L):",
+    ]
+    head = len(L)
+    L += [
+        f"{I8}t = T[l]",
     ]
     L += [f"{I8}y_{i} = Y[{i * lanes} + l]" for i in used_y]
     L += [f"{I8}p_{i} = P[{i * lanes} + l]" for i in used_p]
@@ -163,8 +171,11 @@ def lane_source(compiled: CompiledNetwork, lanes: int) -> str:
         if i not in used_y:
             L.append(f"{I8}y_{i} = {yi}")
         L.append(f"{I8}Y[{i * lanes} + l] = (y_{i} + {d}) if fire else y_{i}")
+    L[head:] = ["    " + line for line in L[head:]]
     L += [
-        "    return nslow",
+        "        if nslow > 0:",
+        "            return nslow",
+        "    return 0",
         "",
         "",
         "_F8P = types.CPointer(types.float64)",
