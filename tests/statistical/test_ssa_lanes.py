@@ -185,3 +185,17 @@ def _log_many(x):
 
 def _log1(v):
     return float(_log_many(np.array([v]))[0])
+
+
+@pytest.mark.parametrize("seed, first, n", [(0, 0, 40), (2024, 0, 300), (2**32 + 7, 5, 30),
+                                            (2**100 + 3, 2**32 - 40, 40), (2**127 + 9, 10, 3),
+                                            (7, 2**32 - 2, 5), (11, 3, 0)])
+def test_replicate_states_are_numpys_seedsequence_streams(seed, first, n):
+    """The vectorised seeding is numpy's SeedSequence(seed, spawn_key=(first + i,))
+    .generate_state(4, uint64) bit for bit (the per-replicate stream convention of
+    livingdrug.rng), including multi-word seeds and offsets beyond 2³² (numpy fallback)."""
+    from livingdrug.engines.ssa import replicate_states
+
+    ref = np.array([np.random.SeedSequence(seed, spawn_key=(first + i,)).generate_state(4, np.uint64)
+                    for i in range(n)], dtype=np.uint64).reshape(n, 4)
+    assert np.array_equal(replicate_states(seed, first, n), ref)
