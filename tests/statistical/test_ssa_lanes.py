@@ -9,6 +9,7 @@ import math
 import numba
 import numpy as np
 import pytest
+import sympy as sp
 from ssa_models import (
     bimolecular_network,
     birth_death_network,
@@ -47,8 +48,22 @@ def _capped_network() -> Network:
     )
 
 
+def _functions_network() -> Network:
+    """Rate laws with library functions and branches (non-integer power, exp of t, a
+    Piecewise threshold), which the generated lane step must carry over unchanged."""
+    X, Y, k = sym("X"), sym("Y"), sym("k")
+    return Network(
+        "ssa_test_functions",
+        species=(Species("X", initial=20.0), Species("Y", initial=3.0)),
+        params=(Param("k", 0.7, "1/d", bounds=WIDE),),
+        reactions=(Reaction("grow", {"X": 1}, k * X**1.5 / (1 + X)),
+                   Reaction("convert", {"X": -1, "Y": 1}, sp.exp(-T) * X),
+                   Reaction("clear", {"Y": -1}, sp.Piecewise((k * Y, Y > 5), (0.1 * Y, True)))),
+    )
+
+
 @pytest.mark.parametrize("network", [tumour_killing_network, bimolecular_network,
-                                     birth_death_network])
+                                     birth_death_network, _functions_network])
 def test_lanes_bitwise_equal_to_scalar_kernel(network):
     """Same replicate, same stream, same arithmetic: the lane kernel must reproduce the scalar
     direct-method kernel (Gillespie 1977) bit for bit, on saturating rate laws (divisions), a
