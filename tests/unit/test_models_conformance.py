@@ -9,10 +9,14 @@ import pytest
 
 from livingdrug.engines.reference import reference_trajectory
 from livingdrug.models import MODELS, ModelSpec, get_model
+from livingdrug.models.cytokines import CLINICAL_SIGNS
 from livingdrug.network import Network
 
 ROLES = {"cart_blood", "transgene", "blasts_pct", "mrd", "bcells_blood", "tumour_total",
          "tumour_antigen_neg", "tumour_car_masked", ""}
+# toxicity (models.cytokines): the clinical signs of the issue-4 contract, cytokines, in-model grades
+ROLES |= set(CLINICAL_SIGNS) | {"il6", "il6_signalling", "il1", "ifng", "car_engaged", "crs_grade_model",
+                                "icans_grade_model"}
 #: roles only present with a model option (car_t: car_leukaemia)
 OPTIONAL_ROLES = {"tumour_car_masked"}
 
