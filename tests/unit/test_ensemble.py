@@ -32,7 +32,13 @@ from livingdrug.network import (
     sym,
 )
 from livingdrug.params import Param
-from livingdrug.scenarios import ScenarioError, dump_scenario, load_scenario, scenario_from_toml, with_engine
+from livingdrug.scenarios import (
+    ScenarioError,
+    dump_scenario,
+    load_scenario,
+    scenario_from_toml,
+    with_engine,
+)
 
 
 def _bd(**kw):
