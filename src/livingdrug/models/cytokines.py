@@ -421,7 +421,9 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
     )
     groups = {
         "Cytokines": ["il6_pg_ml", "il6_signalling", "il1_pg_ml", "ifng_pg_ml"],
-        "Clinical signs": ["temperature_c", "sbp_mmhg", "o2_flow_l_min", "ice_score"],
+        "Clinical signs": ["temperature_c", "sbp_mmhg"],
+        "Oxygen need": ["o2_flow_l_min"],
+        "ICE score": ["ice_score"],
         "CRS and ICANS grade (in-model)": ["crs_grade_model", "icans_grade_model"],
         "Management drugs": ["tocilizumab_ug_ml", "dexamethasone_ng_ml", "anakinra_ug_ml", "rimiducid_ng_ml"],
     }
