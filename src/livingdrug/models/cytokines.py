@@ -23,7 +23,7 @@ rimiducid (R) — pharmacokinetics in :mod:`livingdrug.models.drugs`.  ``V_mL = 
 .. math::
 
    I' &= σ_I E / V_{mL} − k_I I       && \text{CAR-T-derived IFN-γ (pg/mL; serum level } I_0 + I) \\
-   u &= (I/K_I)^2 + κ/K_{lys},\quad
+   u &= (I/K_I)^2 + (κ/K_{lys})^2,\quad
    M' = k_M \frac{u}{1 + u}(1 − e_{mac} θ_D)(1 − M) − k_{M,off} M  && \text{activated macrophage fraction} \\
    S_1 &= L_1 (1 − θ_A)                                                && \text{IL-1 signalling (pg/mL)} \\
    L_1' &= k_1 L_{1,0} + σ_1 M − k_1 L_1                            && \text{IL-1 (pg/mL)} \\
@@ -303,7 +303,7 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
     k6 = k("il6_thalf")
     k6lin, k6R = k6 * (1 - S("f_il6R")), k6 * S("f_il6R")
     steroid_mac = 1 - S("dex_e_mac") * thD
-    u_mac = (S("IFNg") / S("K_ifng")) ** 2 + kill / S("K_lysis")
+    u_mac = (S("IFNg") / S("K_ifng")) ** 2 + (kill / S("K_lysis")) ** 2
     dE = S6 / S("K_il6_endo") + S1 / S("K_il1_endo")
     dN = S("Endo") / S("K_endo_neuro") + S1 / S("K_il1_neuro") + S("IL6") / S("K_il6_neuro")
 
