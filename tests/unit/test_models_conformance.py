@@ -9,10 +9,14 @@ import pytest
 
 from livingdrug.engines.reference import reference_trajectory
 from livingdrug.models import MODELS, ModelSpec, get_model
+from livingdrug.models.cytokines import CLINICAL_SIGNS
 from livingdrug.network import Network
 
 ROLES = {"cart_blood", "transgene", "blasts_pct", "mrd", "bcells_blood", "tumour_total",
          "tumour_antigen_neg", "tumour_car_masked", ""}
+# toxicity (models.cytokines): the clinical signs of the issue-4 contract, cytokines, in-model grades
+ROLES |= set(CLINICAL_SIGNS) | {"il6", "il6_signalling", "il1", "ifng", "car_engaged", "crs_grade_model",
+                                "icans_grade_model"}
 #: roles only present with a model option (car_t: car_leukaemia)
 OPTIONAL_ROLES = {"tumour_car_masked"}
 
@@ -73,7 +77,7 @@ def test_car_t_roles_complete():
         assert full.observable_by_role(role) is not None, role
     assert net.meta["dose"] == {"param": "dose", "time_param": "t_inf"}
     assert net.meta["weight_param"] == "weight"
-    assert 10 <= len(net.species) <= 16  # 11 species: compact by design
+    assert 10 <= len(get_model("car_t").network(toxicity=False).species) <= 16  # 11 species: compact by design
 
 
 def test_jacobian_matches_finite_differences(net):

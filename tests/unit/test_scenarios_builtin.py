@@ -27,6 +27,7 @@ BUILTINS = [
     "cartmath-hdlm2",
     "cartmath-raji",
     "cd19-ball",
+    "crs-management",
     "cure-probability",
     "kimmel2021",
     "one-cell-kills",

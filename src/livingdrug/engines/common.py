@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OdeSolution", "STATUS_OK", "STATUS_BAD_PROPENSITY", "STATUS_MESSAGES"]
+__all__ = ["OdeSolution", "STATUS_OK", "STATUS_BAD_PROPENSITY", "STATUS_MESSAGES", "require_count_species"]
 
 #: per-patient status codes (failures are data, never an exception for one bad patient)
 STATUS_OK = 0
@@ -26,6 +26,21 @@ STATUS_MESSAGES = {
     STATUS_SINGULAR: "singular iteration matrix",
     STATUS_BAD_PROPENSITY: "a propensity was negative, NaN or infinite",
 }
+
+
+def require_count_species(network: Any, engine: str) -> None:
+    """Raise ``ValueError`` naming the first species the model declares ODE-only
+    (``network.meta["ode_only_species"]``, e.g. the cytokine and drug concentrations of
+    :func:`livingdrug.models.cytokines.toxicity_block`): stochastic engines move whole numbers
+    of cells, and a concentration in pg/mL is not one."""
+    names = list((network.meta or {}).get("ode_only_species", ()))
+    if names:
+        s = network.species_by_name(names[0])
+        raise ValueError(
+            f"species {s.name} of model {network.name} has unit {s.unit}: the {engine} simulates whole "
+            f"numbers of cells, not concentrations; use the ode engine, or build the model without it "
+            f"(car_t: set toxicity = false in [model_options], which removes cytokines and drugs)"
+        )
 
 
 @dataclass(frozen=True)
