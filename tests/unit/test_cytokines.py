@@ -229,10 +229,10 @@ def test_crs_management_rules_avert_grade_4():
     assert managed.summary["response"]["time_to_remission"] is not None
 
 
-# --- stochastic engines refuse concentrations ---------------------------------------------------
+# --- stochastic engines: exact ones refuse concentrations, the hybrid integrates them ---------------
 
 
-def test_stochastic_engines_refuse_cytokine_species_with_a_clear_error():
+def test_exact_and_tau_engines_refuse_cytokine_species_with_a_clear_error():
     from livingdrug.engines.ssa import solve_ssa
     from livingdrug.engines.tau import solve_tau
     from livingdrug.scenarios import ScenarioError, with_engine
@@ -240,11 +240,40 @@ def test_stochastic_engines_refuse_cytokine_species_with_a_clear_error():
     net = car_t.build()
     c = net.compile()
     for solver in (solve_ssa, solve_tau):
-        with pytest.raises(ValueError, match=r"species IFNg .* pg/mL.*toxicity = false"):
+        with pytest.raises(ValueError, match=r"species IFNg .* pg/mL.*hybrid.*toxicity = false"):
             solver(c, net.initial_state(), net.parameter_vector(), np.array([0.0, 1.0]), seed=0, replicates=1)
-    with pytest.raises(ScenarioError, match="toxicity = false") as e:
-        with_engine(load_scenario("cd19-ball"), "hybrid")
-    assert e.value.field == "simulation.engine"
+    for engine in ("ssa", "tau"):
+        with pytest.raises(ScenarioError, match="toxicity = false") as e:
+            with_engine(load_scenario("cd19-ball"), engine)
+        assert e.value.field == "simulation.engine"
     # the stochastic built-ins run the cell-only model
     for name in ("cure-probability", "one-cell-kills", "one-clone-saves"):
         assert load_scenario(name).model_options["toxicity"] is False
+
+
+def test_hybrid_integrates_cytokines_deterministically_and_matches_the_ode():
+    """The hybrid keeps the ODE-only species (pg/mL, mg) continuous whatever their value: over
+    the first 6 days the cell populations that drive cytokines (1e8 infused CAR-T, 2e11 CD19+
+    blasts) are far above the threshold and only the small CD19-negative subclone (which no
+    CAR-T cell engages) is simulated cell by cell, so the hybrid must reproduce the ODE solution
+    of IL-6 (up to its own DOPRI5 tolerance) — while a concentration below 100 pg/mL (the
+    threshold) is never rounded to a whole number."""
+    from livingdrug.engines.hybrid import solve_hybrid
+    from livingdrug.engines.ode import solve
+
+    net = car_t.build()
+    c = net.compile()
+    y0, P = net.initial_state(), net.parameter_vector()
+    t = np.array([0.5, 2.0, 4.0, 6.0])
+    t0 = float(net.meta["time_start"])
+    ode = solve(c, y0, P, t, t0=t0, rtol=1e-9, atol=1e-9)
+    hyb = solve_hybrid(c, y0, P, t, t0=t0, seed=3, replicates=2, threshold=100.0)
+    assert list(hyb.status) == [0, 0]
+    i6 = net.species_names.index("IL6")
+    assert np.all(ode.y[0, :, i6] < 1e5)
+    for r in range(2):
+        np.testing.assert_allclose(hyb.y[r, :, i6], ode.y[0, :, i6], rtol=1e-4)
+    # small concentrations are not whole numbers (never rounded)
+    ifng = net.species_names.index("IFNg")
+    small = hyb.y[0, :, ifng][(hyb.y[0, :, ifng] > 0) & (hyb.y[0, :, ifng] < 100)]
+    assert np.all(small != np.round(small))

@@ -170,19 +170,19 @@ def _dense(th, h, y, ynew, f0, k3, k4, k5, k6, k7, out):
 
 
 @njit(cache=True, nogil=True)
-def _below(y, cont, theta):
-    """Is some continuous species below the threshold?"""
+def _below(y, watch, theta):
+    """Is some species in ``watch`` (continuous, not ODE-only) below the threshold?"""
     for i in range(y.shape[0]):
-        if cont[i] and y[i] < theta:
+        if watch[i] and y[i] < theta:
             return True
     return False
 
 
 @njit(cache=True, nogil=True)
-def _below_at(th, h, y, ynew, f0, k3, k4, k5, k6, k7, out, cont, theta):
-    """Is some continuous species below the threshold at θ of the step (dense output)?"""
+def _below_at(th, h, y, ynew, f0, k3, k4, k5, k6, k7, out, watch, theta):
+    """Is some watched species below the threshold at θ of the step (dense output)?"""
     _dense(th, h, y, ynew, f0, k3, k4, k5, k6, k7, out)
-    return _below(out, cont, theta)
+    return _below(out, watch, theta)
 
 
 @njit(cache=True, nogil=True)
@@ -205,11 +205,14 @@ def _lam_root(lam, dlam, h, sv, xi):
 def _partition(y, disc, movable, theta, s):
     """Re-classify species: continuous → discrete below ``theta`` (rounded stochastically),
     discrete → continuous at ``HYSTERESIS·theta`` or more; discrete values made non-integer by
-    an event are rounded stochastically.  Returns True if the partition changed."""
+    an event are rounded stochastically.  Returns True if the partition changed.
+
+    ``movable[i]``: 0 no reaction changes species i (never reclassified), 1 reclassified by
+    the threshold, 2 always continuous (a concentration the model declares ODE-only)."""
     changed = False
     up = HYSTERESIS * theta
     for i in range(y.shape[0]):
-        if not movable[i]:
+        if movable[i] != 1:
             continue
         if disc[i]:
             if y[i] >= up:
@@ -268,6 +271,7 @@ def _hybrid_one(fns, t0, y0, p, t_eval, rptr, ridx, rval, movable, ev_timed, ev_
     a = np.zeros(max(nr, 1))
     disc = np.zeros(n, dtype=np.bool_)
     cont = np.zeros(n, dtype=np.bool_)
+    watch = np.zeros(n, dtype=np.bool_)  # continuous and subject to the threshold
     det = np.zeros(max(nr, 1), dtype=np.bool_)
     s = state.copy()
     te = np.full(max(nev, 1), math.inf)
@@ -291,7 +295,8 @@ def _hybrid_one(fns, t0, y0, p, t_eval, rptr, ridx, rval, movable, ev_timed, ev_
                          ev_once, te, fired, gprev, gval, flag)
     _partition(y, disc, movable, theta, s)
     for i in range(n):
-        cont[i] = movable[i] and not disc[i]
+        cont[i] = movable[i] != 0 and not disc[i]
+        watch[i] = movable[i] == 1 and not disc[i]
     _reactions(disc, rptr, ridx, det)
     lam = 0.0
     xi = -math.log(uniform_open(s))
@@ -371,8 +376,8 @@ def _hybrid_one(fns, t0, y0, p, t_eval, rptr, ridx, rval, movable, ev_timed, ev_
                 # output of Λ
                 th_end = _lam_root(lam, dlam, hh, sv, xi)
                 fire = True
-            if _below(ynew, cont, theta) or (th_end < 1.0 and _below_at(
-                    th_end, hh, y, ynew, f0, k3, k4, k5, k6, k7, ytmp, cont, theta)):
+            if _below(ynew, watch, theta) or (th_end < 1.0 and _below_at(
+                    th_end, hh, y, ynew, f0, k3, k4, k5, k6, k7, ytmp, watch, theta)):
                 # a continuous species falls below the threshold inside the step: stop where it
                 # does (dense output), so that it is handed to the exact part right there
                 lo = 0.0
@@ -381,7 +386,7 @@ def _hybrid_one(fns, t0, y0, p, t_eval, rptr, ridx, rval, movable, ev_timed, ev_
                     mid = 0.5 * (lo + hi)
                     if mid <= lo or mid >= hi:
                         break
-                    if _below_at(mid, hh, y, ynew, f0, k3, k4, k5, k6, k7, ytmp, cont, theta):
+                    if _below_at(mid, hh, y, ynew, f0, k3, k4, k5, k6, k7, ytmp, watch, theta):
                         hi = mid
                     else:
                         lo = mid
@@ -474,7 +479,8 @@ def _hybrid_one(fns, t0, y0, p, t_eval, rptr, ridx, rval, movable, ev_timed, ev_
         if _partition(y, disc, movable, theta, s):
             n_switch += 1
             for i in range(n):
-                cont[i] = movable[i] and not disc[i]
+                cont[i] = movable[i] != 0 and not disc[i]
+                watch[i] = movable[i] == 1 and not disc[i]
             _reactions(disc, rptr, ridx, det)
             fresh = True
             if nev > 0:  # rounding a newly discrete species may cross a condition

@@ -38,8 +38,9 @@ def require_count_species(network: Any, engine: str) -> None:
         s = network.species_by_name(names[0])
         raise ValueError(
             f"species {s.name} of model {network.name} has unit {s.unit}: the {engine} simulates whole "
-            f"numbers of cells, not concentrations; use the ode engine, or build the model without it "
-            f"(car_t: set toxicity = false in [model_options], which removes cytokines and drugs)"
+            f"numbers of cells, not concentrations; use the ode or hybrid engine (the hybrid integrates "
+            f"them deterministically), or build the model without them (set toxicity = false in "
+            f"[model_options], which removes cytokines and drugs)"
         )
 
 

@@ -23,6 +23,10 @@ Species are counts and rate laws propensities, as in the SSA.  At any time each 
 * a discrete species reaching ``2 × threshold`` becomes continuous again (hysteresis, so that
   a population hovering near the threshold does not switch back and forth);
 * a species that no reaction changes is left as it is.
+* a species the model declares ODE-only (``network.meta["ode_only_species"]``: the cytokine
+  and drug concentrations of :mod:`livingdrug.models.cytokines`) is always continuous,
+  whatever its value (a concentration in pg/mL is not a number of cells; the exact and
+  tau-leaping engines refuse such models).
 
 A reaction is *stochastic* if it changes at least one discrete species, otherwise
 *deterministic*.  Between two stochastic firings the continuous species follow
@@ -164,11 +168,16 @@ def solve_hybrid(
         if not _is_int(v) or v < 1:
             raise ValueError(f"{name} must be a positive integer; got {v!r}")
     Y0, PP, te, t_start, ST, n = _prepare(
-        compiled, y0, P, t_eval, seed, replicates, replicate_offset, t0, engine="hybrid engine"
+        compiled, y0, P, t_eval, seed, replicates, replicate_offset, t0, engine="hybrid engine",
+        counts_only=False,
     )
     k = len(compiled.network.species)
     rptr, ridx, rval = _csr(ST)
-    movable = np.array(np.any(ST != 0, axis=0), dtype=np.bool_) if ST.size else np.zeros(k, bool)
+    # 0: never changes, 1: reclassified at the threshold, 2: always continuous (ODE-only)
+    movable = np.array(np.any(ST != 0, axis=0), dtype=np.int8) if ST.size else np.zeros(k, np.int8)
+    for name in (compiled.network.meta or {}).get("ode_only_species", ()):
+        i = compiled.network.species_names.index(name)
+        movable[i] = 2 * movable[i]
     settings = base_settings(
         compiled, engine="livingdrug.engines.hybrid",
         method="dynamic partitioning: Dormand-Prince 5(4) for continuous species, exact "

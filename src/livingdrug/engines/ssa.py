@@ -227,12 +227,15 @@ def _prepare(
     replicate_offset: Any,
     t0: Any,
     engine: str = "exact stochastic engine",
+    counts_only: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, np.ndarray, int]:
     """Validate the common arguments of the stochastic engines; returns contiguous float64
     ``(Y0[n, k], P[n, m], t_eval, t_start, ST[r, k], n)`` (``ST`` the transposed
-    stoichiometry).  Raises ValueError for malformed arguments."""
+    stoichiometry).  Raises ValueError for malformed arguments, and, with ``counts_only``
+    (every engine but the hybrid, which integrates them), for ODE-only species."""
     net = compiled.network
-    require_count_species(net, engine)
+    if counts_only:
+        require_count_species(net, engine)
     k = len(net.species)
     m = len(net.params)
     if not _is_int(seed) or seed < 0:

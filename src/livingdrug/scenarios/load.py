@@ -584,14 +584,14 @@ def _validate(
                 hint=f'did you mean "{best}"?' if best else 'write e.g. engine = "ode"',
             )
     ode_only = list((net.meta or {}).get("ode_only_species", ()))
-    if engine in STOCHASTIC_ENGINES and ode_only:
+    if engine in STOCHASTIC_ENGINES and engine != "hybrid" and ode_only:
         raise ctx.error(
             "simulation.engine",
             engine,
             expected=f"a model of cell counts for the {engine} engine; {ode_only[0]} is a concentration "
             f"({net.species_by_name(ode_only[0]).unit}) of the model's cytokine/drug block",
-            hint='use --engine ode (engine = "ode"), or set toxicity = false in [model_options] to run '
-            "the cell-only model with --engine hybrid or --engine tau",
+            hint='use --engine hybrid (it integrates concentrations deterministically) or --engine ode, '
+            "or set toxicity = false in [model_options] to run the cell-only model with this engine",
         )
     rtol = 1e-6
     if "rtol" in sim:
