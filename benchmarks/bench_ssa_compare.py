@@ -32,7 +32,7 @@ model and the SBML for libroadrunner are generated from that same Network)
     arrive as a Poisson process, Campbell's theorem), and ``E[E(t)] = 50``.  About 2×10⁴
     firings per replicate.
 
-(b) **the full default network** ``livingdrug.models.get_model("car_t").network()`` (11
+(b) **the full default cell network** ``livingdrug.models.get_model("car_t").network(toxicity=False)`` (11
     species, 31 reactions, saturating / homeostatic / crowding rate laws), **scaled down**: the
     default patient holds ~4×10¹¹ cells (≈10¹¹ firings a day), far beyond any exact SSA, so we
     simulate the same patient scaled by ``ε`` (``--eps``, default 1e-7): every cell amount and
@@ -187,8 +187,10 @@ def bdk_exact_means(t: float) -> dict[str, float]:
 def car_t_scaled(eps: float, days: float) -> tuple[Network, dict[str, float]]:
     """Model (b): the default ``car_t`` patient scaled by ``eps``, started from its
     post-infusion state (day 0), events and observables removed.  Returns the network (its
-    defaults are the scaled start state and parameters) and the unrounded scaled state."""
-    full = get_model("car_t").network()
+    defaults are the scaled start state and parameters) and the unrounded scaled state.
+    The cell model (``toxicity=False``): the cytokine/drug block is concentrations, which no
+    exact SSA simulates as counts."""
+    full = get_model("car_t").network(toxicity=False)
     compiled = full.compile()
     y0 = full.initial_state()
     P = full.parameter_vector()
