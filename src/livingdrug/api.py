@@ -235,7 +235,13 @@ def disease_responses(ds: xr.Dataset, net: Network, i: int, *, t_dose: float = 0
       baseline/nadir; with role ``normal_igg`` also hypogammaglobulinaemia (IgG < 0.4 g/dL).
     """
     from .clinical.endpoints import BCELL_APLASIA_THRESHOLD
-    from .clinical.response import HYPOGAMMA_G_DL, depletion_episode, episode_dict, imwg_response, lugano_response
+    from .clinical.response import (
+        HYPOGAMMA_G_DL,
+        depletion_episode,
+        episode_dict,
+        imwg_response,
+        lugano_response,
+    )
 
     t = ds["time"].values
 

@@ -22,8 +22,8 @@ IMWG 2016 (Kumar S et al. 2016 Lancet Oncol 17:e328), on serum M-protein (g/dL),
 plasma cells (% of nucleated cells) and, optionally, the myeloma fraction of marrow cells —
 operational rules, in this order:
 
-* **PD** — an increase from the nadir of ≥ 25 % *and* ≥ 0.5 g/dL (≥ 1 g/dL when the nadir is
-  ≥ 5 g/dL).
+* **PD** — an increase from the nadir of ≥ 25 % *and* ≥ 0.5 g/dL; or, when the nadir is
+  ≥ 5 g/dL, an increase of ≥ 1 g/dL (whatever its percentage).
 * **sCR** — CR and myeloma cells < 10⁻⁵ of marrow nucleated cells: the IMWG 2016 MRD
   threshold, standing in for "no clonal cells in marrow and a normal free-light-chain ratio"
   (free light chains are not modelled).
@@ -116,7 +116,7 @@ def imwg_category(
     if not _finite(m_protein, baseline, nadir):
         return "NE"
     rise = m_protein - nadir
-    if rise >= 0.25 * nadir and rise >= (1.0 if nadir >= 5.0 else 0.5):
+    if (rise >= 0.25 * nadir and rise >= 0.5) or (nadir >= 5.0 and rise >= 1.0):
         return "PD"
     if m_protein < m_detect_g_dl and _finite(marrow_plasma_pct) and float(marrow_plasma_pct) < 5.0:  # type: ignore[arg-type]
         if _finite(myeloma_mrd) and float(myeloma_mrd) < MRD_IMWG:  # type: ignore[arg-type]

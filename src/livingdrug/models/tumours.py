@@ -72,7 +72,7 @@ tissue); normal marrow ``H_M`` (cell); serum M-protein ``M_prot`` (g/dL); polycl
 .. math::
 
    φ &= 1/(1 + sBCMA/K_{sB}) \quad\text{(sink: fraction of CAR binders not occupied by sBCMA)} \\
-   A &= φ\,(q(ρ) My_{pos} + P_N), \quad C_k^{eff} = φ\, C_k \\
+   A &= q(ρ) My_{pos} + P_N, \quad g = φ\, A/(A + K_A), \quad C_k^{eff} = φ\, C_k \\
    My_{pos}' &= r_{My} My_{pos}(1 − My/K_{mar}) − q(ρ) κ(My_{pos}) \quad (κ \text{ with } C_k^{eff}) \\
    My_{neg}' &= r_{My} My_{neg}(1 − My/K_{mar}) \\
    P_N' &= d_P P_{ref} H_M/K_{mar} − d_P P_N − κ(P_N) \\
@@ -85,9 +85,12 @@ with ``My = My_pos + My_neg``, ``k_Ig = ln 2/21 d`` (IgG half-life ~3 weeks), ``
 distribution volume (L; ``10 V_Ig`` in dL) and ``V_pl`` the plasma volume (L; ``1000 V_pl``
 mL).  Soluble BCMA, cleaved from the plasma-cell surface by γ-secretase, binds anti-BCMA CARs
 and lowers recognition of BCMA+ cells (Pont MJ et al. 2019 Blood 134:1585; raised serum
-sBCMA in myeloma, Sanchez E et al. 2012 Br J Haematol 158:727): here it divides both the
-antigen signal and the engaged killers by ``1 + sBCMA/K_sB``, so more shedding gives weaker
-CAR-T expansion and killing.  Normal plasma cells are BCMA+ (killed: hypogammaglobulinaemia);
+sBCMA in myeloma, Sanchez E et al. 2012 Br J Haematol 158:727): a CAR occupied by sBCMA
+cannot engage membrane BCMA, so the free fraction ``φ`` multiplies both the activation signal
+``g`` (antigen-driven proliferation and differentiation) and the engaged killers, and more
+shedding gives weaker CAR-T expansion and killing.  Binding does not deplete the sink (serum
+holds ~10¹⁷ sBCMA molecules at 300 ng/mL, far more than CAR molecules on ~10¹⁰ cells), so
+``φ`` is an occupancy at binding equilibrium.  The exhaustion signal ``x(A)`` is not blocked.  Normal plasma cells are BCMA+ (killed: hypogammaglobulinaemia);
 their production is crowded out by myeloma (``H_M/K_mar``: immunoparesis).  Observation:
 ``marrow_plasma_pct = 100 (My + f_PM P_N)/(My + f_PM P_N + H_M)`` (percent of marrow
 nucleated cells), ``myeloma_mrd = My/(My + f_PM P_N + H_M)``.
@@ -216,7 +219,7 @@ _MYELOMA_ROWS: tuple[Row, ...] = (
     ("k_sB", 0.5, "1/d", (0.01, 20.0), "assumption: sBCMA serum half-life ~1.4 d (renal clearance)",
      "sBCMA clearance rate"),
     ("V_pl", 3.0, "L", (1.0, 10.0), "assumption: adult plasma volume ~40 mL/kg", "plasma volume"),
-    ("K_sB", 300.0, "ng/mL", (1e-3, 1e6),
+    ("K_sB", 1000.0, "ng/mL", (1e-3, 1e6),
      "assumption: sBCMA that occupies half of the CAR binders (Pont MJ et al. 2019 Blood 134:1585: sBCMA "
      "inhibits BCMA CAR-T recognition)",
      "sBCMA half-inhibition concentration"),
@@ -464,7 +467,9 @@ def build_myeloma(*, lymphodepletion: bool = True, myeloma: float = MYELOMA_CELL
 
     ``myeloma``: myeloma cells at the start (cell; default 2e11).  ``neg_fraction``: initial
     BCMA-negative fraction.  ``lymphodepletion``: include the Flu/Cy events.  The initial
-    M-protein, polyclonal IgG and sBCMA are the steady states of the initial cells.
+    M-protein, polyclonal IgG and sBCMA are the steady states of the initial cells with the
+    default parameters; the event ``serum_baseline`` (half a day before lymphodepletion) resets
+    them to the steady states of the patient's own cells and parameters.
     """
     _flag("lymphodepletion", lymphodepletion)
     my0 = _cells("myeloma", myeloma, "2e11")
@@ -475,12 +480,12 @@ def build_myeloma(*, lymphodepletion: bool = True, myeloma: float = MYELOMA_CELL
     q = density_factor("antigen_density", "K_rho")
     phi = 1 / (1 + S("sBCMA") / S("K_sB"))
     My = S("My_pos") + S("My_neg")
-    A = phi * (q * S("My_pos") + S("P_N"))
+    A = q * S("My_pos") + S("P_N")
     C = _all_car(("",))
     K_T = S("K_N") * Vul / S("f_T")
     h = m.homeostatic(K_T, S("N_T") + C)
     Ck = phi * _killers("")
-    targets = q * S("My_pos") + S("P_N")
+    targets = A
     k_ig = sp.log(2) / S("t_half_Ig")
 
     vul0 = d["v_b"] * d["weight"] * 1e6
@@ -491,7 +496,7 @@ def build_myeloma(*, lymphodepletion: bool = True, myeloma: float = MYELOMA_CELL
         "P_N", description="normal BCMA+ plasma cells", initial=P0, reference="P_ref", turnover="d_P",
         supply=S("H_M") / S("K_mar"), effectors=Ck, targets_total=targets)
     reactions = (
-        *car_t._car_t_reactions("", m.saturating(A, "K_A"), m.saturating(A, "K_X"), h),
+        *car_t._car_t_reactions("", phi * m.saturating(A, "K_A"), m.saturating(A, "K_X"), h),
         m.expand("N_homeo", "N_T", 2 * S("r_N"), h),
         m.die("N_death", "N_T", "r_N"),
         *_tumour_growth("My", "My_pos", "r_My", "d_My", My, "K_mar"),
@@ -544,7 +549,14 @@ def build_myeloma(*, lymphodepletion: bool = True, myeloma: float = MYELOMA_CELL
         Observable("t_cells_blood", tb, "cell/uL", "normal T cells per µL blood"),
         Observable("car_t_total", C, "cell", "all CAR-T cells in the body"),
     )
-    events: list[Event] = []
+    # serum markers at the steady state of the current cells and parameters half a day before
+    # lymphodepletion (so a scenario that changes pi_M, sigma_B … starts from its own baseline)
+    events: list[Event] = [Event(
+        "serum_baseline", At(S("t_ld") - sp.Rational(1, 2)),
+        {"M_prot": S("pi_M") * My / (10 * S("V_Ig") * k_ig),
+         "IgG_N": S("pi_M") * S("P_N") / (10 * S("V_Ig") * k_ig),
+         "sBCMA": S("sigma_B") * (My + S("P_N")) / (1000 * S("V_pl") * S("k_sB"))},
+        description="serum M-protein, polyclonal IgG and sBCMA at their steady states (baseline)")]
     if lymphodepletion:
         events += _lymphodepletion({"N_T": "ld_surv_T", "P_N": "ld_surv_P"})
     events.append(_infusion())
