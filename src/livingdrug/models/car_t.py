@@ -178,6 +178,7 @@ import sympy as sp
 from ..network import At, Event, Network, Observable, Reaction, Species, When, sym
 from ..params import Param
 from . import motifs as m
+from .cytokines import Block, expansion_factor, toxicity_block
 
 __all__ = ["build", "DEFAULTS", "PHENOTYPES", "clone_founder_phenotypes", "MAX_TRACKED_CLONES"]
 
@@ -398,21 +399,24 @@ def _flag(name: str, value: object) -> bool:
 
 
 def _car_t_reactions(sfx: str, g: sp.Expr, x: sp.Expr, h: sp.Expr,
-                     prolif: sp.Expr | float = 1, persist: sp.Expr | float = 1) -> tuple[Reaction, ...]:
+                     prolif: sp.Expr | float = 1, persist: sp.Expr | float = 1,
+                     antigen_factor: sp.Expr | float = 1) -> tuple[Reaction, ...]:
     """The twelve CAR-T reactions of one lineage (bulk ``sfx = ""``, clone ``"_c3"``, ``"_adv"``).
 
     Per-cell rates are the bulk's; ``prolif`` multiplies antigen-driven and homeostatic
     proliferation, ``persist`` divides death, contraction and exhaustion (the heritable traits
-    of the advantaged clone; both 1 for every other lineage)."""
+    of the advantaged clone; both 1 for every other lineage).  ``antigen_factor`` multiplies
+    antigen-driven proliferation only (steroids, :func:`livingdrug.models.cytokines.expansion_factor`)."""
     cs, ce, cm, cx = (f"C_{p}{sfx}" for p in PHENOTYPES)
     up = sp.sympify(prolif)
     down = 1 / sp.sympify(persist)
+    ag = sp.sympify(antigen_factor)
     return (
-        m.expand(f"S_self{sfx}", cs, "k_S", up * g),
+        m.expand(f"S_self{sfx}", cs, "k_S", up * g * ag),
         m.expand(f"S_homeo{sfx}", cs, "p_h", up * h),
         m.differentiate(f"S_to_E{sfx}", cs, ce, "k_SE", g),
         m.die(f"S_death{sfx}", cs, "d_M", down),
-        m.expand(f"E_expand{sfx}", ce, "k_exp", up * g),
+        m.expand(f"E_expand{sfx}", ce, "k_exp", up * g * ag),
         m.die(f"E_contract{sfx}", ce, "d_E", down),
         m.differentiate(f"E_to_M{sfx}", ce, cm, "k_EM"),
         m.differentiate(f"E_exhaust{sfx}", ce, cx, "k_X", down * x),
@@ -435,7 +439,7 @@ def _blast_reactions(name: str, x: str, r: str, occupied: sp.Expr) -> tuple[Reac
 
 def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
           neg_fraction: float = NEG_FRACTION, tracked_clones: int = 0,
-          advantaged_clone: bool = False, car_leukaemia: bool = False) -> Network:
+          advantaged_clone: bool = False, car_leukaemia: bool = False, toxicity: bool = True) -> Network:
     """Build the default CD19 CAR-T / B-ALL network.
 
     ``lymphodepletion``: include the Flu/Cy events.  ``leukaemia``: marrow leukaemic cells at
@@ -446,10 +450,16 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
     heritable proliferation/persistence traits.  ``car_leukaemia``: add CAR+ CD19-masked
     leukaemic cells ``Lcar_M`` infused with the product.  All three default to off, which gives
     the eleven-species model.
+
+    ``toxicity``: merge the CRS/ICANS mechanism, management drugs and suicide switch of
+    :func:`livingdrug.models.cytokines.toxicity_block` (default on; see "Toxicity" in the module
+    docstring).  Its species are concentrations, so stochastic engines need ``toxicity = false``.
+    Without any drug it leaves the cell dynamics unchanged.
     """
     n_clones = _clone_count(tracked_clones)
     adv = _flag("advantaged_clone", advantaged_clone)
     carl = _flag("car_leukaemia", car_leukaemia)
+    tox = _flag("toxicity", toxicity)
     _flag("lymphodepletion", lymphodepletion)
     d = DEFAULTS
     rows = _PARAMS + (_CLONE_PARAMS if n_clones else ()) + (_ADV_PARAMS if adv else ()) + (_CARL_PARAMS if carl else ())
@@ -482,12 +492,13 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
     def kill(target: str) -> Reaction:
         return m.kill(f"kill_{target}", target, Ck, "k_kill", "K_kill", A, "s_ET")
 
+    ag = expansion_factor() if tox else sp.Integer(1)
     car_t: list[Reaction] = []
     for name, sfx in lineages.items():
         if name == "adv":
-            rs = _car_t_reactions(sfx, g, x, h, S("adv_prolif"), S("adv_persist"))
+            rs = _car_t_reactions(sfx, g, x, h, S("adv_prolif"), S("adv_persist"), antigen_factor=ag)
         else:
-            rs = _car_t_reactions(sfx, g, x, h)
+            rs = _car_t_reactions(sfx, g, x, h, antigen_factor=ag)
         car_t += [_counted(r, sfx) for r in rs] if counted else rs
     reactions = (
         *car_t,
@@ -631,15 +642,26 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
         desc += f"; {n_clones} tracked CAR-T clone(s)" + (" and an advantaged clone" if adv else "")
     if carl:
         desc += "; CAR+ CD19-masked leukaemia from the product"
+    block = Block()
+    if tox:
+        desc += "; cytokines, CRS/ICANS, management drugs and suicide switch"
+        lineage_of = {n: sfx for name, sfx in lineages.items() for n in clones_meta[name]}
+        block = toxicity_block(engaged=Ck * g, car_species=list(lineage_of), volume_ul=Vul, weight_kg=S("weight"))
+        if counted:  # the switch's elimination reactions also change the phenotype counters
+            block = replace(block, reactions=tuple(
+                _counted(r, lineage_of[r.name.removeprefix("switch_kill_")]) if r.name.startswith("switch_kill_")
+                else r for r in block.reactions))
+        groups.update({k: list(v) for k, v in block.groups.items()})
     return Network(
         name="car_t",
-        species=species,
-        params=params,
-        reactions=reactions,
-        observables=observables,
-        events=tuple(events),
+        species=species + block.species,
+        params=params + block.params,
+        reactions=reactions + block.reactions,
+        observables=observables + block.observables,
+        events=tuple(events) + block.events,
         reference="livingdrug default CD19 CAR-T model; mechanisms after Stein 2019, Kimmel 2021; "
-                  "clones after Fraietta 2018, CAR+ leukaemia after Ruella 2018",
+                  "clones after Fraietta 2018, CAR+ leukaemia after Ruella 2018"
+                  + ("; CRS after Giavridis 2018" if tox else ""),
         description=desc,
         meta=meta,
     )
