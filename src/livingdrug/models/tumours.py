@@ -90,7 +90,8 @@ cannot engage membrane BCMA, so the free fraction ``φ`` multiplies both the act
 ``g`` (antigen-driven proliferation and differentiation) and the engaged killers, and more
 shedding gives weaker CAR-T expansion and killing.  Binding does not deplete the sink (serum
 holds ~10¹⁷ sBCMA molecules at 300 ng/mL, far more than CAR molecules on ~10¹⁰ cells), so
-``φ`` is an occupancy at binding equilibrium.  The exhaustion signal ``x(A)`` is not blocked.  Normal plasma cells are BCMA+ (killed: hypogammaglobulinaemia);
+``φ`` is an occupancy at binding equilibrium.  The exhaustion signal ``x(A)`` is not blocked.
+Normal plasma cells are BCMA+ (killed: hypogammaglobulinaemia);
 their production is crowded out by myeloma (``H_M/K_mar``: immunoparesis).  Observation:
 ``marrow_plasma_pct = 100 (My + f_PM P_N)/(My + f_PM P_N + H_M)`` (percent of marrow
 nucleated cells), ``myeloma_mrd = My/(My + f_PM P_N + H_M)``.
@@ -110,6 +111,8 @@ from ..network import At, Event, Network, Observable, Reaction, Species, When, s
 from ..params import Param
 from . import car_t
 from . import motifs as m
+from .block import Block
+from .cytokines import expansion_factor, toxicity_block
 
 __all__ = [
     "build_lbcl",
@@ -363,14 +366,16 @@ def _flag(name: str, value: object) -> bool:
 
 
 def build_lbcl(*, lymphodepletion: bool = True, tumour: float = LBCL_TUMOUR,
-               neg_fraction: float = LBCL_NEG_FRACTION) -> Network:
+               neg_fraction: float = LBCL_NEG_FRACTION, toxicity: bool = True) -> Network:
     """CD19 CAR-T in relapsed/refractory large B-cell lymphoma (module docstring, ``lbcl``).
 
     ``tumour``: lymphoma cells at the start (cell; default 5e10 ≈ 50 cm³, SPD ≈ 38 cm²).
     ``neg_fraction``: initial CD19-negative fraction of the lymphoma.  ``lymphodepletion``:
-    include the Flu/Cy events.
+    include the Flu/Cy events.  ``toxicity``: merge the CRS/ICANS block (see "Toxicity" in the
+    module docstring).
     """
     _flag("lymphodepletion", lymphodepletion)
+    tox = _flag("toxicity", toxicity)
     t0 = _cells("tumour", tumour, "5e10")
     nf = _fraction("neg_fraction", neg_fraction)
     d = LBCL_DEFAULTS
@@ -386,8 +391,10 @@ def build_lbcl(*, lymphodepletion: bool = True, tumour: float = LBCL_TUMOUR,
     B_ref = S("B_n") * Vul / S("f_B")
     Ck_b, Ck_tu = _killers(""), _killers("_tu")
 
-    body = car_t._car_t_reactions("", m.saturating(A_b, "K_A"), m.saturating(A_b, "K_X"), h)
-    tum = car_t._car_t_reactions("_tu", m.saturating(A_tu, "K_A"), m.saturating(A_tu, "K_X"), h)
+    ag = expansion_factor() if tox else sp.Integer(1)
+    g_b, g_tu = m.saturating(A_b, "K_A"), m.saturating(A_tu, "K_A")
+    body = car_t._car_t_reactions("", g_b, m.saturating(A_b, "K_X"), h, antigen_factor=ag)
+    tum = car_t._car_t_reactions("_tu", g_tu, m.saturating(A_tu, "K_X"), h, antigen_factor=ag)
     traffic: list[Reaction] = []
     for p in car_t.PHENOTYPES:
         traffic += [m.traffic(f"C_{p}_infiltrate", f"C_{p}", f"C_{p}_tu", "k_inf"),
@@ -449,9 +456,13 @@ def build_lbcl(*, lymphodepletion: bool = True, tumour: float = LBCL_TUMOUR,
         "Normal B cells": ["b_cells_blood"],
         "Normal T cells": ["t_cells_blood"],
     }
+    car_names = [f"C_{p}{x}" for x in ("", "_tu") for p in car_t.PHENOTYPES]
+    block = toxicity_block(engaged=Ck_b * g_b + Ck_tu * g_tu, car_species=car_names, volume_ul=Vul) if tox else Block()
+    groups.update({k: list(v) for k, v in block.groups.items()})
     return Network(
-        name="lbcl", species=species, params=params, reactions=reactions, observables=observables,
-        events=tuple(events),
+        name="lbcl", species=species + block.species, params=params + block.params,
+        reactions=reactions + block.reactions, observables=observables + block.observables,
+        events=tuple(events) + block.events,
         reference="livingdrug LBCL model: car_t CAR-T phenotypes; trafficking after Brown 2021 and Singh 2020; "
                   "product after Neelapu 2017 (ZUMA-1)",
         description="CD19 CAR-T (blood/lymphoid and lesion compartments) in relapsed/refractory large B-cell "
@@ -462,16 +473,18 @@ def build_lbcl(*, lymphodepletion: bool = True, tumour: float = LBCL_TUMOUR,
 
 
 def build_myeloma(*, lymphodepletion: bool = True, myeloma: float = MYELOMA_CELLS,
-                  neg_fraction: float = MYELOMA_NEG_FRACTION) -> Network:
+                  neg_fraction: float = MYELOMA_NEG_FRACTION, toxicity: bool = True) -> Network:
     """BCMA CAR-T in relapsed/refractory multiple myeloma (module docstring, ``myeloma``).
 
     ``myeloma``: myeloma cells at the start (cell; default 2e11).  ``neg_fraction``: initial
     BCMA-negative fraction.  ``lymphodepletion``: include the Flu/Cy events.  The initial
     M-protein, polyclonal IgG and sBCMA are the steady states of the initial cells with the
     default parameters; the event ``serum_baseline`` (half a day before lymphodepletion) resets
-    them to the steady states of the patient's own cells and parameters.
+    them to the steady states of the patient's own cells and parameters.  ``toxicity``: merge
+    the CRS/ICANS block (see "Toxicity" in the module docstring).
     """
     _flag("lymphodepletion", lymphodepletion)
+    tox = _flag("toxicity", toxicity)
     my0 = _cells("myeloma", myeloma, "2e11")
     nf = _fraction("neg_fraction", neg_fraction)
     d = MYELOMA_DEFAULTS
@@ -485,6 +498,7 @@ def build_myeloma(*, lymphodepletion: bool = True, myeloma: float = MYELOMA_CELL
     K_T = S("K_N") * Vul / S("f_T")
     h = m.homeostatic(K_T, S("N_T") + C)
     Ck = phi * _killers("")
+    g = phi * m.saturating(A, "K_A")  # activation signal of the CARs left free by sBCMA
     targets = A
     k_ig = sp.log(2) / S("t_half_Ig")
 
@@ -496,7 +510,8 @@ def build_myeloma(*, lymphodepletion: bool = True, myeloma: float = MYELOMA_CELL
         "P_N", description="normal BCMA+ plasma cells", initial=P0, reference="P_ref", turnover="d_P",
         supply=S("H_M") / S("K_mar"), effectors=Ck, targets_total=targets)
     reactions = (
-        *car_t._car_t_reactions("", phi * m.saturating(A, "K_A"), m.saturating(A, "K_X"), h),
+        *car_t._car_t_reactions("", g, m.saturating(A, "K_X"), h,
+                                antigen_factor=expansion_factor() if tox else 1),
         m.expand("N_homeo", "N_T", 2 * S("r_N"), h),
         m.die("N_death", "N_T", "r_N"),
         *_tumour_growth("My", "My_pos", "r_My", "d_My", My, "K_mar"),
@@ -574,9 +589,13 @@ def build_myeloma(*, lymphodepletion: bool = True, myeloma: float = MYELOMA_CELL
         "Polyclonal IgG": ["polyclonal_igg"],
         "Soluble BCMA": ["soluble_bcma"],
     }
+    block = toxicity_block(engaged=_killers("") * g, car_species=[f"C_{p}" for p in car_t.PHENOTYPES],
+                           volume_ul=Vul) if tox else Block()
+    groups.update({k: list(v) for k, v in block.groups.items()})
     return Network(
-        name="myeloma", species=species, params=params, reactions=reactions, observables=observables,
-        events=tuple(events),
+        name="myeloma", species=species + block.species, params=params + block.params,
+        reactions=reactions + block.reactions, observables=observables + block.observables,
+        events=tuple(events) + block.events,
         reference="livingdrug myeloma model: car_t CAR-T phenotypes; sBCMA sink after Pont 2019; "
                   "product after Munshi 2021 (KarMMa)",
         description="BCMA CAR-T in relapsed/refractory multiple myeloma with serum M-protein, a soluble-BCMA "
