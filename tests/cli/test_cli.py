@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 CLI = [sys.executable, "-m", "livingdrug"]
-BUILTINS = {"cd19-ball", "stein2019", "kimmel2021", "cartmath-hdlm2", "cartmath-raji"}
+BUILTINS = {"cd19-ball", "stein2019", "kimmel2021", "cartmath-hdlm2", "cartmath-raji", "cd19-lbcl", "bcma-myeloma"}
 
 
 def run(*args, cwd=None, timeout=600):
