@@ -253,3 +253,32 @@ def test_myeloma_larger_antigen_negative_fraction_is_worse(myeloma):
     assert np.all(np.diff(rel) > 0)
     best = [imwg_response(T, o["m_protein"][i]).best_response for i in range(len(fracs))]
     assert all(_better_or_equal(a, b, IMWG_CATEGORIES) for a, b in zip(best, best[1:], strict=False))
+
+
+# --- toxicity block plugged in ----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["lbcl", "myeloma"])
+def test_toxicity_block_leaves_cells_alone_without_drugs(name, lbcl, myeloma):
+    """Without a management rule firing (defaults: 9 = never) the toxicity block only reads
+    the CAR-T cells: the cell species follow the model without it."""
+    with_tox = lbcl if name == "lbcl" else myeloma
+    net0 = get_model(name).network(toxicity=False)
+    plain = (net0, net0.compile())
+    a, b = _run(with_tox), _run(plain)
+    for s in net0.species_names:
+        scale = np.abs(b[s]).max() + 1e-9
+        assert np.max(np.abs(a[s] - b[s])) <= 1e-4 * scale, s
+
+
+@pytest.mark.parametrize("name", ["lbcl", "myeloma"])
+def test_steroids_reduce_car_t_expansion(name, lbcl, myeloma):
+    """Steroids at CRS grade ≥ 2 dampen antigen-driven CAR-T proliferation (expansion_factor of
+    models.cytokines): fewer CAR-T cells during the expansion (day 10) and a peak no earlier.
+    (In lbcl the slower expansion also leaves antigen longer, so the delayed peak may be as
+    high: the dampening is of the rate, not necessarily of the height.)"""
+    model = lbcl if name == "lbcl" else myeloma
+    o = _run(model, params=[{}, {"steroids_at_crs_grade": 2.0}])
+    assert o["anticytokine_given"][1].max() == 1.0 and o["anticytokine_given"][0].max() == 0.0
+    total = o["car_t_total"]
+    assert _at(total[1], 10.0) < _at(total[0], 10.0)
+    assert T[np.argmax(total[1])] >= T[np.argmax(total[0])]

@@ -21,6 +21,18 @@ the motifs of :mod:`.motifs`.  Time in days, cells in a compartment, blood volum
   f_M`` exactly as in :mod:`.car_t`; mean-field extinction events (below
   ``extinction_threshold`` → 0) for each tumour clone and for all CAR-T together.
 
+Toxicity (option ``toxicity``, default on)
+-----------------------------------------
+The CRS/ICANS mechanism, management drugs and suicide switch of
+:func:`livingdrug.models.cytokines.toxicity_block` are merged into both models, with the
+block's *engaged* cells = killing-capable CAR-T times their antigen signal (lbcl: body
+``C_k g(B_N)`` + lesions ``C_k,tu g(A_tu)``; myeloma: ``C_k φ g(A)``), every CAR species for
+the switch and steroids, and the blood volume ``10⁶ V_b`` µL; antigen-driven CAR-T
+proliferation is multiplied by :func:`~livingdrug.models.cytokines.expansion_factor`
+(steroids; exactly 1 without drug, so the cell dynamics are those of ``toxicity = false``
+until a management rule fires).  Its species are concentrations: use ``toxicity = false``
+with the stochastic engines.
+
 ``lbcl`` — CD19 CAR-T in relapsed/refractory large B-cell lymphoma
 -----------------------------------------------------------------
 Species (cell): body CAR-T ``C_S, C_E, C_M, C_X`` (blood and lymphoid tissue) and
