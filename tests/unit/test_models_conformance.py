@@ -14,13 +14,17 @@ from livingdrug.network import Network
 
 ROLES = {"cart_blood", "transgene", "blasts_pct", "mrd", "bcells_blood", "tumour_total",
          "tumour_antigen_neg", "tumour_car_masked", ""}
+# toxicity (models.cytokines): the clinical signs of the issue-4 contract, cytokines, in-model grades
+ROLES |= set(CLINICAL_SIGNS) | {"il6", "il6_signalling", "il1", "ifng", "car_engaged", "crs_grade_model",
+                                "icans_grade_model"}
 #: roles only present with a model option (car_t: car_leukaemia)
 OPTIONAL_ROLES = {"tumour_car_masked"}
 #: lymphoma and myeloma read-outs (lbcl, myeloma; scored by livingdrug.clinical.response)
 DISEASE_ROLES = {"tumour_spd", "m_protein", "marrow_plasma_pct", "myeloma_mrd", "normal_igg"}
 #: toxicity read-outs (models.cytokines: the issue-4 clinical signs and the cytokines)
-TOXICITY_ROLES = set(CLINICAL_SIGNS) | {"il6", "il6_signalling", "il1", "ifng", "crs_grade_model", "icans_grade_model"}
-ROLES |= DISEASE_ROLES | TOXICITY_ROLES
+TOXICITY_ROLES = set(CLINICAL_SIGNS) | {"il6", "il6_signalling", "il1", "ifng", "car_engaged", "crs_grade_model",
+                                       "icans_grade_model"}
+ROLES |= DISEASE_ROLES
 
 CAR_T_ALL_OPTIONS = {"tracked_clones": 3, "advantaged_clone": True, "car_leukaemia": True}
 CASES = [(name, {}) for name in MODELS] + [("cartmath", {"variant": "raji"}), ("car_t", CAR_T_ALL_OPTIONS)]

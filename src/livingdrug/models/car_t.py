@@ -646,7 +646,9 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
     if tox:
         desc += "; cytokines, CRS/ICANS, management drugs and suicide switch"
         lineage_of = {n: sfx for name, sfx in lineages.items() for n in clones_meta[name]}
-        block = toxicity_block(engaged=Ck * g, car_species=list(lineage_of), volume_ul=Vul, weight_kg=S("weight"))
+        killing = sp.Add(*(r.rate for r in reactions if r.name in ("kill_L_M", "kill_L_B", "kill_B_N")))
+        block = toxicity_block(engaged=Ck * g, car_species=list(lineage_of), volume_ul=Vul, weight_kg=S("weight"),
+                               killing=killing)
         if counted:  # the switch's elimination reactions also change the phenotype counters
             block = replace(block, reactions=tuple(
                 _counted(r, lineage_of[r.name.removeprefix("switch_kill_")]) if r.name.startswith("switch_kill_")

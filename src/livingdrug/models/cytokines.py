@@ -3,7 +3,10 @@ r"""Cytokine release syndrome (CRS), neurotoxicity (ICANS), their management and
 :func:`toxicity_block` returns a :class:`~livingdrug.models.block.Block` that any disease model
 merges into its network (B-ALL in :mod:`livingdrug.models.car_t`; lymphoma and myeloma in
 ``tumours.py``).  Its inputs are the model's *antigen-engaged, killing-capable* CAR cells
-``E`` (cells, e.g. ``C_k · g(A)``), the list of CAR species (on which the suicide switch and
+``E`` (cells, e.g. ``C_k · g(A)``), optionally the rate ``κ`` at which they kill
+antigen-positive cells (cell/d; debris of pyroptotic targets activates macrophages, Liu Y et
+al. 2020 Sci Immunol 5:eaax7969 — this is what makes a higher dose, which kills faster,
+more toxic), the list of CAR species (on which the suicide switch and
 steroids act) and the blood volume ``V`` (µL).  Time in days; cytokines in pg/mL.
 
 Mechanism (Giavridis T et al. 2018 Nat Med 24:731; Norelli M et al. 2018 Nat Med 24:739):
@@ -20,7 +23,8 @@ rimiducid (R) — pharmacokinetics in :mod:`livingdrug.models.drugs`.  ``V_mL = 
 .. math::
 
    I' &= σ_I E / V_{mL} − k_I I       && \text{CAR-T-derived IFN-γ (pg/mL; serum level } I_0 + I) \\
-   M' &= k_M \frac{I^2}{I^2 + K_I^2}(1 − e_{mac} θ_D)(1 − M) − k_{M,off} M  && \text{activated macrophage fraction} \\
+   u &= (I/K_I)^2 + κ/K_{lys},\quad
+   M' = k_M \frac{u}{1 + u}(1 − e_{mac} θ_D)(1 − M) − k_{M,off} M  && \text{activated macrophage fraction} \\
    S_1 &= L_1 (1 − θ_A)                                                && \text{IL-1 signalling (pg/mL)} \\
    L_1' &= k_1 L_{1,0} + σ_1 M − k_1 L_1                            && \text{IL-1 (pg/mL)} \\
    L_6' &= (k_{6} + k_{6R}) L_{6,0} + σ_6 M (1 + a_1 \frac{S_1}{S_1 + K_{1a}}) − (k_6 + k_{6R}(1 − θ_T)) L_6
@@ -143,14 +147,18 @@ _TEACHEY = "Teachey DT et al. 2016 Cancer Discov 6:664 (cytokine peaks in severe
 TOX_PARAMS: tuple[Param, ...] = (
     # --- IFN-gamma from engaged CAR-T ------------------------------------------------------
     _p("ifng_0", 5.0, "pg/mL", (0.0, 1e3), "assumption: healthy serum IFN-gamma of a few pg/mL", "baseline IFN-gamma"),
-    _p("sigma_ifng", 0.02, "pg/cell/d", (0.0, 1e3),
+    _p("sigma_ifng", 0.001, "pg/cell/d", (0.0, 1e3),
        f"assumption: calibrated so IFN-gamma peaks at hundreds of pg/mL in severe CRS ({_TEACHEY})",
        "IFN-gamma/GM-CSF secretion per engaged CAR cell"),
     _p("ifng_thalf", 2.0 * _H, "d", (1e-3, 10.0), "assumption: serum IFN-gamma half-life of hours",
        "IFN-gamma half-life"),
     # --- macrophages --------------------------------------------------------------------------
-    _p("K_ifng", 100.0, "pg/mL", (1e-3, 1e6), "assumption: macrophage activation half-maximal at ~100 pg/mL IFN-gamma",
+    _p("K_ifng", 1000.0, "pg/mL", (1e-3, 1e6), "assumption: calibrated; IFN-gamma of ~1000 pg/mL activates macrophages half-maximally",
        "IFN-gamma at half-maximal macrophage activation"),
+    _p("K_lysis", 1.0e11, "cell/d", (1.0, 1e15),
+       "assumption: calibrated; pyroptotic target cells release DAMPs that activate macrophages (Liu Y et al. 2020 "
+       "Sci Immunol 5:eaax7969)",
+       "killing rate giving unit macrophage-activating drive"),
     _p("k_mac", 2.0, "1/d", (0.0, 100.0), "assumption: monocytes/macrophages activate within a day",
        "macrophage activation rate"),
     _p("k_mac_off", 1.0, "1/d", (0.0, 100.0), "assumption: activation decays over ~1 d without stimulus",
@@ -178,10 +186,10 @@ TOX_PARAMS: tuple[Param, ...] = (
        "assumption: calibrated to serum IL-1 of tens of pg/mL in severe CRS", "IL-1 release by fully activated macrophages"),
     _p("il1_thalf", 2.0 * _H, "d", (1e-3, 10.0), "assumption: IL-1beta half-life of hours", "IL-1 half-life"),
     # --- endothelium ------------------------------------------------------------------------
-    _p("K_il6_endo", 1000.0, "pg/mL", (1e-3, 1e8),
-       "assumption: calibrated so grade 3 CRS goes with IL-6 signalling of ~1000 pg/mL", "IL-6 signalling scale of endothelial drive"),
-    _p("K_il1_endo", 50.0, "pg/mL", (1e-3, 1e8), "assumption", "IL-1 signalling scale of endothelial drive"),
-    _p("k_endo", 1.0, "1/d", (0.0, 100.0), "assumption: capillary leak develops over ~1 d", "endothelial activation rate"),
+    _p("K_il6_endo", 3500.0, "pg/mL", (1e-3, 1e8),
+       "assumption: calibrated so a high marrow burden gives grade 3 CRS and a lower one grade 2 (Hay KA et al. 2017 Blood 130:2295)", "IL-6 signalling scale of endothelial drive"),
+    _p("K_il1_endo", 120.0, "pg/mL", (1e-3, 1e8), "assumption", "IL-1 signalling scale of endothelial drive"),
+    _p("k_endo", 2.0, "1/d", (0.0, 100.0), "assumption: capillary leak develops over ~1 d", "endothelial activation rate"),
     _p("k_endo_off", 0.35, "1/d", (0.0, 100.0),
        "assumption: endothelial activation (angiopoietin-2, vWF) resolves over days", "endothelial recovery rate"),
     # --- neuroinflammation ------------------------------------------------------------------
@@ -198,7 +206,7 @@ TOX_PARAMS: tuple[Param, ...] = (
     # --- sign mapping -----------------------------------------------------------------------
     _p("temp_0", 37.0, "degC", (35.0, 38.0), "normal body temperature", "baseline temperature"),
     _p("temp_rise", 3.5, "degC", (0.0, 6.0), "assumption: CRS fevers reach 40-41 degC", "maximal fever"),
-    _p("K_il6_fever", 60.0, "pg/mL", (1e-3, 1e8), "assumption: fever with IL-6 signalling of tens of pg/mL", "IL-6 signalling scale of fever"),
+    _p("K_il6_fever", 100.0, "pg/mL", (1e-3, 1e8), "assumption: fever with IL-6 signalling of tens of pg/mL", "IL-6 signalling scale of fever"),
     _p("K_il1_fever", 15.0, "pg/mL", (1e-3, 1e8), "assumption: IL-1 is pyrogenic", "IL-1 signalling scale of fever"),
     _p("sbp_0", 120.0, "mmHg", (60.0, 200.0), "normal adult systolic blood pressure", "baseline systolic pressure"),
     _p("sbp_drop", 70.0, "mmHg", (0.0, 150.0), "assumption: full capillary leak gives SBP ~50 mmHg untreated", "maximal fall of systolic pressure"),
@@ -267,13 +275,15 @@ def _by_rule(k: sp.Expr, margins: Sequence[sp.Expr]) -> sp.Expr:
 
 
 def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: sp.Expr,
-                   weight_kg: sp.Expr | None = None) -> Block:
+                   weight_kg: sp.Expr | None = None, killing: sp.Expr | None = None) -> Block:
     """The CRS/ICANS mechanism, clinical signs, management drugs and suicide switch.
 
     ``engaged``: antigen-engaged, killing-capable CAR cells (cell), e.g. ``C_k · g(A)``.
     ``car_species``: every CAR cell species (the switch eliminates them; reactions named
     ``switch_kill_<species>``).  ``volume_ul``: blood volume (µL).  ``weight_kg``: body weight
-    for weight-based doses (default: the model's parameter ``weight``, kg).
+    for weight-based doses (default: the model's parameter ``weight``, kg).  ``killing``:
+    the rate at which CAR cells kill antigen-positive cells (cell/d; default none), whose
+    debris (DAMPs of pyroptotic targets) also activates macrophages.
 
     The disease model should also multiply its antigen-driven CAR proliferation by
     :func:`expansion_factor` (steroids).  Equations, signs and rules: module docstring.
@@ -282,6 +292,7 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
     W = S("weight") if weight_kg is None else sp.sympify(weight_kg)
     vml = sp.sympify(volume_ul) / 1000
     E = sp.sympify(engaged)
+    kill = sp.Integer(0) if killing is None else sp.sympify(killing)
     thT, thD, thA, thR = (dr.occupancy(d) for d in ("tcz", "dex", "ana", "rim"))
 
     def k(name: str) -> sp.Expr:  # first-order rate from a half-life parameter
@@ -292,15 +303,15 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
     k6 = k("il6_thalf")
     k6lin, k6R = k6 * (1 - S("f_il6R")), k6 * S("f_il6R")
     steroid_mac = 1 - S("dex_e_mac") * thD
+    u_mac = (S("IFNg") / S("K_ifng")) ** 2 + kill / S("K_lysis")
     dE = S6 / S("K_il6_endo") + S1 / S("K_il1_endo")
     dN = S("Endo") / S("K_endo_neuro") + S1 / S("K_il1_neuro") + S("IL6") / S("K_il6_neuro")
 
     reactions = [
         Reaction("ifng_release", {"IFNg": 1}, S("sigma_ifng") * E / vml, "IFN-gamma/GM-CSF from engaged CAR-T cells"),
         Reaction("ifng_clear", {"IFNg": -1}, k("ifng_thalf") * S("IFNg"), "IFN-gamma clearance"),
-        Reaction("mac_on", {"Mact": 1},
-                 S("k_mac") * S("IFNg") ** 2 / (S("IFNg") ** 2 + S("K_ifng") ** 2) * steroid_mac * (1 - S("Mact")),
-                 "IFN-gamma activates host monocytes/macrophages"),
+        Reaction("mac_on", {"Mact": 1}, S("k_mac") * u_mac / (1 + u_mac) * steroid_mac * (1 - S("Mact")),
+                 "IFN-gamma/GM-CSF and target-cell debris activate host monocytes/macrophages"),
         Reaction("mac_off", {"Mact": -1}, S("k_mac_off") * S("Mact"), "macrophage deactivation"),
         Reaction("il1_basal", {"IL1": 1}, k("il1_thalf") * S("il1_0"), "basal IL-1"),
         Reaction("il1_release", {"IL1": 1}, S("sigma_il1") * S("Mact"), "IL-1 from activated macrophages"),
@@ -383,6 +394,7 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
         obs("il6_pg_ml", S("IL6"), "pg/mL", "serum IL-6", role="il6"),
         obs("il6_signalling", S6, "pg/mL", "IL-6 signalling (serum IL-6 not blocked by tocilizumab)", role="il6_signalling"),
         obs("il1_pg_ml", S("IL1"), "pg/mL", "serum IL-1", role="il1"),
+        obs("car_engaged", E, "cell", "antigen-engaged killing-capable CAR cells (cytokine source)", role="car_engaged"),
         obs("ifng_pg_ml", S("ifng_0") + S("IFNg"), "pg/mL", "serum IFN-gamma (baseline + CAR-T derived)", role="ifng"),
         obs("tocilizumab_ug_ml", S("Tcz"), "ug/mL", "serum tocilizumab", role=""),
         obs("dexamethasone_ng_ml", S("Dex"), "ng/mL", "plasma dexamethasone", role=""),

@@ -26,7 +26,8 @@ Toxicity (option ``toxicity``, default on)
 The CRS/ICANS mechanism, management drugs and suicide switch of
 :func:`livingdrug.models.cytokines.toxicity_block` are merged into both models, with the
 block's *engaged* cells = killing-capable CAR-T times their antigen signal (lbcl: body
-``C_k g(B_N)`` + lesions ``C_k,tu g(A_tu)``; myeloma: ``C_k φ g(A)``), every CAR species for
+``C_k g(B_N)`` + lesions ``C_k,tu g(A_tu)``; myeloma: ``C_k φ g(A)``), its *killing* rate =
+the CAR-T kill reactions on tumour and normal target cells (cell/d), every CAR species for
 the switch and steroids, and the blood volume ``10⁶ V_b`` µL; antigen-driven CAR-T
 proliferation is multiplied by :func:`~livingdrug.models.cytokines.expansion_factor`
 (steroids; exactly 1 without drug, so the cell dynamics are those of ``toxicity = false``
@@ -356,6 +357,12 @@ def _extinction(name: str, species: tuple[str, ...], what: str) -> Event:
                  description=f"{what} below the threshold is set to 0")
 
 
+def _killing(reactions: tuple[Reaction, ...], names: tuple[str, ...]) -> sp.Expr:
+    """Total CAR-T killing rate (cell/d): the sum of the named kill reactions' rates."""
+    rates = {r.name: r.rate for r in reactions}
+    return sp.Add(*(rates[n] for n in names))
+
+
 def _fraction(name: str, value: object) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not 0.0 <= float(value) <= 1.0:  # type: ignore[arg-type]
@@ -469,7 +476,8 @@ def build_lbcl(*, lymphodepletion: bool = True, tumour: float = LBCL_TUMOUR,
         "Normal T cells": ["t_cells_blood"],
     }
     car_names = [f"C_{p}{x}" for x in ("", "_tu") for p in car_t.PHENOTYPES]
-    block = toxicity_block(engaged=Ck_b * g_b + Ck_tu * g_tu, car_species=car_names, volume_ul=Vul) if tox else Block()
+    block = toxicity_block(engaged=Ck_b * g_b + Ck_tu * g_tu, car_species=car_names, volume_ul=Vul,
+                           killing=_killing(reactions, ("kill_T_pos", "kill_B_N"))) if tox else Block()
     groups.update({k: list(v) for k, v in block.groups.items()})
     return Network(
         name="lbcl", species=species + block.species, params=params + block.params,
@@ -602,7 +610,7 @@ def build_myeloma(*, lymphodepletion: bool = True, myeloma: float = MYELOMA_CELL
         "Soluble BCMA": ["soluble_bcma"],
     }
     block = toxicity_block(engaged=_killers("") * g, car_species=[f"C_{p}" for p in car_t.PHENOTYPES],
-                           volume_ul=Vul) if tox else Block()
+                           volume_ul=Vul, killing=_killing(reactions, ("kill_My_pos", "kill_P_N"))) if tox else Block()
     groups.update({k: list(v) for k, v in block.groups.items()})
     return Network(
         name="myeloma", species=species + block.species, params=params + block.params,

@@ -1,0 +1,229 @@
+"""CRS / ICANS mechanism, management drugs and the suicide switch (issue 4, parts 1, 4, 7).
+
+Runs the real ODE engine through the public API (``livingdrug.api.simulate``) on the default
+B-ALL patient (``cd19-ball``) and the high-risk patient of ``crs-management``.  Clinical
+anchors: ELIANA (Maude SL et al. 2018 NEJM 378:439; pooled onset in Levine JE et al. 2021
+J Immunother Cancer): CRS median onset 3 d (range 1-22), 46-47 % grade 3-4; Hay KA et al.
+2017 Blood 130:2295: severity rises with marrow burden and dose and tracks CAR-T expansion
+(Cmax); Nishimoto N et al. 2008 Blood 112:3959: serum IL-6 rises after IL-6R blockade;
+Di Stasi A et al. 2011 NEJM 365:1673: > 90 % of iCasp9 T cells eliminated within 30 min.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from functools import cache
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import livingdrug as ld
+from livingdrug.models import car_t
+from livingdrug.models.cytokines import (
+    CLINICAL_SIGNS,
+    RULE_PARAMS,
+    expansion_factor,
+    toxicity_block,
+)
+from livingdrug.network import sym
+from livingdrug.scenarios import dump_scenario, load_scenario, scenario_from_dict, with_parameters
+
+
+def _scenario(name: str = "cd19-ball", *, dose: float | None = None, leukaemia: float | None = None,
+              days: float = 120, toxicity: bool = True, **params: float):
+    d = tomllib.loads(dump_scenario(load_scenario(name)))
+    if dose is not None:
+        d["dosing"]["dose"] = f"{dose:g} cell"
+    mo = d.setdefault("model_options", {})
+    if leukaemia is not None:
+        mo["leukaemia"] = leukaemia
+    mo["toxicity"] = toxicity
+    d["simulation"]["days"] = days
+    s = scenario_from_dict(json.loads(json.dumps(d)))
+    return with_parameters(s, **params) if params else s
+
+
+@cache
+def _run(name: str = "cd19-ball", dose: float | None = None, leukaemia: float | None = None,
+         toxicity: bool = True, params: tuple = ()):
+    r = ld.simulate(_scenario(name, dose=dose, leukaemia=leukaemia, toxicity=toxicity, **dict(params)))
+    assert int(r.dataset["status"].values[0]) == 0, r.dataset["message"].values[0]
+    return r
+
+
+def _v(r, name: str) -> np.ndarray:
+    return np.asarray(r.dataset[name].values[0], dtype=float)
+
+
+def _t(r) -> np.ndarray:
+    return np.asarray(r.dataset.time.values, dtype=float)
+
+
+def _onset(r, role: str = "crs_grade_model", grade: int = 1) -> float:
+    g, t = _v(r, role), _t(r)
+    i = np.flatnonzero((g >= grade) & (t >= 0))
+    return float(t[i[0]]) if len(i) else math.nan
+
+
+def _fever_onset(r) -> float:
+    """First crossing of 38.0 degC after infusion, linearly interpolated between outputs (d)."""
+    T, t = _v(r, "temperature_c"), _t(r)
+    i = np.flatnonzero((T >= 38.0) & (t >= 0))[0]
+    return float(t[i - 1] + (38.0 - T[i - 1]) * (t[i] - t[i - 1]) / (T[i] - T[i - 1]))
+
+
+# --- structure -----------------------------------------------------------------------------
+
+
+def test_contract_observables_have_their_roles():
+    net = car_t.build()
+    for name in CLINICAL_SIGNS:
+        o = net.observable_by_role(name)
+        assert o is not None and o.name == name
+    for p in RULE_PARAMS:
+        assert net.param(p.name).value == 9.0
+    assert {"Cytokines", "Clinical signs"} <= set(net.meta["groups"])
+
+
+def test_expansion_factor_is_exactly_one_without_drug():
+    f = expansion_factor()
+    assert float(f.subs({sym("Dex"): 0.0, sym("dex_e_exp"): 0.7, sym("dex_ec50"): 2.0})) == 1.0
+    # and lies in (0, 1] with drug: 1 - 0.7 * 100/(100 + 2)
+    assert float(f.subs({sym("Dex"): 100.0, sym("dex_e_exp"): 0.7, sym("dex_ec50"): 2.0})) == pytest.approx(
+        1 - 0.7 * 100 / 102)
+
+
+def test_block_switch_acts_on_every_car_species():
+    b = toxicity_block(engaged=sym("E"), car_species=["A1", "A2"], volume_ul=sp.Float(5e6))
+    kills = {r.name: r.stoich for r in b.reactions if r.name.startswith("switch_kill_")}
+    assert kills == {"switch_kill_A1": {"A1": -1}, "switch_kill_A2": {"A2": -1}}
+
+
+def test_toxicity_option_is_a_flag_and_can_be_switched_off():
+    with pytest.raises(ValueError, match="toxicity"):
+        car_t.build(toxicity="yes")  # type: ignore[arg-type]
+    assert len(car_t.build(toxicity=False).species) == 11
+
+
+# --- calibration: default patient ---------------------------------------------------------
+
+
+def test_default_patient_crs_onset_grade_and_later_icans():
+    r = _run()
+    onset = _onset(r)
+    # ELIANA: median onset 3 d, range 1-22; issue 4 asks for 1-14 d
+    assert 1.0 <= onset <= 14.0
+    # high marrow burden: grade 2-3 (ELIANA 46-47 % grade 3-4)
+    assert 2 <= _v(r, "crs_grade_model").max() <= 3
+    # ICANS later than CRS and at most grade 3 (ELIANA: no grade 4 neurological events)
+    assert _onset(r, "icans_grade_model") > onset
+    assert _v(r, "icans_grade_model").max() <= 3
+    # no rule fires by default (every rule parameter is 9 = never)
+    for n in ("tcz_n", "dex_n", "ana_n", "switch_n"):
+        assert _v(r, n).max() == 0.0
+    # CRS resolves: grade 0 by day 60
+    assert _v(r, "crs_grade_model")[_t(r) >= 60].max() == 0
+
+
+def test_toxicity_block_leaves_cell_dynamics_unchanged_without_drugs():
+    a, b = _run(), _run(toxicity=False)
+    for obs in ("car_t_total", "leukaemia_total", "b_cells_blood"):
+        x, y = _v(a, obs), _v(b, obs)
+        big = y > 1e3  # compare where the population is well above round-off of the solver
+        assert np.allclose(x[big], y[big], rtol=1e-3), obs
+    assert a.summary["response"]["time_to_remission"] == b.summary["response"]["time_to_remission"]
+
+
+# --- Hay 2017: burden and dose --------------------------------------------------------------
+
+
+def test_higher_burden_gives_earlier_more_severe_crs_and_more_il6():
+    runs = [_run(leukaemia=L) for L in (2e10, 1e11, 4e11)]
+    fever = [_fever_onset(r) for r in runs]
+    grades = [_v(r, "crs_grade_model").max() for r in runs]
+    il6 = [_v(r, "il6_pg_ml").max() for r in runs]
+    assert fever[0] > fever[1] > fever[2]
+    assert grades[0] <= grades[1] <= grades[2] and grades[0] < grades[2]
+    assert il6[0] < il6[1] < il6[2]
+
+
+def test_higher_dose_gives_earlier_crs_of_at_least_the_same_grade():
+    runs = [_run(dose=d) for d in (1e7, 1e8, 1e9)]
+    onsets = [_onset(r) for r in runs]
+    grades = [_v(r, "crs_grade_model").max() for r in runs]
+    assert onsets[0] > onsets[1] > onsets[2]
+    assert grades[0] <= grades[1] <= grades[2]
+
+
+def test_peak_il6_tracks_car_t_expansion():
+    # Hay 2017: CRS severity tracks CAR-T Cmax; across burden and dose variants the peak IL-6
+    # orders exactly as the CAR-T peak (Spearman rank correlation 1)
+    runs = [_run(leukaemia=L) for L in (2e10, 1e11, 4e11)] + [_run(dose=d) for d in (1e7, 1e9)] + [_run()]
+    cmax = np.array([_v(r, "car_t_total").max() for r in runs])
+    il6 = np.array([_v(r, "il6_pg_ml").max() for r in runs])
+    assert (np.argsort(np.argsort(cmax)) == np.argsort(np.argsort(il6))).all()
+
+
+# --- management ------------------------------------------------------------------------------
+
+
+def test_tocilizumab_lowers_signalling_and_grade_raises_serum_il6_and_keeps_killing():
+    none, tcz = _run(), _run(params=(("tcz_at_crs_grade", 2.0),))
+    t = _t(tcz)
+    first = t[np.flatnonzero(_v(tcz, "tcz_n") >= 1)[0]]
+    assert 1.0 <= _v(tcz, "tcz_n").max() <= 4.0
+    assert _v(tcz, "anticytokine_given")[t >= first].min() == 1.0
+    assert _v(tcz, "il6_signalling").max() < 0.7 * _v(none, "il6_signalling").max()
+    assert _v(tcz, "crs_grade_model").max() < _v(none, "crs_grade_model").max()
+    # serum IL-6 rises after IL-6R blockade (receptor-mediated clearance lost; Nishimoto 2008)
+    assert _v(tcz, "il6_pg_ml").max() > 2 * _v(none, "il6_pg_ml").max()
+    # killing untouched: remission reached at the same time, CAR-T expansion unchanged
+    assert tcz.summary["response"]["time_to_remission"] == none.summary["response"]["time_to_remission"]
+    assert _v(tcz, "car_t_total").max() == pytest.approx(_v(none, "car_t_total").max(), rel=1e-3)
+
+
+def test_repeat_tocilizumab_doses_are_at_least_8_hours_apart():
+    r = _run("crs-management", params=(("steroids_at_crs_grade", 9.0), ("steroids_at_icans_grade", 9.0),
+                                        ("switch_at_crs_grade", 9.0)))
+    n, t = _v(r, "tcz_n"), _t(r)
+    times = [t[np.flatnonzero(n >= k)[0]] for k in range(1, int(n.max()) + 1)]
+    assert 1 <= len(times) <= 4
+    assert all(b - a >= 8 / 24 - 0.25 for a, b in zip(times, times[1:], strict=False))  # 0.25 d output grid
+
+
+def test_steroids_reduce_car_t_expansion_but_keep_remission():
+    none, ster = _run(), _run(params=(("steroids_at_crs_grade", 2.0),))
+    assert _v(ster, "dex_n").max() >= 1
+    assert _v(ster, "car_t_total").max() < 0.8 * _v(none, "car_t_total").max()
+    assert not math.isnan(ster.summary["response"]["time_to_remission"] or math.nan)
+
+
+def test_switch_at_grade_4_eliminates_car_t_stops_crs_and_costs_efficacy():
+    base = (("tcz_at_crs_grade", 9.0), ("steroids_at_crs_grade", 9.0), ("steroids_at_icans_grade", 9.0))
+    none = _run("crs-management", params=(*base, ("switch_at_crs_grade", 9.0)))
+    sw = _run("crs-management", params=base)  # switch_at_crs_grade = 4 from the scenario
+    assert _v(none, "crs_grade_model").max() == 4  # this patient reaches grade 4 untreated
+    t, rim, car, grade = _t(sw), _v(sw, "Rim"), _v(sw, "car_t_total"), _v(sw, "crs_grade_model")
+    i0 = np.flatnonzero(rim > 0)[0] - 1  # last output before the rimiducid dose
+    t_sw = t[i0]
+    assert grade[i0 + 1] == 4 or grade[i0] >= 3
+    # >= 90 % of CAR-T cells gone within hours (Di Stasi 2011): by the next output (<= 6 h)
+    assert car[i0 + 1] <= 0.1 * car[i0]
+    # CRS falls below grade 4 within two days of the switch (endothelial recovery, t1/2 ~2 d)
+    assert grade[(t > t_sw) & (t <= t_sw + 2.0)].min() < 4
+    # efficacy lost: slower remission and lower CAR-T persistence at day 60
+    assert sw.summary["response"]["time_to_remission"] > none.summary["response"]["time_to_remission"]
+    j = np.searchsorted(t, 60.0)
+    assert car[j] < _v(none, "car_t_total")[j]
+
+
+def test_crs_management_rules_avert_grade_4():
+    none = _run("crs-management", params=(("tcz_at_crs_grade", 9.0), ("steroids_at_crs_grade", 9.0),
+                                           ("steroids_at_icans_grade", 9.0), ("switch_at_crs_grade", 9.0)))
+    managed = _run("crs-management")
+    assert _v(none, "crs_grade_model").max() == 4
+    assert _v(managed, "crs_grade_model").max() < 4
+    assert managed.summary["response"]["time_to_remission"] is not None
