@@ -285,3 +285,16 @@ def test_steroids_reduce_car_t_expansion(name, lbcl, myeloma):
     w = (T >= 0) & (T <= 28)
     auc = np.trapezoid(total[:, w], T[w], axis=1)  # CAR-T exposure over the first 28 days (cell·d)
     assert auc[1] < auc[0]
+
+
+@pytest.mark.parametrize("name", ["lbcl", "myeloma"])
+def test_default_patient_gets_crs_within_two_weeks(name, lbcl, myeloma):
+    """CRS starts within days of infusion: ZUMA-1 (Neelapu 2017, paper cohort) any grade 93 %,
+    median onset 2 d (range 1-12); KarMMa (Munshi 2021, paper cohort) 84 %, median onset 1 d
+    (1-23). The default patients get CRS (in-model ASTCT grade ≥ 1) in (0, 14] d and it resolves."""
+    o = _run(lbcl if name == "lbcl" else myeloma)
+    g = o["crs_grade_model"][0]
+    after = T > 0
+    onset = T[after][np.argmax(g[after] >= 1)]
+    assert g[after].max() >= 1 and 0.0 < onset <= 14.0
+    assert _at(g, 90.0) == 0.0
