@@ -29,6 +29,7 @@ BUILTINS = [
     "cartmath-raji",
     "cd19-ball",
     "cd19-lbcl",
+    "crs-management",
     "cure-probability",
     "kimmel2021",
     "one-cell-kills",

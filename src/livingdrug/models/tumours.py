@@ -262,6 +262,7 @@ LBCL_DEFAULTS: Mapping[str, float] = {r[0]: r[1] for r in _rows(_LBCL_ROWS)}
 MYELOMA_DEFAULTS: Mapping[str, float] = {r[0]: r[1] for r in _rows(_MYELOMA_ROWS)}
 
 S = sym
+_flag = car_t._flag  # "model option NAME = VALUE: expected true or false …"
 
 
 def density_factor(rho: m.ExprLike, half: m.ExprLike) -> sp.Expr:
@@ -376,12 +377,6 @@ def _cells(name: str, value: object, example: str) -> float:
         raise ValueError(f"model option {name} = {value!r}: expected a number of cells from 1 to 1e13; "
                          f"write e.g. {name} = {example}")
     return float(value)  # type: ignore[arg-type]
-
-
-def _flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"model option {name} = {value!r}: expected true or false; write e.g. {name} = true")
-    return value
 
 
 def build_lbcl(*, lymphodepletion: bool = True, tumour: float = LBCL_TUMOUR,
