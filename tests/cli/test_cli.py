@@ -10,8 +10,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from livingdrug.models import car_t
+
 CLI = [sys.executable, "-m", "livingdrug"]
-BUILTINS = {"cd19-ball", "stein2019", "kimmel2021", "cartmath-hdlm2", "cartmath-raji", "cd19-lbcl", "bcma-myeloma"}
+BUILTINS = {"cd19-ball", "stein2019", "kimmel2021", "cartmath-hdlm2", "cartmath-raji", "crs-management",
+            "cd19-lbcl", "bcma-myeloma"}
 
 
 def run(*args, cwd=None, timeout=600):
@@ -199,5 +202,7 @@ def test_export_sbml_writes_a_model_libroadrunner_simulates(tmp_path):
     p = run("export-sbml", "cd19-ball", "--out", str(out))
     assert p.returncode == 0, p.stderr
     rr = roadrunner.RoadRunner(str(out))
-    assert len(rr.model.getFloatingSpeciesIds()) == 11
+    # the eleven cell species plus the toxicity block's cytokines, drugs and dose bookkeeping
+    ids = rr.model.getFloatingSpeciesIds()
+    assert len(ids) == len(car_t.build().species) and {"C_E", "L_M", "IL6", "Tcz"} <= set(ids)
     assert rr.simulate(0, 30, 31).shape[0] == 31

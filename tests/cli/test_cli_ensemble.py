@@ -162,6 +162,7 @@ model = "car_t"
 leukaemia = 200.0
 neg_fraction = 0.01
 lymphodepletion = false
+toxicity = false
 
 [patient]
 weight = "70 kg"

@@ -35,7 +35,7 @@ def _ok(sol):
 def test_threshold_zero_is_the_deterministic_engine():
     """Nothing discrete: the default CAR-T patient (10¹¹ cells, events) follows the ODE engine
     to within the tolerances of both."""
-    net = get_model("car_t").network()
+    net = get_model("car_t").network(toxicity=False)  # cytokines are not cell counts
     c = net.compile()
     y0, P = net.initial_state(), net.parameter_vector()
     t = np.linspace(-6.0, 120.0, 253)
@@ -182,7 +182,7 @@ def test_default_patient_is_fast_and_ends_in_whole_cells():
     """The default patient (2.1×10¹¹ leukaemic cells): every replicate completes, the large
     CAR-T expansion follows the ODE peak closely, and leukaemic populations that vanish do so
     as whole cells (exactly 0, not a mean-field fraction)."""
-    net = get_model("car_t").network()
+    net = get_model("car_t").network(toxicity=False)  # cytokines are not cell counts
     c = net.compile()
     y0, P = net.initial_state(), net.parameter_vector()
     t = np.arange(-6.0, 60.25, 0.25)

@@ -53,20 +53,20 @@ def _rel_err(a, b):
 
 @pytest.fixture(scope="module")
 def default_run():
-    net = get_model("car_t").network()
+    net = get_model("car_t").network(toxicity=False)
     return net, _run(net)
 
 
 @pytest.fixture(scope="module")
 def clone_run():
-    net = get_model("car_t").network(tracked_clones=10, advantaged_clone=True)
+    net = get_model("car_t").network(tracked_clones=10, advantaged_clone=True, toxicity=False)
     return net, _run(net)
 
 
 # --- structure and contracts -------------------------------------------------------------
 
 def test_defaults_leave_the_eleven_species_model():
-    net = car_t.build()
+    net = car_t.build(toxicity=False)  # the toxicity block (default on) is tested in test_cytokines.py
     assert len(net.species) == 11
     assert net.meta["clones"] == {"bulk": ["C_S", "C_E", "C_M", "C_X"]}
     assert "count_params" not in net.meta and "CAR-T clones" not in net.meta["groups"]

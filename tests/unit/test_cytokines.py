@@ -227,3 +227,24 @@ def test_crs_management_rules_avert_grade_4():
     assert _v(none, "crs_grade_model").max() == 4
     assert _v(managed, "crs_grade_model").max() < 4
     assert managed.summary["response"]["time_to_remission"] is not None
+
+
+# --- stochastic engines refuse concentrations ---------------------------------------------------
+
+
+def test_stochastic_engines_refuse_cytokine_species_with_a_clear_error():
+    from livingdrug.engines.ssa import solve_ssa
+    from livingdrug.engines.tau import solve_tau
+    from livingdrug.scenarios import ScenarioError, with_engine
+
+    net = car_t.build()
+    c = net.compile()
+    for solver in (solve_ssa, solve_tau):
+        with pytest.raises(ValueError, match=r"species IFNg .* pg/mL.*toxicity = false"):
+            solver(c, net.initial_state(), net.parameter_vector(), np.array([0.0, 1.0]), seed=0, replicates=1)
+    with pytest.raises(ScenarioError, match="toxicity = false") as e:
+        with_engine(load_scenario("cd19-ball"), "hybrid")
+    assert e.value.field == "simulation.engine"
+    # the stochastic built-ins run the cell-only model
+    for name in ("cure-probability", "one-cell-kills", "one-clone-saves"):
+        assert load_scenario(name).model_options["toxicity"] is False

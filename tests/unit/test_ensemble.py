@@ -32,7 +32,13 @@ from livingdrug.network import (
     sym,
 )
 from livingdrug.params import Param
-from livingdrug.scenarios import ScenarioError, load_scenario, scenario_from_toml, with_engine
+from livingdrug.scenarios import (
+    ScenarioError,
+    dump_scenario,
+    load_scenario,
+    scenario_from_toml,
+    with_engine,
+)
 
 
 def _bd(**kw):
@@ -40,7 +46,9 @@ def _bd(**kw):
 
 
 def test_hopeless_exact_run_is_refused_with_a_recommendation() -> None:
-    s = with_engine(load_scenario("cd19-ball"), "ssa")
+    # the default patient without the toxicity block (cytokines are concentrations, not counts)
+    text = dump_scenario(load_scenario("cd19-ball")).replace("[patient]", "[model_options]\ntoxicity = false\n\n[patient]", 1)
+    s = with_engine(scenario_from_toml(text, source="cd19-ball.toml"), "ssa")
     with pytest.raises(ScenarioError) as e:
         ld.simulate(s, replicates=10)
     msg = str(e.value)

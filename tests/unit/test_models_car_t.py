@@ -22,7 +22,7 @@ from livingdrug.network import compile_network
 
 @pytest.fixture(scope="module")
 def course():
-    net = get_model("car_t").network()
+    net = get_model("car_t").network(toxicity=False)
     t = np.concatenate([np.arange(-6.0, 60.0, 0.25), np.arange(60.0, 366.0, 2.0)])
     Y = reference_trajectory(net, (-6.0, 365.0), t)
     c = compile_network(net)
@@ -128,7 +128,7 @@ def test_lymphodepletion_and_competition(course):
 
 def test_cd19_negative_escape_is_possible():
     """A larger CD19-negative subclone escapes: CD19-negative relapse within a year."""
-    net = get_model("car_t").network(neg_fraction=1e-4)
+    net = get_model("car_t").network(neg_fraction=1e-4, toxicity=False)
     t = np.array([28.0, 365.0])
     Y = reference_trajectory(net, (-6.0, 365.0), t)
     c = compile_network(net)
@@ -139,7 +139,7 @@ def test_cd19_negative_escape_is_possible():
 
 
 def test_no_car_t_no_remission():
-    net = get_model("car_t").network()
+    net = get_model("car_t").network(toxicity=False)
     p = net.parameter_vector({"dose": 0.0})
     t = np.array([28.0])
     Y = reference_trajectory(net, (-6.0, 28.0), t, params=p)

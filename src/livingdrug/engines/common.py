@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OdeSolution", "STATUS_OK", "STATUS_BAD_PROPENSITY", "STATUS_MESSAGES"]
+__all__ = ["OdeSolution", "STATUS_OK", "STATUS_BAD_PROPENSITY", "STATUS_MESSAGES", "require_count_species"]
 
 #: per-patient status codes (failures are data, never an exception for one bad patient)
 STATUS_OK = 0
@@ -26,6 +26,22 @@ STATUS_MESSAGES = {
     STATUS_SINGULAR: "singular iteration matrix",
     STATUS_BAD_PROPENSITY: "a propensity was negative, NaN or infinite",
 }
+
+
+def require_count_species(network: Any, engine: str) -> None:
+    """Raise ``ValueError`` naming the first species whose unit is not a count
+    (:func:`livingdrug.units.is_count_unit`): stochastic engines move whole numbers of
+    things, so a concentration (e.g. a cytokine in pg/mL) cannot be simulated by them."""
+    from ..units import is_count_unit
+
+    for s in network.species:
+        if not is_count_unit(s.unit):
+            hint = (" (car_t: set toxicity = false in [model_options], which removes cytokines and drugs)"
+                    if network.name == "car_t" else "")
+            raise ValueError(
+                f"species {s.name} of model {network.name} has unit {s.unit}: the {engine} simulates whole "
+                f"numbers of cells, not concentrations; use the ode engine or a model without it{hint}"
+            )
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ from .common import (
     as_2d,
     check_times,
     event_arrays,
+    require_count_species,
 )
 
 __all__ = ["solve_ssa", "replicate_states", "base_settings", "run_batch", "KERNEL_HASH"]
@@ -130,6 +131,7 @@ def _prepare(
     ``(Y0[n, k], P[n, m], t_eval, t_start, ST[r, k], n)`` (``ST`` the transposed
     stoichiometry).  Raises ValueError for malformed arguments."""
     net = compiled.network
+    require_count_species(net, engine)
     k = len(net.species)
     m = len(net.params)
     if not _is_int(seed) or seed < 0:

@@ -5,8 +5,7 @@ merges into its network (B-ALL in :mod:`livingdrug.models.car_t`; lymphoma and m
 ``tumours.py``).  Its inputs are the model's *antigen-engaged, killing-capable* CAR cells
 ``E`` (cells, e.g. ``C_k · g(A)``), optionally the rate ``κ`` at which they kill
 antigen-positive cells (cell/d; debris of pyroptotic targets activates macrophages, Liu Y et
-al. 2020 Sci Immunol 5:eaax7969 — this is what makes a higher dose, which kills faster,
-more toxic), the list of CAR species (on which the suicide switch and
+al. 2020 Sci Immunol 5:eaax7969), the list of CAR species (on which the suicide switch and
 steroids act) and the blood volume ``V`` (µL).  Time in days; cytokines in pg/mL.
 
 Mechanism (Giavridis T et al. 2018 Nat Med 24:731; Norelli M et al. 2018 Nat Med 24:739):
@@ -19,11 +18,16 @@ Equations
 ---------
 Occupancies ``θ_X = C_X/(C_X + EC50_X)`` of tocilizumab (T), dexamethasone (D), anakinra (A),
 rimiducid (R) — pharmacokinetics in :mod:`livingdrug.models.drugs`.  ``V_mL = V/1000``.
+First-order rates come from half-lives, ``k = ln 2/t½``; IL-6 clearance ``ln 2/t½`` splits
+into a linear part ``k_6 = (1 − f_R) ln 2/t½`` and a receptor-mediated part
+``k_6R = f_R ln 2/t½``.  Squared (Hill 2) drives make macrophage activation a threshold
+response, so neither baseline IFN-γ nor the slow killing of newly made B cells during
+B-cell aplasia keeps IL-6 up.
 
 .. math::
 
    I' &= σ_I E / V_{mL} − k_I I       && \text{CAR-T-derived IFN-γ (pg/mL; serum level } I_0 + I) \\
-   u &= (I/K_I)^2 + κ/K_{lys},\quad
+   u &= (I/K_I)^2 + (κ/K_{lys})^2,\quad
    M' = k_M \frac{u}{1 + u}(1 − e_{mac} θ_D)(1 − M) − k_{M,off} M  && \text{activated macrophage fraction} \\
    S_1 &= L_1 (1 − θ_A)                                                && \text{IL-1 signalling (pg/mL)} \\
    L_1' &= k_1 L_{1,0} + σ_1 M − k_1 L_1                            && \text{IL-1 (pg/mL)} \\
@@ -97,9 +101,10 @@ any value above 4, e.g. the default 9, = never), so scenarios set them in ``[par
 Each tocilizumab, dexamethasone or anakinra dose sets ``anticytokine_given``.
 
 Calibration (``tests/unit/test_cytokines.py``): with the default B-ALL patient (2.1e11
-leukaemic cells, 1e8 CAR-T) CRS starts within days of infusion (ELIANA median 3 d, range
-1–22; Maude SL et al. 2018 NEJM 378:439) and reaches grade 2–3; severity rises with tumour
-burden and dose (Hay KA et al. 2017 Blood 130:2295); ICANS follows CRS.
+leukaemic cells, 1e8 CAR-T) fever starts on day ~5 and CRS reaches grade 3 on days 8–11
+(ELIANA median onset 3 d, range 1–22, 46–47 % grade 3–4; Maude SL et al. 2018 NEJM
+378:439); severity and peak IL-6 rise with marrow burden and track the CAR-T peak (Hay KA et
+al. 2017 Blood 130:2295); a higher dose brings CRS earlier; ICANS (grade 2) follows CRS.
 This is a research model, not a clinical tool.
 """
 
@@ -303,7 +308,7 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
     k6 = k("il6_thalf")
     k6lin, k6R = k6 * (1 - S("f_il6R")), k6 * S("f_il6R")
     steroid_mac = 1 - S("dex_e_mac") * thD
-    u_mac = (S("IFNg") / S("K_ifng")) ** 2 + kill / S("K_lysis")
+    u_mac = (S("IFNg") / S("K_ifng")) ** 2 + (kill / S("K_lysis")) ** 2
     dE = S6 / S("K_il6_endo") + S1 / S("K_il1_endo")
     dN = S("Endo") / S("K_endo_neuro") + S1 / S("K_il1_neuro") + S("IL6") / S("K_il6_neuro")
 
@@ -421,7 +426,9 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
     )
     groups = {
         "Cytokines": ["il6_pg_ml", "il6_signalling", "il1_pg_ml", "ifng_pg_ml"],
-        "Clinical signs": ["temperature_c", "sbp_mmhg", "o2_flow_l_min", "ice_score"],
+        "Clinical signs": ["temperature_c", "sbp_mmhg"],
+        "Oxygen need": ["o2_flow_l_min"],
+        "ICE score": ["ice_score"],
         "CRS and ICANS grade (in-model)": ["crs_grade_model", "icans_grade_model"],
         "Management drugs": ["tocilizumab_ug_ml", "dexamethasone_ng_ml", "anakinra_ug_ml", "rimiducid_ng_ml"],
     }

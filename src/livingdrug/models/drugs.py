@@ -168,11 +168,11 @@ DRUG_SPECIES: tuple[Species, ...] = (
     Species("Rim", "ng/mL", 0.0, "plasma rimiducid (AP1903)"),
     Species("sw_surv", "1", 1.0, "survival of switch-carrying CAR cells relative to non-carriers (z)"),
     Species("tcz_n", "1", 0.0, "tocilizumab doses given"),
-    Species("tcz_tlast", "d", -1000.0, "time of the last tocilizumab dose", nonnegative=False),
+    Species("tcz_tlast", "d", 0.0, "time of the last tocilizumab dose (0 before the first)", nonnegative=False),
     Species("dex_n", "1", 0.0, "dexamethasone doses given"),
-    Species("dex_tlast", "d", -1000.0, "time of the last dexamethasone dose", nonnegative=False),
+    Species("dex_tlast", "d", 0.0, "time of the last dexamethasone dose (0 before the first)", nonnegative=False),
     Species("ana_n", "1", 0.0, "anakinra doses given"),
-    Species("ana_tlast", "d", -1000.0, "time of the last anakinra dose", nonnegative=False),
+    Species("ana_tlast", "d", 0.0, "time of the last anakinra dose (0 before the first)", nonnegative=False),
     Species("switch_n", "1", 0.0, "rimiducid doses given (0 or 1)"),
 )
 
@@ -231,7 +231,7 @@ def dose_event(drug: str, condition: sp.Expr, added: sp.Expr, *, sets_flag: bool
     ``condition`` (a continuous margin, > 0 while the rule holds) crosses zero upwards.
 
     With ``repeat`` the event may fire again: its condition is
-    ``min(condition, t − t_last − interval, max_doses − ½ − n)`` so a further dose is
+    ``min(condition, max(t − t_last − interval, ½ − n), max_doses − ½ − n)`` so a further dose is
     given once the interval has passed while the rule still holds (or when it holds again
     later), up to ``max_doses``.  A dose adds ``added`` to the concentration, counts itself
     and, with ``sets_flag``, sets ``acyt_flag`` (anti-cytokine therapy given) to 1.
@@ -239,7 +239,9 @@ def dose_event(drug: str, condition: sp.Expr, added: sp.Expr, *, sets_flag: bool
     conc = {"tcz": "Tcz", "dex": "Dex", "ana": "Ana"}[drug]
     n, tl = _s(f"{drug}_n"), _s(f"{drug}_tlast")
     if repeat:
-        cond = sp.Min(condition, T - tl - _s(f"{drug}_interval"), _s(f"{drug}_max_doses") - sp.Rational(1, 2) - n)
+        half = sp.Rational(1, 2)
+        since = sp.Max(T - tl - _s(f"{drug}_interval"), half - n)  # no wait before the first dose
+        cond = sp.Min(condition, since, _s(f"{drug}_max_doses") - half - n)
     else:
         cond = condition
     assign: dict[str, sp.Expr | float] = {conc: _s(conc) + added, f"{drug}_n": n + 1, f"{drug}_tlast": T}

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..network import Network
-from ..units import UnitError, _unit, to_canonical
+from ..units import UnitError, _unit, is_count_unit, to_canonical
 from .schema import (
     _MISSING,
     DEFAULT_HYBRID_THRESHOLD,
@@ -582,6 +582,17 @@ def _validate(
                 engine,
                 expected="one of " + ", ".join(f'"{e}"' for e in ENGINES),
                 hint=f'did you mean "{best}"?' if best else 'write e.g. engine = "ode"',
+            )
+    if engine in STOCHASTIC_ENGINES:
+        conc = [sp.name for sp in net.species if not is_count_unit(sp.unit)]
+        if conc:
+            raise ctx.error(
+                "simulation.engine",
+                engine,
+                expected=f"a model whose species are cell counts for the {engine} engine; "
+                f"{conc[0]} is in {net.species_by_name(conc[0]).unit}",
+                hint='use engine = "ode", or with model car_t set toxicity = false in [model_options] '
+                "(removes cytokines and drugs)",
             )
     rtol = 1e-6
     if "rtol" in sim:
