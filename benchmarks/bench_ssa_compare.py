@@ -33,7 +33,7 @@ model and the SBML for libroadrunner are generated from that same Network)
     firings per replicate.
 
 (b) **the full default network** ``livingdrug.models.get_model("car_t").network()`` (11
-    species, 29 reactions, saturating / homeostatic / crowding rate laws), **scaled down**: the
+    species, 31 reactions, saturating / homeostatic / crowding rate laws), **scaled down**: the
     default patient holds ~4×10¹¹ cells (≈10¹¹ firings a day), far beyond any exact SSA, so we
     simulate the same patient scaled by ``ε`` (``--eps``, default 1e-7): every cell amount and
     every amount-valued parameter (``K_A``, ``K_X``, ``K_kill``, ``K_mar``, ``dose``,

@@ -6,9 +6,9 @@ Run by hand (not a test)::
     python benchmarks/profile_ssa_kernel.py --model b --repeat 7
 
 The models are those of ``bench_ssa_compare.py``: (a) birth–death–killing (5 reactions) and (b)
-the default ``car_t`` network scaled by ε = 1e-7, days 0–28, no events (29 reactions).
+the default ``car_t`` network scaled by ε = 1e-7, days 0–28, no events (31 reactions).
 
-Method: ``livingdrug.engines._ssa_kernel._ssa_one`` (Gillespie's direct method; D. T.
+Method: the scalar kernel ``livingdrug.engines._ssa_kernel._ssa_one`` (Gillespie's direct method; D. T.
 Gillespie 1977, J. Phys. Chem. 81:2340) is re-written here, for a network without events, as
 one numba function whose parts can be switched off at compile time.  Step 0 keeps every part
 and must draw exactly the engine's random numbers (the script checks that it fires exactly as
@@ -25,7 +25,10 @@ many reactions as ``solve_ssa``); each later step removes one more part:
 Steps 1–4 draw the same random numbers and fire the same reactions as the engine (checked),
 so the differences are pure cost.  Also timed on their own: one call of the model's
 propensities (all reactions), and the random numbers of one firing (two xoshiro256**
-uniforms and one ``log``).  Times are CPU time of this process (``time.process_time``), best
+uniforms and one ``log``, :func:`~livingdrug.engines._ssa_kernel.log_open` as in the engine).
+The lane kernel (``solve_ssa(kernel="lanes")``, the default for event-free networks, which
+vectorises over 16 replicates in lockstep) is timed end to end beside the scalar one and must
+give the bitwise identical result.  Times are CPU time of this process (``time.process_time``), best
 of ``--repeat``, so other load on the machine disturbs them less than wall time.
 
 This is a measuring instrument, not a second engine: nothing in livingdrug uses it.
@@ -44,7 +47,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from livingdrug.engines._ssa_kernel import uniform_open
+from livingdrug.engines._ssa_kernel import log_open, uniform_open
 from livingdrug.engines.ssa import replicate_states, solve_ssa
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -108,7 +111,7 @@ def make_kernel(compiled: Any, strict_check: bool, pos_test: bool, bookkeeping: 
                     break
                 tau = math.inf
                 if a0 > 0.0:
-                    tau = -math.log(uniform_open(s)) / a0
+                    tau = -log_open(uniform_open(s)) / a0
                 if t + tau < t_stop:
                     if bookkeeping and n_rx >= 10**12:
                         break
@@ -167,7 +170,7 @@ def _propensity_calls(prop, y, p, a, n):  # noqa: ANN001, ANN202
 def _random_numbers(s, n):  # noqa: ANN001, ANN202
     acc = 0.0
     for _ in range(n):
-        acc += -math.log(uniform_open(s)) + uniform_open(s)
+        acc += -log_open(uniform_open(s)) + uniform_open(s)
     return acc
 
 
@@ -189,11 +192,17 @@ def profile(label: str, net: Any, t_eval: np.ndarray, n: int, repeat: int, seed:
     states = replicate_states(seed, 0, n)
     yout = np.empty((n, t_eval.size, y0.size))
     secs, sol = cpu_best(repeat, lambda: solve_ssa(c, y0, P, t_eval, seed=seed, replicates=n,
-                                                   parallel=False))
+                                                   parallel=False, kernel="scalar"))
     fired = sol.stats["reactions"]
     print(f"\n({label}) {len(net.reactions)} reactions, {len(net.species)} species, {n} replicates, "
           f"{fired:,} firings; ns per firing (CPU time, best of {repeat}):")
-    print(f"  {'solve_ssa(parallel=False), end to end':<72} {1e9 * secs / fired:7.1f}")
+    print(f"  {'solve_ssa(parallel=False, kernel=scalar), end to end':<72} {1e9 * secs / fired:7.1f}")
+    secs_l, sol_l = cpu_best(repeat, lambda: solve_ssa(c, y0, P, t_eval, seed=seed, replicates=n,
+                                                       parallel=False, kernel="lanes"))
+    if not np.array_equal(sol_l.y, sol.y):
+        raise RuntimeError("the lane kernel's result differs from the scalar kernel's")
+    print(f"  {'solve_ssa(parallel=False, kernel=lanes), end to end (bitwise same)':<72} "
+          f"{1e9 * secs_l / fired:7.1f}")
     steps = (
         ("0 the engine's loop, re-written (same draws)", (True, True, True, True)),
         ("1 branch-free propensity check (same failures detected)", (False, True, True, True)),

@@ -6,7 +6,8 @@ The flat public API (imported lazily, so ``import livingdrug`` stays fast)::
     load_scenario, list_scenarios, simulate, sweep, save_run, rerun_manifest, load_manifest,
     Scenario, ScenarioError, SimulationResult, EnsembleResult, SweepResult, parse_sweep,
     Network, Species, Reaction, Observable, Event, At, When, Param, compile_network,
-    get_model, solve, solve_ssa, solve_tau, solve_hybrid
+    get_model, solve, solve_ssa, solve_tau, solve_hybrid,
+    crs_grade, icans_grade, grade_course, grade_signs, read_monitoring
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ _LAZY = {
     "solve_ssa": "livingdrug.engines.ssa",
     "solve_tau": "livingdrug.engines.tau",
     "solve_hybrid": "livingdrug.engines.hybrid",
+    "crs_grade": "livingdrug.clinical.grading",
+    "icans_grade": "livingdrug.clinical.grading",
+    "grade_course": "livingdrug.clinical.grading",
+    "grade_signs": "livingdrug.clinical.grading",
+    "read_monitoring": "livingdrug.io.monitoring",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -31,10 +31,11 @@ import xarray as xr
 
 from . import __version__
 from .clinical.endpoints import ball_response, exposure
+from .clinical.grading import CRS_SIGNS, ICANS_SIGNS, grade_signs, toxicity_summary
 from .engines.common import STATUS_OK
 from .network import Network, compile_network
 
-__all__ = ["SimulationResult", "simulate", "sweep", "with_overrides", "save_run", "load_manifest", "rerun_manifest", "summarise"]
+__all__ = ["SimulationResult", "simulate", "sweep", "with_overrides", "save_run", "load_manifest", "rerun_manifest", "summarise", "with_grades", "grades_of", "sign_observables"]
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def _simulate_ode(s: Any, rs: Any) -> SimulationResult:
     sol = solve(compiled, y0, P, t_eval, t0=float(rs.t_start), rtol=rs.rtol, atol=rs.atol)
     obs = compiled.observables_batch(sol.t, np.nan_to_num(sol.y, nan=0.0), P)
     obs[~np.isfinite(sol.y).all(axis=2)] = np.nan
-    ds = _dataset(net, sol.t, sol.y, obs, sol.status, sol.message)
+    ds = with_grades(_dataset(net, sol.t, sol.y, obs, sol.status, sol.message), net)
     settings = dict(sol.settings)
     settings.update(engine="ode")
     manifest = _manifest(s, rs, settings)
@@ -178,10 +179,58 @@ def _dataset(net: Network, t: np.ndarray, y: np.ndarray, obs: np.ndarray, status
     return xr.Dataset(data, coords=coords)
 
 
+#: the grade time series added to a result dataset (:func:`with_grades`)
+GRADE_VARIABLES = {
+    "crs_grade": ("CRS grade (ASTCT, Lee 2019)", CRS_SIGNS),
+    "icans_grade": ("ICANS grade (ASTCT, Lee 2019)", ICANS_SIGNS),
+}
+
+
+def sign_observables(net: Network) -> dict[str, str]:
+    """``{role: observable name}`` of the clinical-sign observables the network exposes (the
+    contract roles of :mod:`livingdrug.clinical.grading`, plus ``vasopressin``)."""
+    out = {}
+    for r in (*CRS_SIGNS, *ICANS_SIGNS, "vasopressin"):
+        o = net.observable_by_role(r)
+        if o is not None:
+            out[r] = o.name
+    return out
+
+
+def grades_of(ds: xr.Dataset, net: Network) -> dict[str, np.ndarray]:
+    """``crs_grade`` and/or ``icans_grade`` arrays ``[patient, time]`` of a result dataset:
+    its grade variables if it has them, else graded from the network's clinical-sign
+    observables (:func:`livingdrug.clinical.grading.grade_signs`); a grade is present only
+    when the network exposes at least one sign of its syndrome; ``{}`` for a model without
+    toxicity."""
+    if any(k in ds for k in GRADE_VARIABLES):
+        return {k: np.asarray(ds[k].values) for k in GRADE_VARIABLES if k in ds}
+    names = sign_observables(net)
+    if not names:
+        return {}
+    g = grade_signs({r: ds[n].values for r, n in names.items() if n in ds})
+    return {k: g[k] for k, (_, roles) in GRADE_VARIABLES.items() if any(r in names for r in roles)}
+
+
+def with_grades(ds: xr.Dataset, net: Network) -> xr.Dataset:
+    """``ds`` with ``crs_grade``/``icans_grade`` (patient, time; unit 1, ``kind = "grade"``)
+    added when the network exposes clinical-sign observables (unchanged otherwise)."""
+    grades = grades_of(ds, net)
+    new = {
+        k: (("patient", "time"), np.asarray(v, dtype=float), {"units": "1", "long_name": GRADE_VARIABLES[k][0], "kind": "grade"})
+        for k, v in grades.items()
+        if k not in ds
+    }
+    return ds.assign(new) if new else ds
+
+
 def summarise(ds: xr.Dataset, net: Network, *, t_dose: float = 0.0) -> dict:
-    """Endpoints of every patient (see :mod:`livingdrug.clinical.endpoints`)."""
+    """Endpoints of every patient (see :mod:`livingdrug.clinical.endpoints`); with
+    clinical-sign observables also ``toxicity`` — the ASTCT CRS and ICANS grade courses
+    (:func:`livingdrug.clinical.grading.toxicity_summary`; days after ``t_dose``)."""
     t = ds["time"].values
     per: list[dict] = []
+    grades = grades_of(ds, net)
 
     def role(r: str) -> str | None:
         o = net.observable_by_role(r)
@@ -214,6 +263,8 @@ def summarise(ds: xr.Dataset, net: Network, *, t_dose: float = 0.0) -> dict:
                 t_dose=t_dose,
             ).as_dict()
         d.update(disease_responses(ds, net, i, t_dose=t_dose))
+        if grades:
+            d["toxicity"] = toxicity_summary(t, {k: v[i] for k, v in grades.items()}, t_dose=t_dose)
         per.append(d)
     out = dict(per[0]) if per else {}
     out["patients"] = len(per)

@@ -51,6 +51,7 @@ def _guard(fn):  # noqa: ANN001, ANN202
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         from .io.atomic import OutputError
+        from .io.monitoring import MonitoringError
         from .scenarios import ScenarioError
         from .units import UnitError
 
@@ -60,7 +61,7 @@ def _guard(fn):  # noqa: ANN001, ANN202
             raise
         except (ScenarioError, UnitError) as exc:
             _fail(str(exc))
-        except OutputError as exc:
+        except (OutputError, MonitoringError) as exc:
             _fail(str(exc))
         except KeyboardInterrupt:
             _console(stderr=True).print(
@@ -364,6 +365,70 @@ def export_sbml(
     ensure_writable_dir(out.parent if str(out.parent) else Path("."))
     atomic_write_text(out, with_values(rs.network, rs.P, rs.y0).to_sbml())
     _console().print(f"wrote {out}")
+
+
+@app.command()
+@_guard
+def grade(
+    file: Annotated[Path, typer.Argument(help="Monitoring CSV: time plus any of the sign columns (see docs/grading.md).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the grade of every row to this CSV.")] = None,
+    hypotension_sbp: Annotated[
+        float, typer.Option("--hypotension-sbp", help="Systolic pressure (mmHg) below which a patient is hypotensive.")
+    ] = 90.0,
+) -> None:
+    """Grade CRS and ICANS (ASTCT consensus, Lee 2019) at every row of a monitoring CSV.
+
+    Prints the maximum CRS and ICANS grades with their onset and duration; --out writes the
+    grade of every row with the domain sub-grades.  A bad row or column is an error naming
+    the row (spreadsheet numbering: the header is row 1) and the column.
+    """
+    import numpy as np
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .clinical.grading import grade_course, grade_signs
+    from .io.atomic import ensure_writable_dir
+    from .io.monitoring import read_monitoring, write_graded_csv
+
+    if not (30.0 <= hypotension_sbp <= 200.0):
+        _fail(f"--hypotension-sbp {hypotension_sbp:g}: expected a systolic pressure from 30 to 200 mmHg (adults: 90)")
+    data = read_monitoring(file)
+    grades = grade_signs(data.signs, hypotension_sbp_mmhg=hypotension_sbp)
+    if out is not None:
+        ensure_writable_dir(out.parent if str(out.parent) else Path("."))
+        write_graded_csv(data, grades, out)
+    con = _console()
+
+    def when(hours: float) -> str:
+        if hours != hours:  # NaN: never
+            return "—"
+        i = int(np.searchsorted(data.hours, hours))
+        return f"{data.time_text[i]} (+{hours:g} h)" if data.time_kind == "datetime" else f"{hours:g} h"
+
+    courses = {k: grade_course(data.hours, grades[f"{k}_grade"]) for k in ("crs", "icans")}
+    table = Table(title=f"ASTCT grades — {escape(str(file))} ({len(data.time_text)} rows)", title_justify="left")
+    for col, justify in (("", "left"), ("CRS", "right"), ("ICANS", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    c, i = courses["crs"], courses["icans"]
+    table.add_row("maximum grade", str(c.max_grade), str(i.max_grade))
+    table.add_row("onset (grade ≥ 1)", escape(when(c.onset)), escape(when(i.onset)))
+    table.add_row("maximum first reached", escape(when(c.peak_time)), escape(when(i.peak_time)))
+    table.add_row("duration at grade ≥ 1 (h)", f"{c.duration:g}", f"{i.duration:g}")
+    table.add_row("episodes", str(c.episodes), str(i.episodes))
+
+    def res(x: bool | None) -> str:
+        return "—" if x is None else ("yes" if x else "no (ongoing at the last row)")
+
+    table.add_row("resolved by the last row", res(c.resolved), res(i.resolved))
+    con.print(table)
+    if data.time_kind == "datetime":
+        con.print("times in brackets: hours from the first row")
+    if "temperature_c" not in data.columns and "antipyretic_or_anticytokine" not in data.columns:
+        con.print("[yellow]note:[/] no temperature recorded: ASTCT CRS needs fever (or prior therapy), so CRS is 0")
+    if out is not None:
+        con.print(f"wrote {escape(str(out))} (grade at every row)")
+    con.print("[dim]ASTCT consensus grading (Lee DW et al. 2019, Biol Blood Marrow Transplant 25:625); "
+              "duration: each row's grade holds until the next row. Research and education use only; not medical advice.[/]")
 
 
 def main() -> None:

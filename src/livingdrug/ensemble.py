@@ -439,7 +439,28 @@ def _chunk_endpoints(net: Network, t: np.ndarray, obs: np.ndarray, t_dose: float
         cart_unit=cart.unit if cart is not None else "",
     )
     out.update(clone_endpoints(net, t, obs))
+    out.update(toxicity_endpoints(net, t, obs, t_dose))
     return out
+
+
+def toxicity_endpoints(net: Network, t: np.ndarray, obs: np.ndarray, t_dose: float) -> dict[str, np.ndarray]:
+    """Per-replicate ASTCT grades of a model with clinical-sign observables (roles of
+    :mod:`livingdrug.clinical.grading`): ``crs_max_grade``, ``crs_onset_day``,
+    ``icans_max_grade``, ``icans_onset_day`` (:func:`~livingdrug.clinical.grading.replicate_grades`);
+    ``{}`` for a model without them.  ``obs[n, T, o]``."""
+    from .clinical.grading import CRS_SIGNS, ICANS_SIGNS, grade_signs, replicate_grades
+
+    names = net.observable_names
+    signs = {}
+    for r in (*CRS_SIGNS, *ICANS_SIGNS, "vasopressin"):
+        o = net.observable_by_role(r)
+        if o is not None:
+            signs[r] = obs[:, :, names.index(o.name)]
+    if not signs:
+        return {}
+    g = grade_signs(signs)
+    grades = {f"{k}_grade": g[f"{k}_grade"] for k, roles in (("crs", CRS_SIGNS), ("icans", ICANS_SIGNS)) if any(r in signs for r in roles)}
+    return replicate_grades(t, grades, t_dose=t_dose)
 
 
 #: a clone "dominates" at this share of all CAR-T cells (Fraietta JA et al. 2018 Nature
@@ -528,6 +549,10 @@ def _endpoint_units(net: Network, counts: Mapping[str, Any]) -> dict[str, str]:
         "adv_max_share": "1",
         "adv_dominates": "1",
         "adv_alive_end": "1",
+        "crs_max_grade": "1",
+        "crs_onset_day": "d",
+        "icans_max_grade": "1",
+        "icans_onset_day": "d",
     }
     tot = net.observable_by_role("tumour_total")
     if tot is not None:

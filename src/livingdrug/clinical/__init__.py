@@ -2,6 +2,7 @@
 
 from . import clonality
 from .endpoints import Exposure, Response, ball_response, exposure
+from .grading import GradeCourse, crs_grade, grade_course, grade_signs, icans_grade
 from .probability import (
     KaplanMeier,
     Proportion,
@@ -17,6 +18,11 @@ __all__ = [
     "Response",
     "ball_response",
     "exposure",
+    "GradeCourse",
+    "crs_grade",
+    "icans_grade",
+    "grade_course",
+    "grade_signs",
     "KaplanMeier",
     "Proportion",
     "kaplan_meier",

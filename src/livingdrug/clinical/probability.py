@@ -19,6 +19,10 @@ Per-replicate endpoints (:func:`replicate_endpoints`)
   false for a replicate that never reached remission.
 * **exposure** — Cmax, Tmax, AUC0–28 of the CAR-T observable
   (:func:`~livingdrug.clinical.endpoints.exposure`).
+* **toxicity** (models with clinical-sign observables) — ``crs_max_grade``,
+  ``icans_max_grade`` (ASTCT 0–4, Lee DW et al. 2019, Biol Blood Marrow Transplant 25:625)
+  and their onsets (:func:`livingdrug.clinical.grading.replicate_grades`), summarised as
+  P(CRS ≥ 1), P(CRS ≥ 3), P(ICANS ≥ 1) and P(ICANS ≥ 3) with Wilson intervals.
 
 Probabilities (:func:`proportion`)
 ----------------------------------
@@ -78,6 +82,7 @@ __all__ = [
     "describe",
     "ensemble_summary",
     "PROBABILITY_LABELS",
+    "TOXICITY_PROBABILITIES",
 ]
 
 #: a tumour below half a cell has no whole cell left (cell)
@@ -92,6 +97,17 @@ PROBABILITY_LABELS: dict[str, str] = {
     "mrd_negative": "P(MRD-negative remission): leukaemic fraction < 10⁻⁴",
     "relapse": "P(relapse by the end): blasts ≥ 5 % again after remission",
     "relapse_given_remission": "P(relapse by the end | remission)",
+    "crs_grade_ge_1": "P(CRS, any grade): ASTCT grade ≥ 1",
+    "crs_grade_ge_3": "P(severe CRS): ASTCT grade ≥ 3",
+    "icans_grade_ge_1": "P(ICANS, any grade): ASTCT grade ≥ 1",
+    "icans_grade_ge_3": "P(severe ICANS): ASTCT grade ≥ 3",
+}
+#: probability key → (endpoint column, lowest grade) for the toxicity probabilities
+TOXICITY_PROBABILITIES = {
+    "crs_grade_ge_1": ("crs_max_grade", 1),
+    "crs_grade_ge_3": ("crs_max_grade", 3),
+    "icans_grade_ge_1": ("icans_max_grade", 1),
+    "icans_grade_ge_3": ("icans_max_grade", 3),
 }
 
 
@@ -420,6 +436,10 @@ def ensemble_summary(
         probs["relapse_given_remission"] = proportion(
             int((flag("relapse") & rem).sum()), int(rem.sum()), confidence=confidence
         ).as_dict()
+    for key, (col, lowest) in TOXICITY_PROBABILITIES.items():
+        if col in cols:
+            g = np.asarray(cols[col], dtype=float)[mask]
+            probs[key] = proportion(int((g >= lowest).sum()), n, confidence=confidence).as_dict()
     out["probabilities"] = probs
     if "relapse_type" in cols:
         types = np.asarray(cols["relapse_type"], dtype=object)[mask]
@@ -449,7 +469,8 @@ def ensemble_summary(
         )
         out["relapse_free_survival"] = d
     dist: dict[str, Any] = {}
-    for key in ("cmax", "tmax", "auc_0_28", "time_to_remission", "time_to_mrd_negative", "relapse_time", "tumour_end"):
+    for key in ("cmax", "tmax", "auc_0_28", "time_to_remission", "time_to_mrd_negative", "relapse_time", "tumour_end",
+                "crs_max_grade", "crs_onset_day", "icans_max_grade", "icans_onset_day"):
         if key in cols:
             dd = describe(np.asarray(cols[key], dtype=float)[mask])
             if key in units:

@@ -25,6 +25,10 @@ _LABELS = {
     "mrd_negative": "P(MRD-negative remission): < 10⁻⁴",
     "relapse": "P(relapse by the end of the run)",
     "relapse_given_remission": "P(relapse by the end | remission)",
+    "crs_grade_ge_1": "P(CRS, any grade; ASTCT)",
+    "crs_grade_ge_3": "P(CRS grade ≥ 3; ASTCT)",
+    "icans_grade_ge_1": "P(ICANS, any grade; ASTCT)",
+    "icans_grade_ge_3": "P(ICANS grade ≥ 3; ASTCT)",
 }
 
 

@@ -20,7 +20,10 @@ import numpy as np
 
 from ..io.atomic import atomic_write_with
 
-__all__ = ["write_figures", "figure_groups", "clone_composition_figure"]
+__all__ = ["write_figures", "figure_groups", "clone_composition_figure", "toxicity_figure", "TOXICITY_FIGURE"]
+
+#: file name of the toxicity figure in a run folder
+TOXICITY_FIGURE = "crs_and_icans_grade.png"
 
 _DISCLAIMER = "livingdrug — simulated, for research and education only; not medical advice"
 
@@ -126,7 +129,90 @@ def write_figures(result: Any, out: Path, *, patient: int = 0) -> list[Path]:
         atomic_write_with(path, _save)
         plt.close(fig)
         paths.append(path)
+    grades = {k: np.asarray(ds[k].values[patient], dtype=float) for k in ("crs_grade", "icans_grade") if k in ds}
+    if grades:
+        signs = {}
+        for role in ("temperature_c", "sbp_mmhg", "o2_level", "vasopressors_n"):
+            o = net.observable_by_role(role)
+            if o is not None and o.name in ds:
+                signs[role] = np.asarray(ds[o.name].values[patient], dtype=float)
+        dosing = getattr(result.scenario, "dosing", None)
+        t_dose = float(getattr(dosing, "time", 0.0) or 0.0)
+        tfig = toxicity_figure(t, grades, signs, title=f"CRS and ICANS grade over time — {title_prefix}", t_dose=t_dose)
+        path = Path(out) / TOXICITY_FIGURE
+
+        def _save_tox(tmp: str, f: Any = tfig) -> None:
+            f.savefig(tmp, format="png")
+
+        atomic_write_with(path, _save_tox)
+        paths.append(path)
     return paths
+
+
+def toxicity_figure(
+    t: np.ndarray,
+    grades: dict[str, np.ndarray],
+    signs: dict[str, np.ndarray] | None = None,
+    *,
+    title: str = "CRS and ICANS grade over time",
+    t_dose: float | None = 0.0,
+) -> Any:
+    """"CRS and ICANS grade over time": a step plot of ``grades["crs_grade"]`` and
+    ``grades["icans_grade"]`` (ASTCT 0–4, Lee DW et al. 2019, Biol Blood Marrow Transplant
+    25:625; each grade holds until the next output time), above the signs that drive CRS
+    when given (``signs`` by contract role): body temperature (°C, fever line at 38 °C),
+    systolic blood pressure (mmHg, hypotension line at 90 mmHg), oxygen support level and
+    number of vasopressors.  ``t`` in days, the infusion at ``t_dose`` (dotted; ``None`` for
+    none); returns a ``matplotlib.figure.Figure``."""
+    from matplotlib.figure import Figure
+
+    t = np.asarray(t, dtype=float)
+    signs = {k: v for k, v in (signs or {}).items() if v is not None}
+    panels = 1 + int("temperature_c" in signs or "sbp_mmhg" in signs) + int("o2_level" in signs or "vasopressors_n" in signs)
+    fig = Figure(figsize=(8, 2.2 + 1.9 * panels), dpi=110)
+    axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
+    ax = axes[0]
+    for key, label, colour in (("crs_grade", "CRS", "tab:red"), ("icans_grade", "ICANS", "tab:purple")):
+        if key in grades:
+            ax.step(t, np.asarray(grades[key], dtype=float), where="post", label=f"{label} grade", color=colour, lw=1.8)
+    ax.set_ylim(-0.2, 4.4)
+    ax.set_yticks(range(5))
+    ax.set_ylabel("ASTCT grade (0–4)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(title, fontsize=11)
+    k = 1
+    if "temperature_c" in signs or "sbp_mmhg" in signs:
+        a = axes[k]
+        k += 1
+        if "temperature_c" in signs:
+            a.plot(t, signs["temperature_c"], color="tab:orange", lw=1.5, label="temperature (°C)")
+            a.axhline(38.0, color="tab:orange", ls="--", lw=0.8)
+            a.set_ylabel("temperature (°C)")
+        if "sbp_mmhg" in signs:
+            b = a.twinx() if "temperature_c" in signs else a
+            b.plot(t, signs["sbp_mmhg"], color="tab:blue", lw=1.5, label="systolic BP (mmHg)")
+            b.axhline(90.0, color="tab:blue", ls="--", lw=0.8)
+            b.set_ylabel("systolic BP (mmHg)")
+        a.grid(True, alpha=0.3)
+        a.text(0.01, 0.95, "dashed: fever 38 °C, hypotension 90 mmHg", transform=a.transAxes, fontsize=7, va="top", color="grey")
+    if "o2_level" in signs or "vasopressors_n" in signs:
+        a = axes[k]
+        for key, label, colour in (("o2_level", "oxygen support level (0–3)", "tab:green"), ("vasopressors_n", "vasopressors (n)", "tab:brown")):
+            if key in signs:
+                a.step(t, signs[key], where="post", label=label, color=colour, lw=1.5)
+        a.set_ylabel("level / count (1)")
+        a.set_ylim(-0.2, 3.4)
+        a.grid(True, alpha=0.3)
+        a.legend(fontsize=8, loc="upper right")
+    if t_dose is not None:
+        for a in axes:
+            a.axvline(t_dose, color="k", lw=0.8, ls=":")
+        axes[0].text(t_dose, 4.3, " infusion", fontsize=7, va="top")
+    axes[-1].set_xlabel("time (d)")
+    fig.text(0.99, 0.005, _DISCLAIMER, ha="right", va="bottom", fontsize=6, color="grey")
+    fig.tight_layout()
+    return fig
 
 
 def clone_composition_figure(

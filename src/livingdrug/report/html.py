@@ -75,9 +75,28 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+_TOXICITY_LABELS = (
+    ("max_grade", "Maximum grade", "0–4"),
+    ("onset_day", "Onset (grade ≥ 1)", "d after infusion"),
+    ("peak_day", "Maximum grade first reached", "d after infusion"),
+    ("duration_days", "Time at grade ≥ 1", "d"),
+    ("resolved", "Resolved by the end", ""),
+)
+
+
 def summary_rows(summary: dict) -> list[tuple[str, str, str, str]]:
-    """(section, label, value, unit) rows of a run summary, for the report and the terminal."""
+    """(section, label, value, unit) rows of a run summary, for the report and the terminal;
+    the ASTCT CRS and ICANS grades (``summary["toxicity"]``) come first when present."""
     rows = []
+    tox = summary.get("toxicity")
+    if isinstance(tox, dict):
+        for key, name in (("crs", "CRS (ASTCT grade)"), ("icans", "ICANS (ASTCT grade)")):
+            block = tox.get(key)
+            if isinstance(block, dict):
+                for k, label, unit in _TOXICITY_LABELS:
+                    if k == "resolved" and block.get("resolved") is None:
+                        continue
+                    rows.append((name, label, _fmt(block.get(k)), unit))
     for key, section in _SECTIONS.items():
         block = summary.get(key)
         if not isinstance(block, dict):
