@@ -35,7 +35,6 @@ __all__ = [
     "to_canonical",
     "canonical_unit",
     "check_unit",
-    "is_count_unit",
 ]
 
 
@@ -91,18 +90,6 @@ def canonical_unit(unit: str) -> str:
         if _unit(canon).dimensionality == dim:
             return canon
     return unit
-
-
-def is_count_unit(unit: str) -> bool:
-    """Whether an amount in ``unit`` can be a whole number of things for a stochastic engine:
-    dimensionless, or a counting unit (``cell``, ``copies``) possibly per volume or mass.
-    Concentrations of molecules (``pg/mL``), times and temperatures are not.
-
-    >>> is_count_unit("cell"), is_count_unit("pg/mL")
-    (True, False)
-    """
-    dim = _unit(unit).dimensionality
-    return not dim or "[cell]" in dim or "[copies]" in dim
 
 
 def check_unit(unit: str, *, field: str = "unit") -> str:

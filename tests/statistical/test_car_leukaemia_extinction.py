@@ -23,7 +23,8 @@ Z = 5.0
 
 
 def test_one_masked_blast_goes_extinct_with_the_birth_death_probability():
-    net = car_t.build(car_leukaemia=True, lymphodepletion=False, leukaemia=0.0, neg_fraction=0.0)
+    net = car_t.build(car_leukaemia=True, lymphodepletion=False, leukaemia=0.0, neg_fraction=0.0,
+                      toxicity=False)  # cell counts only: cytokines are concentrations
     y0 = net.initial_state({"N_T": 0.0, "B_N": 0.0, "H_M": 0.0})
     P = net.parameter_vector({"dose": 0.0, "n_car_leuk": 1.0, "extinction_threshold": 0.0})
     r_L, d_L = net.param("r_L").value, net.param("d_L").value

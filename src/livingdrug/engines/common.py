@@ -29,19 +29,18 @@ STATUS_MESSAGES = {
 
 
 def require_count_species(network: Any, engine: str) -> None:
-    """Raise ``ValueError`` naming the first species whose unit is not a count
-    (:func:`livingdrug.units.is_count_unit`): stochastic engines move whole numbers of
-    things, so a concentration (e.g. a cytokine in pg/mL) cannot be simulated by them."""
-    from ..units import is_count_unit
-
-    for s in network.species:
-        if not is_count_unit(s.unit):
-            hint = (" (car_t: set toxicity = false in [model_options], which removes cytokines and drugs)"
-                    if network.name == "car_t" else "")
-            raise ValueError(
-                f"species {s.name} of model {network.name} has unit {s.unit}: the {engine} simulates whole "
-                f"numbers of cells, not concentrations; use the ode engine or a model without it{hint}"
-            )
+    """Raise ``ValueError`` naming the first species the model declares ODE-only
+    (``network.meta["ode_only_species"]``, e.g. the cytokine and drug concentrations of
+    :func:`livingdrug.models.cytokines.toxicity_block`): stochastic engines move whole numbers
+    of cells, and a concentration in pg/mL is not one."""
+    names = list((network.meta or {}).get("ode_only_species", ()))
+    if names:
+        s = network.species_by_name(names[0])
+        raise ValueError(
+            f"species {s.name} of model {network.name} has unit {s.unit}: the {engine} simulates whole "
+            f"numbers of cells, not concentrations; use the ode engine, or build the model without it "
+            f"(car_t: set toxicity = false in [model_options], which removes cytokines and drugs)"
+        )
 
 
 @dataclass(frozen=True)

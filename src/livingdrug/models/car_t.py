@@ -654,6 +654,8 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
                 _counted(r, lineage_of[r.name.removeprefix("switch_kill_")]) if r.name.startswith("switch_kill_")
                 else r for r in block.reactions))
         groups.update({k: list(v) for k, v in block.groups.items()})
+        # concentrations, not cell counts: the stochastic engines refuse them by name
+        meta["ode_only_species"] = [s.name for s in block.species]
     return Network(
         name="car_t",
         species=species + block.species,

@@ -291,7 +291,12 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
     debris (DAMPs of pyroptotic targets) also activates macrophages.
 
     The disease model should also multiply its antigen-driven CAR proliferation by
-    :func:`expansion_factor` (steroids).  Equations, signs and rules: module docstring.
+    :func:`expansion_factor` (steroids), and set ``meta["ode_only_species"]`` to the block's
+    species names: they are concentrations, and the stochastic engines and scenario loader
+    then refuse the model by name instead of treating pg/mL as cells.  Build the network in
+    one go (the model's parts plus the block's; :func:`merge_block` for a finished network
+    whose rate laws do not yet use the block's symbols).  Equations, signs and rules:
+    module docstring.
     """
     S = _s
     W = S("weight") if weight_kg is None else sp.sympify(weight_kg)

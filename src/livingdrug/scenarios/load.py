@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..network import Network
-from ..units import UnitError, _unit, is_count_unit, to_canonical
+from ..units import UnitError, _unit, to_canonical
 from .schema import (
     _MISSING,
     DEFAULT_HYBRID_THRESHOLD,
@@ -583,17 +583,16 @@ def _validate(
                 expected="one of " + ", ".join(f'"{e}"' for e in ENGINES),
                 hint=f'did you mean "{best}"?' if best else 'write e.g. engine = "ode"',
             )
-    if engine in STOCHASTIC_ENGINES:
-        conc = [sp.name for sp in net.species if not is_count_unit(sp.unit)]
-        if conc:
-            raise ctx.error(
-                "simulation.engine",
-                engine,
-                expected=f"a model whose species are cell counts for the {engine} engine; "
-                f"{conc[0]} is in {net.species_by_name(conc[0]).unit}",
-                hint='use engine = "ode", or with model car_t set toxicity = false in [model_options] '
-                "(removes cytokines and drugs)",
-            )
+    ode_only = list((net.meta or {}).get("ode_only_species", ()))
+    if engine in STOCHASTIC_ENGINES and ode_only:
+        raise ctx.error(
+            "simulation.engine",
+            engine,
+            expected=f"a model of cell counts for the {engine} engine; {ode_only[0]} is a concentration "
+            f"({net.species_by_name(ode_only[0]).unit}) of the model's cytokine/drug block",
+            hint='use --engine ode (engine = "ode"), or set toxicity = false in [model_options] to run '
+            "the cell-only model with --engine hybrid or --engine tau",
+        )
     rtol = 1e-6
     if "rtol" in sim:
         rtol = _number(ctx, "simulation.rtol", sim["rtol"], expected="a number between 0 and 0.1")
