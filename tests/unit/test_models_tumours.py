@@ -298,3 +298,13 @@ def test_default_patient_gets_crs_within_two_weeks(name, lbcl, myeloma):
     onset = T[after][np.argmax(g[after] >= 1)]
     assert g[after].max() >= 1 and 0.0 < onset <= 14.0
     assert _at(g, 90.0) == 0.0
+
+
+def test_ode_only_species_are_declared():
+    """Concentrations cannot be simulated cell by cell: the stochastic engines and the scenario
+    loader refuse the species in meta["ode_only_species"] (toxicity block; myeloma serum)."""
+    lb = get_model("lbcl").network()
+    assert set(lb.meta["ode_only_species"]) == {s.name for s in lb.species if s.unit != "cell"}
+    assert get_model("lbcl").network(toxicity=False).meta["ode_only_species"] == []
+    my = get_model("myeloma").network(toxicity=False)
+    assert set(my.meta["ode_only_species"]) == {"M_prot", "IgG_N", "sBCMA"}

@@ -31,8 +31,9 @@ the CAR-T kill reactions on tumour and normal target cells (cell/d), every CAR s
 the switch and steroids, and the blood volume ``10⁶ V_b`` µL; antigen-driven CAR-T
 proliferation is multiplied by :func:`~livingdrug.models.cytokines.expansion_factor`
 (steroids; exactly 1 without drug, so the cell dynamics are those of ``toxicity = false``
-until a management rule fires).  Its species are concentrations: use ``toxicity = false``
-with the stochastic engines.
+until a management rule fires).  Its species are concentrations, listed in
+``meta["ode_only_species"]`` (with myeloma's M-protein, IgG and sBCMA, so the myeloma model
+is for the ODE engine): use ``toxicity = false`` with the stochastic engines.
 
 ``lbcl`` — CD19 CAR-T in relapsed/refractory large B-cell lymphoma
 -----------------------------------------------------------------
@@ -483,7 +484,8 @@ def build_lbcl(*, lymphodepletion: bool = True, tumour: float = LBCL_TUMOUR,
         description="CD19 CAR-T (blood/lymphoid and lesion compartments) in relapsed/refractory large B-cell "
                     "lymphoma with a CD19-negative subclone and B-cell aplasia",
         meta={"dose": {"param": "dose", "time_param": "t_inf"}, "weight_param": "weight",
-              "time_start": -6.0, "groups": groups, "clones": {"bulk": [f"C_{p}" for p in car_t.PHENOTYPES]}},
+              "time_start": -6.0, "groups": groups, "clones": {"bulk": [f"C_{p}" for p in car_t.PHENOTYPES]},
+              "ode_only_species": [x.name for x in block.species]},
     )
 
 
@@ -616,5 +618,6 @@ def build_myeloma(*, lymphodepletion: bool = True, myeloma: float = MYELOMA_CELL
         description="BCMA CAR-T in relapsed/refractory multiple myeloma with serum M-protein, a soluble-BCMA "
                     "antigen sink, a BCMA-negative subclone and normal plasma cells",
         meta={"dose": {"param": "dose", "time_param": "t_inf"}, "weight_param": "weight",
-              "time_start": -6.0, "groups": groups, "clones": {"bulk": [f"C_{p}" for p in car_t.PHENOTYPES]}},
+              "time_start": -6.0, "groups": groups, "clones": {"bulk": [f"C_{p}" for p in car_t.PHENOTYPES]},
+              "ode_only_species": ["M_prot", "IgG_N", "sBCMA", *(x.name for x in block.species)]},
     )
