@@ -262,6 +262,7 @@ def summarise(ds: xr.Dataset, net: Network, *, t_dose: float = 0.0) -> dict:
                 bcells=ds[b].values[i] if b else None,
                 t_dose=t_dose,
             ).as_dict()
+        d.update(disease_responses(ds, net, i, t_dose=t_dose))
         if grades:
             d["toxicity"] = toxicity_summary(t, {k: v[i] for k, v in grades.items()}, t_dose=t_dose)
         per.append(d)
@@ -270,6 +271,51 @@ def summarise(ds: xr.Dataset, net: Network, *, t_dose: float = 0.0) -> dict:
     out["failed"] = int(sum(p["status"] != STATUS_OK for p in per))
     if len(per) > 1:
         out["per_patient"] = per
+    return out
+
+
+def disease_responses(ds: xr.Dataset, net: Network, i: int, *, t_dose: float = 0.0) -> dict:
+    """Lymphoma and myeloma response of patient ``i`` by observable roles
+    (:mod:`livingdrug.clinical.response`):
+
+    * role ``tumour_spd`` (cm²) → ``"response_lugano"``: Lugano 2014 category at days 28 and
+      90, best response, SPD at baseline/nadir; with role ``bcells_blood`` also B-cell aplasia
+      (< 20 cells/µL, as for B-ALL);
+    * role ``m_protein`` (g/dL), with ``marrow_plasma_pct`` and ``myeloma_mrd`` if present →
+      ``"response_imwg"``: IMWG 2016 category at days 28 and 90, best response, M-protein at
+      baseline/nadir; with role ``normal_igg`` also hypogammaglobulinaemia (IgG < 0.4 g/dL).
+    """
+    from .clinical.endpoints import BCELL_APLASIA_THRESHOLD
+    from .clinical.response import (
+        HYPOGAMMA_G_DL,
+        depletion_episode,
+        episode_dict,
+        imwg_response,
+        lugano_response,
+    )
+
+    t = ds["time"].values
+
+    def values(role: str) -> np.ndarray | None:
+        o = net.observable_by_role(role)
+        return ds[o.name].values[i] if o is not None else None
+
+    out: dict[str, Any] = {}
+    spd = values("tumour_spd")
+    if spd is not None:
+        block = lugano_response(t, spd, t_dose=t_dose).as_dict()
+        b = values("bcells_blood")
+        if b is not None:
+            block.update(episode_dict("bcell_aplasia", depletion_episode(t, b, BCELL_APLASIA_THRESHOLD, t_dose=t_dose)))
+        out["response_lugano"] = block
+    mp = values("m_protein")
+    if mp is not None:
+        block = imwg_response(t, mp, marrow_plasma_pct=values("marrow_plasma_pct"),
+                              myeloma_mrd=values("myeloma_mrd"), t_dose=t_dose).as_dict()
+        g = values("normal_igg")
+        if g is not None:
+            block.update(episode_dict("hypogamma", depletion_episode(t, g, HYPOGAMMA_G_DL, t_dose=t_dose)))
+        out["response_imwg"] = block
     return out
 
 

@@ -214,7 +214,7 @@ def test_log_is_natural_log():
 
 
 @pytest.mark.skipif(not _models_available(), reason="livingdrug.models.get_model does not exist yet")
-@pytest.mark.parametrize("name", ["car_t", "stein2019", "kimmel2021", "cartmath"])
+@pytest.mark.parametrize("name", ["car_t", "stein2019", "kimmel2021", "cartmath", "lbcl", "myeloma"])
 def test_registered_models(name):
     nets = dict(_registered_networks())
     if name not in nets:

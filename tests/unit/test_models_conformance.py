@@ -19,6 +19,12 @@ ROLES |= set(CLINICAL_SIGNS) | {"il6", "il6_signalling", "il1", "ifng", "car_eng
                                 "icans_grade_model"}
 #: roles only present with a model option (car_t: car_leukaemia)
 OPTIONAL_ROLES = {"tumour_car_masked"}
+#: lymphoma and myeloma read-outs (lbcl, myeloma; scored by livingdrug.clinical.response)
+DISEASE_ROLES = {"tumour_spd", "m_protein", "marrow_plasma_pct", "myeloma_mrd", "normal_igg"}
+#: toxicity read-outs (models.cytokines: the issue-4 clinical signs and the cytokines)
+TOXICITY_ROLES = set(CLINICAL_SIGNS) | {"il6", "il6_signalling", "il1", "ifng", "car_engaged", "crs_grade_model",
+                                       "icans_grade_model"}
+ROLES |= DISEASE_ROLES
 
 CAR_T_ALL_OPTIONS = {"tracked_clones": 3, "advantaged_clone": True, "car_leukaemia": True}
 CASES = [(name, {}) for name in MODELS] + [("cartmath", {"variant": "raji"}), ("car_t", CAR_T_ALL_OPTIONS)]
@@ -68,12 +74,26 @@ def test_observables_and_meta(net):
         assert net.param(meta["weight_param"]).unit == "kg"
 
 
+def test_disease_models_roles_complete():
+    """lbcl exposes the Lugano read-out (SPD) and B cells; myeloma the IMWG read-outs; both the
+    CAR-T and toxicity read-outs (with the default option toxicity = true)."""
+    common = {"cart_blood", "transgene", "tumour_total", "tumour_antigen_neg"} | TOXICITY_ROLES
+    for name, own in (("lbcl", {"tumour_spd", "bcells_blood"}),
+                      ("myeloma", {"m_protein", "marrow_plasma_pct", "myeloma_mrd", "normal_igg"})):
+        net = get_model(name).network()
+        for role in common | own:
+            assert net.observable_by_role(role) is not None, (name, role)
+        assert net.observable_by_role("blasts_pct") is None  # no B-ALL response for these
+        assert net.meta["dose"] == {"param": "dose", "time_param": "t_inf"}
+        assert not any(s.name.startswith("IL6") for s in get_model(name).network(toxicity=False).species)
+
+
 def test_car_t_roles_complete():
     net = get_model("car_t").network()
-    for role in ROLES - {""} - OPTIONAL_ROLES:
+    for role in ROLES - {""} - OPTIONAL_ROLES - DISEASE_ROLES:
         assert net.observable_by_role(role) is not None, role
     full = get_model("car_t").network(**CAR_T_ALL_OPTIONS)
-    for role in ROLES - {""}:
+    for role in ROLES - {""} - DISEASE_ROLES:
         assert full.observable_by_role(role) is not None, role
     assert net.meta["dose"] == {"param": "dose", "time_param": "t_inf"}
     assert net.meta["weight_param"] == "weight"
@@ -112,7 +132,8 @@ def test_ninety_day_default_solve_is_finite_and_nonnegative(net):
     Y = reference_trajectory(net, (t0, 90.0), t)
     assert np.all(np.isfinite(Y))
     floor = -1e-6 * np.maximum(np.abs(Y).max(axis=0), 1.0)
-    assert np.all(Y >= floor)
+    signed = np.array([not s.nonnegative for s in net.species])  # e.g. times of the last dose
+    assert np.all((Y >= floor) | signed)
     c = net.compile()
     p = net.parameter_vector()
     obs_arr = c.observables_batch(t, Y[None], p[None])[0]

@@ -44,8 +44,8 @@ def test_rhs_is_stoichiometry_times_propensities(name):
 @pytest.mark.parametrize("name", sorted(n for n in MODELS if not MODELS[n].network().meta.get("ode_only")))
 def test_propensities_are_nonnegative_for_stochastic_use(name):
     """An exact stochastic engine needs every reaction rate ≥ 0 at non-negative states."""
-    # car_t's toxicity block (concentrations, ODE only) is off for stochastic engines
-    net = MODELS[name].network(**({"toxicity": False} if name == "car_t" else {}))
+    # the toxicity block (concentrations, ODE only) is off for stochastic engines
+    net = MODELS[name].network(**({"toxicity": False} if name in ("car_t", "lbcl", "myeloma") else {}))
     c = compile_network(net)
     rng = np.random.default_rng(11)
     for _ in range(20):

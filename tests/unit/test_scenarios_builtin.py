@@ -24,9 +24,11 @@ from livingdrug.scenarios import (
 )
 
 BUILTINS = [
+    "bcma-myeloma",
     "cartmath-hdlm2",
     "cartmath-raji",
     "cd19-ball",
+    "cd19-lbcl",
     "crs-management",
     "cure-probability",
     "kimmel2021",

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..network import Network
-from . import car_t
+from . import car_t, tumours
 from .published import cartmath, kimmel2021, stein2019
 
 __all__ = ["ModelSpec", "MODELS", "get_model"]
@@ -42,6 +42,20 @@ MODELS: dict[str, ModelSpec] = {
         "CD19 CAR-T in relapsed B-ALL (livingdrug default)",
         "livingdrug default model; mechanisms after Stein et al. 2019 and Kimmel et al. 2021",
         car_t.build,
+        MappingProxyType({"lymphodepletion": True}),
+    ),
+    "lbcl": ModelSpec(
+        "lbcl",
+        "CD19 CAR-T in relapsed/refractory large B-cell lymphoma",
+        "livingdrug LBCL model; product after Neelapu et al. 2017 (ZUMA-1); delivery after Brown et al. 2021",
+        tumours.build_lbcl,
+        MappingProxyType({"lymphodepletion": True}),
+    ),
+    "myeloma": ModelSpec(
+        "myeloma",
+        "BCMA CAR-T in relapsed/refractory multiple myeloma",
+        "livingdrug myeloma model; product after Munshi et al. 2021 (KarMMa); sBCMA sink after Pont et al. 2019",
+        tumours.build_myeloma,
         MappingProxyType({"lymphodepletion": True}),
     ),
     "stein2019": ModelSpec(

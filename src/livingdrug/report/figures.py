@@ -55,6 +55,29 @@ def _plot_lines(ax: Any, t: np.ndarray, ds: Any, names: list[str], i: int) -> st
     return ", ".join(sorted(u for u in units if u))
 
 
+def _response_thresholds(net: Any) -> list[tuple[str, tuple[float, str]]]:
+    """(observable, (value, label)) lines for the lymphoma and myeloma response read-outs
+    (:mod:`livingdrug.clinical.response`)."""
+    from ..clinical.endpoints import BCELL_APLASIA_THRESHOLD
+    from ..clinical.response import CR_SPD_CM2, HYPOGAMMA_G_DL, M_DETECT_G_DL
+
+    out = []
+    for role, value, label in (
+        ("tumour_spd", CR_SPD_CM2, f"{CR_SPD_CM2:g} cm² (Lugano CR, operational)"),
+        ("m_protein", M_DETECT_G_DL, f"{M_DETECT_G_DL:g} g/dL (immunofixation limit)"),
+        ("marrow_plasma_pct", 5.0, "5 % plasma cells (IMWG CR)"),
+        ("normal_igg", HYPOGAMMA_G_DL, f"IgG {HYPOGAMMA_G_DL:g} g/dL (hypogammaglobulinaemia)"),
+    ):
+        o = net.observable_by_role(role)
+        if o is not None:
+            out.append((o.name, (value, label)))
+    if net.observable_by_role("tumour_spd") is not None:  # B-cell aplasia beside the lymphoma response
+        b = net.observable_by_role("bcells_blood")
+        if b is not None:
+            out.append((b.name, (BCELL_APLASIA_THRESHOLD, f"{BCELL_APLASIA_THRESHOLD:g} cells/µL (B-cell aplasia)")))
+    return out
+
+
 def write_figures(result: Any, out: Path, *, patient: int = 0) -> list[Path]:
     """Write the figures of patient ``patient`` into ``out``; returns their paths."""
     import matplotlib
@@ -67,6 +90,7 @@ def write_figures(result: Any, out: Path, *, patient: int = 0) -> list[Path]:
     title_prefix = f"{ds.attrs.get('scenario', '')} ({net.name})"
     blasts = net.observable_by_role("blasts_pct")
     mrd = net.observable_by_role("mrd")
+    thresholds = _response_thresholds(net)
     groups = figure_groups(net, ds)
     if not net.meta.get("groups"):
         # no model-declared groups: add the observation models as panels of their own
@@ -83,6 +107,7 @@ def write_figures(result: Any, out: Path, *, patient: int = 0) -> list[Path]:
             lines.append((5.0, "5 % blasts (remission threshold)"))
         if mrd is not None and mrd.name in names:
             lines.append((1e-4, "MRD 10^-4"))
+        lines += [line for name, line in thresholds if name in names]
         panels.append((title, names, lines))
     paths: list[Path] = []
     for title, names, hlines in panels:

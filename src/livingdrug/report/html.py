@@ -39,12 +39,29 @@ _LABELS = {
     "bcell_aplasia_ongoing": ("B-cell aplasia ongoing at end", ""),
     "min_blasts_pct": ("Lowest marrow blasts", "%"),
     "min_mrd": ("Lowest MRD", "fraction"),
+    # lymphoma (Lugano 2014) and myeloma (IMWG 2016) response, clinical/response.py
+    "day_28": ("Response at day 28", ""),
+    "day_90": ("Response at day 90", ""),
+    "best_response": ("Best response", ""),
+    "time_to_response": ("Time to first response (PR or better)", "d"),
+    "progression_time": ("Progression (PD) first seen", "d"),
+    "baseline_spd": ("SPD at infusion", "cm²"),
+    "nadir_spd": ("Lowest SPD", "cm²"),
+    "spd_change_day_28_pct": ("SPD change at day 28", "%"),
+    "spd_change_day_90_pct": ("SPD change at day 90", "%"),
+    "baseline_m_protein": ("Serum M-protein at infusion", "g/dL"),
+    "nadir_m_protein": ("Lowest serum M-protein", "g/dL"),
+    "hypogamma_start": ("Hypogammaglobulinaemia from", "d (IgG < 0.4 g/dL)"),
+    "hypogamma_duration": ("Hypogammaglobulinaemia duration", "d"),
+    "hypogamma_ongoing": ("Hypogammaglobulinaemia ongoing at end", ""),
 }
 
 _SECTIONS = {
     "exposure": "CAR-T cells in blood",
     "exposure_transgene": "CAR transgene in blood",
     "response": "Leukaemia response",
+    "response_lugano": "Lymphoma response (Lugano 2014, CT)",
+    "response_imwg": "Myeloma response (IMWG 2016)",
 }
 
 
