@@ -111,11 +111,12 @@ This is a research model, not a clinical tool.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import sympy as sp
 
-from ..network import Event, Observable, Reaction, Species, When, sym
+from ..network import At, Event, Observable, Reaction, Species, When, sym
 from ..params import Param
 from . import drugs as dr
 from .block import Block, combine, merge_block
@@ -155,12 +156,20 @@ TOX_PARAMS: tuple[Param, ...] = (
     _p("sigma_ifng", 0.001, "pg/cell/d", (0.0, 1e3),
        f"assumption: calibrated so IFN-gamma peaks at hundreds of pg/mL in severe CRS ({_TEACHEY})",
        "IFN-gamma/GM-CSF secretion per engaged CAR cell"),
+    _p("a_act", 30.0, "1", (0.0, 100.0),
+       "assumption: calibrated; the product is activated ex vivo (anti-CD3/CD28, IL-2) and its cells and their "
+       "progeny secrete several-fold more IFN-gamma/GM-CSF per engaged cell early after infusion (product "
+       "polyfunctionality is associated with CRS: Rossi J et al. 2018 Blood 132:804)",
+       "extra IFN-gamma secretion of freshly infused (ex vivo activated) CAR cells, relative"),
+    _p("act_thalf", 2.5, "d", (1e-2, 100.0),
+       "assumption: the ex vivo activation state of the product wanes over days in vivo",
+       "half-life of the product's ex vivo activation state"),
     _p("ifng_thalf", 2.0 * _H, "d", (1e-3, 10.0), "assumption: serum IFN-gamma half-life of hours",
        "IFN-gamma half-life"),
     # --- macrophages --------------------------------------------------------------------------
     _p("K_ifng", 1000.0, "pg/mL", (1e-3, 1e6), "assumption: calibrated; IFN-gamma of ~1000 pg/mL activates macrophages half-maximally",
        "IFN-gamma at half-maximal macrophage activation"),
-    _p("K_lysis", 1.0e11, "cell/d", (1.0, 1e15),
+    _p("K_lysis", 1.2e11, "cell/d", (1.0, 1e15),
        "assumption: calibrated; pyroptotic target cells release DAMPs that activate macrophages (Liu Y et al. 2020 "
        "Sci Immunol 5:eaax7969)",
        "killing rate giving unit macrophage-activating drive"),
@@ -191,7 +200,7 @@ TOX_PARAMS: tuple[Param, ...] = (
        "assumption: calibrated to serum IL-1 of tens of pg/mL in severe CRS", "IL-1 release by fully activated macrophages"),
     _p("il1_thalf", 2.0 * _H, "d", (1e-3, 10.0), "assumption: IL-1beta half-life of hours", "IL-1 half-life"),
     # --- endothelium ------------------------------------------------------------------------
-    _p("K_il6_endo", 3500.0, "pg/mL", (1e-3, 1e8),
+    _p("K_il6_endo", 6000.0, "pg/mL", (1e-3, 1e8),
        "assumption: calibrated so a high marrow burden gives grade 3 CRS and a lower one grade 2 (Hay KA et al. 2017 Blood 130:2295)", "IL-6 signalling scale of endothelial drive"),
     _p("K_il1_endo", 120.0, "pg/mL", (1e-3, 1e8), "assumption", "IL-1 signalling scale of endothelial drive"),
     _p("k_endo", 2.0, "1/d", (0.0, 100.0), "assumption: capillary leak develops over ~1 d", "endothelial activation rate"),
@@ -260,6 +269,7 @@ _SPECIES: tuple[Species, ...] = (
     Species("IL1", "pg/mL", 1.0, "serum IL-1"),
     Species("Endo", "1", 0.0, "endothelial activation (capillary leak)"),
     Species("Neuro", "1", 0.0, "neuroinflammation (ICANS state)"),
+    Species("Pact", "1", 0.0, "ex vivo activation state of the CAR-T product (1 at infusion, wanes)"),
     Species("acyt_flag", "1", 0.0, "1 once antipyretic/anti-cytokine therapy was given"),
 )
 
@@ -279,8 +289,26 @@ def _by_rule(k: sp.Expr, margins: Sequence[sp.Expr]) -> sp.Expr:
     return sp.Piecewise(*pieces, (-1, True))
 
 
+def _with_overrides(overrides: Mapping[str, tuple[float, str]] | None) -> tuple[Param, ...]:
+    """:data:`TOX_PARAMS` with a disease model's own defaults ``{name: (value, source)}``."""
+    own = dict(overrides or {})
+    unknown = sorted(set(own) - {p.name for p in TOX_PARAMS})
+    if unknown:
+        raise ValueError(f"toxicity_block overrides {unknown}: not parameters of the toxicity block; "
+                         f"expected names from TOX_PARAMS (e.g. sigma_ifng, K_lysis)")
+    out = []
+    for p in TOX_PARAMS:
+        if p.name in own:
+            value, source = own[p.name]
+            p = replace(p, value=float(value), source=source)
+        out.append(p)
+    return tuple(out)
+
+
 def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: sp.Expr,
-                   weight_kg: sp.Expr | None = None, killing: sp.Expr | None = None) -> Block:
+                   weight_kg: sp.Expr | None = None, killing: sp.Expr | None = None,
+                   t_infusion: sp.Expr | None = None,
+                   overrides: Mapping[str, tuple[float, str]] | None = None) -> Block:
     """The CRS/ICANS mechanism, clinical signs, management drugs and suicide switch.
 
     ``engaged``: antigen-engaged, killing-capable CAR cells (cell), e.g. ``C_k · g(A)``.
@@ -303,6 +331,7 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
     vml = sp.sympify(volume_ul) / 1000
     E = sp.sympify(engaged)
     kill = sp.Integer(0) if killing is None else sp.sympify(killing)
+    t_inf = S("t_inf") if t_infusion is None else sp.sympify(t_infusion)
     thT, thD, thA, thR = (dr.occupancy(d) for d in ("tcz", "dex", "ana", "rim"))
 
     def k(name: str) -> sp.Expr:  # first-order rate from a half-life parameter
@@ -318,7 +347,10 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
     dN = S("Endo") / S("K_endo_neuro") + S1 / S("K_il1_neuro") + S("IL6") / S("K_il6_neuro")
 
     reactions = [
-        Reaction("ifng_release", {"IFNg": 1}, S("sigma_ifng") * E / vml, "IFN-gamma/GM-CSF from engaged CAR-T cells"),
+        Reaction("ifng_release", {"IFNg": 1}, S("sigma_ifng") * E * (1 + S("a_act") * S("Pact")) / vml,
+                 "IFN-gamma/GM-CSF from engaged CAR-T cells (more while the product is still activated ex vivo)"),
+        Reaction("product_rest", {"Pact": -1}, k("act_thalf") * S("Pact"),
+                 "the product's ex vivo activation state wanes"),
         Reaction("ifng_clear", {"IFNg": -1}, k("ifng_thalf") * S("IFNg"), "IFN-gamma clearance"),
         Reaction("mac_on", {"Mact": 1}, S("k_mac") * u_mac / (1 + u_mac) * steroid_mac * (1 - S("Mact")),
                  "IFN-gamma/GM-CSF and target-cell debris activate host monocytes/macrophages"),
@@ -418,6 +450,8 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
 
     ster = sp.Max(_by_rule(S("steroids_at_crs_grade"), crs_m), _by_rule(S("steroids_at_icans_grade"), icans_m))
     events = (
+        Event("product_activation", At(t_inf), {"Pact": sp.Integer(1)},
+              description="the infused CAR-T product arrives in its ex vivo activated state"),
         dr.dose_event("tcz", _by_rule(S("tcz_at_crs_grade"), crs_m), dr.tcz_dose_conc(W), sets_flag=True,
                       description="tocilizumab at the CRS grade of tcz_at_crs_grade (repeated every 8 h while it holds, <= 4 doses)"),
         dr.dose_event("dex", ster, dr.dex_dose_conc(W), sets_flag=True,
@@ -437,6 +471,6 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
         "CRS and ICANS grade (in-model)": ["crs_grade_model", "icans_grade_model"],
         "Management drugs": ["tocilizumab_ug_ml", "dexamethasone_ng_ml", "anakinra_ug_ml", "rimiducid_ng_ml"],
     }
-    mech = Block(species=_SPECIES + dr.DRUG_SPECIES, params=TOX_PARAMS + RULE_PARAMS + dr.DRUG_PARAMS,
+    mech = Block(species=_SPECIES + dr.DRUG_SPECIES, params=_with_overrides(overrides) + RULE_PARAMS + dr.DRUG_PARAMS,
                  reactions=tuple(reactions), observables=observables, events=events, groups=groups)
     return mech
