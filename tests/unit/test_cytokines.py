@@ -299,3 +299,26 @@ def test_hybrid_integrates_cytokines_deterministically_and_matches_the_ode():
     ifng = net.species_names.index("IFNg")
     small = hyb.y[0, :, ifng][(hyb.y[0, :, ifng] > 0) & (hyb.y[0, :, ifng] < 100)]
     assert np.all(small != np.round(small))
+
+
+def test_disease_overrides_set_block_defaults_and_unknown_names_are_refused():
+    b = toxicity_block(engaged=sym("E"), car_species=["A1"], volume_ul=sp.Float(5e6),
+                       overrides={"sigma_ifng": (5e-4, "test source")})
+    p = {q.name: q for q in b.params}["sigma_ifng"]
+    assert p.value == 5e-4 and p.source == "test source"
+    with pytest.raises(ValueError, match=r"\['sigma_ifn'\].*TOX_PARAMS"):
+        toxicity_block(engaged=sym("E"), car_species=["A1"], volume_ul=sp.Float(5e6), overrides={"sigma_ifn": (1.0, "x")})
+    # the myeloma model carries its own default; lbcl and B-ALL the block's
+    from livingdrug.models import get_model
+    assert get_model("myeloma").network().param("sigma_ifng").value == 5e-4
+    assert car_t.build().param("sigma_ifng").value == 1e-3
+
+
+def test_product_activation_is_set_at_infusion_and_wanes_with_its_half_life():
+    """Pact' = -ln2/t_half Pact after Pact <- 1 at t_inf: Pact(t_inf + t_half) = 1/2 (closed form)."""
+    r = _run()
+    t, pact = _t(r), _v(r, "Pact")
+    assert pact[t < 0].max() == 0.0
+    th = car_t.build().param("act_thalf").value
+    for day in (1.0, th, 2 * th):
+        assert pact[np.argmin(np.abs(t - day))] == pytest.approx(2.0 ** (-day / th), rel=1e-4)

@@ -26,7 +26,8 @@ B-cell aplasia keeps IL-6 up.
 
 .. math::
 
-   I' &= σ_I E / V_{mL} − k_I I       && \text{CAR-T-derived IFN-γ (pg/mL; serum level } I_0 + I) \\
+   I' &= σ_I E (1 + a_{act} P_{act}) / V_{mL} − k_I I  && \text{CAR-T-derived IFN-γ (pg/mL; serum level } I_0 + I) \\
+   P_{act}' &= −\frac{\ln 2}{t_{½,act}} P_{act},\quad P_{act} ← 1 \text{ at the infusion} && \text{ex vivo activation of the product} \\
    u &= (I/K_I)^2 + (κ/K_{lys})^2,\quad
    M' = k_M \frac{u}{1 + u}(1 − e_{mac} θ_D)(1 − M) − k_{M,off} M  && \text{activated macrophage fraction} \\
    S_1 &= L_1 (1 − θ_A)                                                && \text{IL-1 signalling (pg/mL)} \\
@@ -100,11 +101,25 @@ any value above 4, e.g. the default 9, = never), so scenarios set them in ``[par
 
 Each tocilizumab, dexamethasone or anakinra dose sets ``anticytokine_given``.
 
-Calibration (``tests/unit/test_cytokines.py``): with the default B-ALL patient (2.1e11
-leukaemic cells, 1e8 CAR-T) fever starts on day ~5 and CRS reaches grade 3 on days 8–11
-(ELIANA median onset 3 d, range 1–22, 46–47 % grade 3–4; Maude SL et al. 2018 NEJM
-378:439); severity and peak IL-6 rise with marrow burden and track the CAR-T peak (Hay KA et
-al. 2017 Blood 130:2295); a higher dose brings CRS earlier; ICANS (grade 2) follows CRS.
+Product activation: the CAR-T product is activated ex vivo (anti-CD3/CD28, IL-2) and arrives
+secreting more IFN-γ/GM-CSF per engaged cell; the state ``P_act`` (set to 1 by the event
+``product_activation`` at ``t_infusion``, default the parameter ``t_inf``) wanes with
+half-life ``act_thalf`` (2.5 d) and multiplies secretion by ``1 + a_act P_act`` (``a_act`` = 30;
+assumption, calibrated; product polyfunctionality goes with CRS, Rossi J et al. 2018 Blood
+132:804).  It gives the early fever of the trials and makes severity rise with dose although
+the cell models' CAR-T peak is set by the tumour: a bigger dose engages the tumour while the
+product is still activated.  ``overrides`` lets a disease builder set its own defaults of
+:data:`TOX_PARAMS` (``{name: (value, source)}``, e.g. myeloma's ``sigma_ifng``).
+
+Calibration (``tests/unit/test_cytokines.py``, ``tests/unit/test_models_tumours.py``): the
+default B-ALL patient (2.1e11 leukaemic cells, 1e8 CAR-T) has CRS from day 3.0 reaching grade 3
+and ICANS from day 5.25, grade 2 (ELIANA median onset 3 d, range 1–22, 46 % grade 3–4; Maude
+SL et al. 2018 NEJM 378:439); LBCL (``cd19-lbcl``) onset day 3.75, grade 2 (ZUMA-1 median 2 d,
+13 % grade ≥ 3; Neelapu SS et al. 2017 NEJM 377:2531); myeloma (``bcma-myeloma``) onset day
+2.5, grade 2 (KarMMa median 1 d, 5 % grade ≥ 3; Munshi NC et al. 2021 NEJM 384:705).  Peak
+IL-6 rises with marrow burden (ordered as the CAR-T peak) and strictly with dose, and the
+grade does not fall with either (Hay KA et al. 2017 Blood 130:2295); ICANS follows CRS.
+Tables: docs/models.md.
 This is a research model, not a clinical tool.
 """
 
@@ -316,7 +331,10 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
     ``switch_kill_<species>``).  ``volume_ul``: blood volume (µL).  ``weight_kg``: body weight
     for weight-based doses (default: the model's parameter ``weight``, kg).  ``killing``:
     the rate at which CAR cells kill antigen-positive cells (cell/d; default none), whose
-    debris (DAMPs of pyroptotic targets) also activates macrophages.
+    debris (DAMPs of pyroptotic targets) also activates macrophages.  ``t_infusion``: the
+    infusion time (d; default the parameter ``t_inf``), when the product's ex vivo activation
+    state ``Pact`` is set to 1.  ``overrides``: the disease's own defaults of
+    :data:`TOX_PARAMS`, ``{name: (value, source)}`` (an unknown name is a ``ValueError``).
 
     The disease model should also multiply its antigen-driven CAR proliferation by
     :func:`expansion_factor` (steroids), and set ``meta["ode_only_species"]`` to the block's

@@ -26,7 +26,11 @@ Toxicity (option ``toxicity``, default on)
 The CRS/ICANS mechanism, management drugs and suicide switch of
 :func:`livingdrug.models.cytokines.toxicity_block` are merged into both models, with the
 block's *engaged* cells = killing-capable CAR-T times their antigen signal (lbcl: body
-``C_k g(B_N)`` + lesions ``C_k,tu g(A_tu)``; myeloma: ``C_k φ g(A)``), its *killing* rate =
+``C_k g(B_N)`` + lesions ``w_cyt_lesion · C_k,tu g(A_tu)``, the lesion-engaged cells weighted
+6.5-fold because they meet tumour-associated macrophages at a higher local IFN-γ than blood
+carries — an assumption calibrated to the ZUMA-1 median CRS onset of 2 d; myeloma:
+``C_k φ g(A)``, with its own ``sigma_ifng`` default of ``MYELOMA_TOX_DEFAULTS``, half the
+B-ALL value, calibrated to KarMMa's 5 % grade ≥ 3), its *killing* rate =
 the CAR-T kill reactions on tumour and normal target cells (cell/d), every CAR species for
 the switch and steroids, and the blood volume ``10⁶ V_b`` µL; antigen-driven CAR-T
 proliferation is multiplied by :func:`~livingdrug.models.cytokines.expansion_factor`
@@ -136,6 +140,7 @@ __all__ = [
     "spd_from_cells",
     "LBCL_DEFAULTS",
     "MYELOMA_DEFAULTS",
+    "MYELOMA_TOX_DEFAULTS",
 ]
 
 Row = tuple[str, float, str, tuple[float, float], str, str]
