@@ -114,10 +114,11 @@ def test_toxicity_option_is_a_flag_and_can_be_switched_off():
 def test_default_patient_crs_onset_grade_and_later_icans():
     r = _run()
     onset = _onset(r)
-    # ELIANA: median onset 3 d, range 1-22; issue 4 asks for 1-14 d
-    assert 1.0 <= onset <= 14.0
-    # high marrow burden: grade 2-3 (ELIANA 46-47 % grade 3-4)
-    assert 2 <= _v(r, "crs_grade_model").max() <= 3
+    # ELIANA (Maude 2018, 75 infused): median onset 3 d, range 1-22; a high-burden patient
+    # (2.1e11 blasts) should start within 2-4 d
+    assert 2.0 <= onset <= 4.0
+    # high marrow burden: grade 3 (ELIANA 46-47 % grade 3-4)
+    assert _v(r, "crs_grade_model").max() == 3
     # ICANS later than CRS and at most grade 3 (ELIANA: no grade 4 neurological events)
     assert _onset(r, "icans_grade_model") > onset
     assert _v(r, "icans_grade_model").max() <= 3
@@ -150,18 +151,39 @@ def test_higher_burden_gives_earlier_more_severe_crs_and_more_il6():
     assert il6[0] < il6[1] < il6[2]
 
 
-def test_higher_dose_gives_earlier_crs_of_at_least_the_same_grade():
+def test_higher_dose_gives_earlier_crs_more_il6_and_no_lower_grade():
+    """Hay KA et al. 2017 Blood 130:2295: CAR-T dose is a risk factor of severe CRS. Default
+    burden (2.1e11 blasts): over 1e7, 1e8, 1e9 CAR-T cells onset comes earlier, peak IL-6
+    strictly rises and the maximal grade does not fall, although the CAR-T peak (set by the
+    tumour) does not rise with dose: the mechanism is the product's ex vivo activation state,
+    which wanes after infusion, so a bigger dose engages the leukaemia while its cells still
+    secrete more IFN-gamma per engaged cell."""
     runs = [_run(dose=d) for d in (1e7, 1e8, 1e9)]
     onsets = [_onset(r) for r in runs]
     grades = [_v(r, "crs_grade_model").max() for r in runs]
+    il6 = [_v(r, "il6_pg_ml").max() for r in runs]
+    cmax = [_v(r, "car_t_total").max() for r in runs]
     assert onsets[0] > onsets[1] > onsets[2]
+    assert il6[0] < il6[1] < il6[2]
     assert grades[0] <= grades[1] <= grades[2]
+    assert cmax[0] > cmax[2]  # the tumour, not the dose, sets the CAR-T peak in this cell model
 
 
-def test_peak_il6_tracks_car_t_expansion():
-    # Hay 2017: CRS severity tracks CAR-T Cmax; across burden and dose variants the peak IL-6
+def test_higher_dose_raises_the_grade_at_a_moderate_burden():
+    """At a moderate marrow burden (5e10 blasts), where the grade is not saturated, a higher
+    dose gives strictly more IL-6 and the maximal grade rises within 1e7-1e9 CAR-T cells (Hay
+    2017: dose is a risk factor of severe CRS)."""
+    runs = [_run(dose=d, leukaemia=5e10) for d in (1e7, 1e8, 1e9)]
+    grades = [_v(r, "crs_grade_model").max() for r in runs]
+    il6 = [_v(r, "il6_pg_ml").max() for r in runs]
+    assert il6[0] < il6[1] < il6[2]
+    assert grades[0] <= grades[1] <= grades[2] and grades[0] < grades[2]
+
+
+def test_peak_il6_tracks_car_t_expansion_across_burden():
+    # Hay 2017: CRS severity tracks CAR-T Cmax; across marrow burden (same dose) the peak IL-6
     # orders exactly as the CAR-T peak (Spearman rank correlation 1)
-    runs = [_run(leukaemia=L) for L in (2e10, 1e11, 4e11)] + [_run(dose=d) for d in (1e7, 1e9)] + [_run()]
+    runs = [_run(leukaemia=L) for L in (2e10, 1e11, 4e11)] + [_run()]
     cmax = np.array([_v(r, "car_t_total").max() for r in runs])
     il6 = np.array([_v(r, "il6_pg_ml").max() for r in runs])
     assert (np.argsort(np.argsort(cmax)) == np.argsort(np.argsort(il6))).all()
@@ -277,3 +299,26 @@ def test_hybrid_integrates_cytokines_deterministically_and_matches_the_ode():
     ifng = net.species_names.index("IFNg")
     small = hyb.y[0, :, ifng][(hyb.y[0, :, ifng] > 0) & (hyb.y[0, :, ifng] < 100)]
     assert np.all(small != np.round(small))
+
+
+def test_disease_overrides_set_block_defaults_and_unknown_names_are_refused():
+    b = toxicity_block(engaged=sym("E"), car_species=["A1"], volume_ul=sp.Float(5e6),
+                       overrides={"sigma_ifng": (5e-4, "test source")})
+    p = {q.name: q for q in b.params}["sigma_ifng"]
+    assert p.value == 5e-4 and p.source == "test source"
+    with pytest.raises(ValueError, match=r"\['sigma_ifn'\].*TOX_PARAMS"):
+        toxicity_block(engaged=sym("E"), car_species=["A1"], volume_ul=sp.Float(5e6), overrides={"sigma_ifn": (1.0, "x")})
+    # the myeloma model carries its own default; lbcl and B-ALL the block's
+    from livingdrug.models import get_model
+    assert get_model("myeloma").network().param("sigma_ifng").value == 5e-4
+    assert car_t.build().param("sigma_ifng").value == 1e-3
+
+
+def test_product_activation_is_set_at_infusion_and_wanes_with_its_half_life():
+    """Pact' = -ln2/t_half Pact after Pact <- 1 at t_inf: Pact(t_inf + t_half) = 1/2 (closed form)."""
+    r = _run()
+    t, pact = _t(r), _v(r, "Pact")
+    assert pact[t < 0].max() == 0.0
+    th = car_t.build().param("act_thalf").value
+    for day in (1.0, th, 2 * th):
+        assert pact[np.argmin(np.abs(t - day))] == pytest.approx(2.0 ** (-day / th), rel=1e-4)

@@ -26,7 +26,8 @@ B-cell aplasia keeps IL-6 up.
 
 .. math::
 
-   I' &= σ_I E / V_{mL} − k_I I       && \text{CAR-T-derived IFN-γ (pg/mL; serum level } I_0 + I) \\
+   I' &= σ_I E (1 + a_{act} P_{act}) / V_{mL} − k_I I  && \text{CAR-T-derived IFN-γ (pg/mL; serum level } I_0 + I) \\
+   P_{act}' &= −\frac{\ln 2}{t_{½,act}} P_{act},\quad P_{act} ← 1 \text{ at the infusion} && \text{ex vivo activation of the product} \\
    u &= (I/K_I)^2 + (κ/K_{lys})^2,\quad
    M' = k_M \frac{u}{1 + u}(1 − e_{mac} θ_D)(1 − M) − k_{M,off} M  && \text{activated macrophage fraction} \\
    S_1 &= L_1 (1 − θ_A)                                                && \text{IL-1 signalling (pg/mL)} \\
@@ -100,22 +101,37 @@ any value above 4, e.g. the default 9, = never), so scenarios set them in ``[par
 
 Each tocilizumab, dexamethasone or anakinra dose sets ``anticytokine_given``.
 
-Calibration (``tests/unit/test_cytokines.py``): with the default B-ALL patient (2.1e11
-leukaemic cells, 1e8 CAR-T) fever starts on day ~5 and CRS reaches grade 3 on days 8–11
-(ELIANA median onset 3 d, range 1–22, 46–47 % grade 3–4; Maude SL et al. 2018 NEJM
-378:439); severity and peak IL-6 rise with marrow burden and track the CAR-T peak (Hay KA et
-al. 2017 Blood 130:2295); a higher dose brings CRS earlier; ICANS (grade 2) follows CRS.
+Product activation: the CAR-T product is activated ex vivo (anti-CD3/CD28, IL-2) and arrives
+secreting more IFN-γ/GM-CSF per engaged cell; the state ``P_act`` (set to 1 by the event
+``product_activation`` at ``t_infusion``, default the parameter ``t_inf``) wanes with
+half-life ``act_thalf`` (2.5 d) and multiplies secretion by ``1 + a_act P_act`` (``a_act`` = 30;
+assumption, calibrated; product polyfunctionality goes with CRS, Rossi J et al. 2018 Blood
+132:804).  It gives the early fever of the trials and makes severity rise with dose although
+the cell models' CAR-T peak is set by the tumour: a bigger dose engages the tumour while the
+product is still activated.  ``overrides`` lets a disease builder set its own defaults of
+:data:`TOX_PARAMS` (``{name: (value, source)}``, e.g. myeloma's ``sigma_ifng``).
+
+Calibration (``tests/unit/test_cytokines.py``, ``tests/unit/test_models_tumours.py``): the
+default B-ALL patient (2.1e11 leukaemic cells, 1e8 CAR-T) has CRS from day 3.0 reaching grade 3
+and ICANS from day 5.25, grade 2 (ELIANA median onset 3 d, range 1–22, 46 % grade 3–4; Maude
+SL et al. 2018 NEJM 378:439); LBCL (``cd19-lbcl``) onset day 3.75, grade 2 (ZUMA-1 median 2 d,
+13 % grade ≥ 3; Neelapu SS et al. 2017 NEJM 377:2531); myeloma (``bcma-myeloma``) onset day
+2.5, grade 2 (KarMMa median 1 d, 5 % grade ≥ 3; Munshi NC et al. 2021 NEJM 384:705).  Peak
+IL-6 rises with marrow burden (ordered as the CAR-T peak) and strictly with dose, and the
+grade does not fall with either (Hay KA et al. 2017 Blood 130:2295); ICANS follows CRS.
+Tables: docs/models.md.
 This is a research model, not a clinical tool.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import sympy as sp
 
-from ..network import Event, Observable, Reaction, Species, When, sym
+from ..network import At, Event, Observable, Reaction, Species, When, sym
 from ..params import Param
 from . import drugs as dr
 from .block import Block, combine, merge_block
@@ -155,12 +171,20 @@ TOX_PARAMS: tuple[Param, ...] = (
     _p("sigma_ifng", 0.001, "pg/cell/d", (0.0, 1e3),
        f"assumption: calibrated so IFN-gamma peaks at hundreds of pg/mL in severe CRS ({_TEACHEY})",
        "IFN-gamma/GM-CSF secretion per engaged CAR cell"),
+    _p("a_act", 30.0, "1", (0.0, 100.0),
+       "assumption: calibrated; the product is activated ex vivo (anti-CD3/CD28, IL-2) and its cells and their "
+       "progeny secrete several-fold more IFN-gamma/GM-CSF per engaged cell early after infusion (product "
+       "polyfunctionality is associated with CRS: Rossi J et al. 2018 Blood 132:804)",
+       "extra IFN-gamma secretion of freshly infused (ex vivo activated) CAR cells, relative"),
+    _p("act_thalf", 2.5, "d", (1e-2, 100.0),
+       "assumption: the ex vivo activation state of the product wanes over days in vivo",
+       "half-life of the product's ex vivo activation state"),
     _p("ifng_thalf", 2.0 * _H, "d", (1e-3, 10.0), "assumption: serum IFN-gamma half-life of hours",
        "IFN-gamma half-life"),
     # --- macrophages --------------------------------------------------------------------------
     _p("K_ifng", 1000.0, "pg/mL", (1e-3, 1e6), "assumption: calibrated; IFN-gamma of ~1000 pg/mL activates macrophages half-maximally",
        "IFN-gamma at half-maximal macrophage activation"),
-    _p("K_lysis", 1.0e11, "cell/d", (1.0, 1e15),
+    _p("K_lysis", 1.2e11, "cell/d", (1.0, 1e15),
        "assumption: calibrated; pyroptotic target cells release DAMPs that activate macrophages (Liu Y et al. 2020 "
        "Sci Immunol 5:eaax7969)",
        "killing rate giving unit macrophage-activating drive"),
@@ -191,7 +215,7 @@ TOX_PARAMS: tuple[Param, ...] = (
        "assumption: calibrated to serum IL-1 of tens of pg/mL in severe CRS", "IL-1 release by fully activated macrophages"),
     _p("il1_thalf", 2.0 * _H, "d", (1e-3, 10.0), "assumption: IL-1beta half-life of hours", "IL-1 half-life"),
     # --- endothelium ------------------------------------------------------------------------
-    _p("K_il6_endo", 3500.0, "pg/mL", (1e-3, 1e8),
+    _p("K_il6_endo", 6000.0, "pg/mL", (1e-3, 1e8),
        "assumption: calibrated so a high marrow burden gives grade 3 CRS and a lower one grade 2 (Hay KA et al. 2017 Blood 130:2295)", "IL-6 signalling scale of endothelial drive"),
     _p("K_il1_endo", 120.0, "pg/mL", (1e-3, 1e8), "assumption", "IL-1 signalling scale of endothelial drive"),
     _p("k_endo", 2.0, "1/d", (0.0, 100.0), "assumption: capillary leak develops over ~1 d", "endothelial activation rate"),
@@ -260,6 +284,7 @@ _SPECIES: tuple[Species, ...] = (
     Species("IL1", "pg/mL", 1.0, "serum IL-1"),
     Species("Endo", "1", 0.0, "endothelial activation (capillary leak)"),
     Species("Neuro", "1", 0.0, "neuroinflammation (ICANS state)"),
+    Species("Pact", "1", 0.0, "ex vivo activation state of the CAR-T product (1 at infusion, wanes)"),
     Species("acyt_flag", "1", 0.0, "1 once antipyretic/anti-cytokine therapy was given"),
 )
 
@@ -279,8 +304,26 @@ def _by_rule(k: sp.Expr, margins: Sequence[sp.Expr]) -> sp.Expr:
     return sp.Piecewise(*pieces, (-1, True))
 
 
+def _with_overrides(overrides: Mapping[str, tuple[float, str]] | None) -> tuple[Param, ...]:
+    """:data:`TOX_PARAMS` with a disease model's own defaults ``{name: (value, source)}``."""
+    own = dict(overrides or {})
+    unknown = sorted(set(own) - {p.name for p in TOX_PARAMS})
+    if unknown:
+        raise ValueError(f"toxicity_block overrides {unknown}: not parameters of the toxicity block; "
+                         f"expected names from TOX_PARAMS (e.g. sigma_ifng, K_lysis)")
+    out = []
+    for p in TOX_PARAMS:
+        if p.name in own:
+            value, source = own[p.name]
+            p = replace(p, value=float(value), source=source)
+        out.append(p)
+    return tuple(out)
+
+
 def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: sp.Expr,
-                   weight_kg: sp.Expr | None = None, killing: sp.Expr | None = None) -> Block:
+                   weight_kg: sp.Expr | None = None, killing: sp.Expr | None = None,
+                   t_infusion: sp.Expr | None = None,
+                   overrides: Mapping[str, tuple[float, str]] | None = None) -> Block:
     """The CRS/ICANS mechanism, clinical signs, management drugs and suicide switch.
 
     ``engaged``: antigen-engaged, killing-capable CAR cells (cell), e.g. ``C_k · g(A)``.
@@ -288,7 +331,10 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
     ``switch_kill_<species>``).  ``volume_ul``: blood volume (µL).  ``weight_kg``: body weight
     for weight-based doses (default: the model's parameter ``weight``, kg).  ``killing``:
     the rate at which CAR cells kill antigen-positive cells (cell/d; default none), whose
-    debris (DAMPs of pyroptotic targets) also activates macrophages.
+    debris (DAMPs of pyroptotic targets) also activates macrophages.  ``t_infusion``: the
+    infusion time (d; default the parameter ``t_inf``), when the product's ex vivo activation
+    state ``Pact`` is set to 1.  ``overrides``: the disease's own defaults of
+    :data:`TOX_PARAMS`, ``{name: (value, source)}`` (an unknown name is a ``ValueError``).
 
     The disease model should also multiply its antigen-driven CAR proliferation by
     :func:`expansion_factor` (steroids), and set ``meta["ode_only_species"]`` to the block's
@@ -303,6 +349,7 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
     vml = sp.sympify(volume_ul) / 1000
     E = sp.sympify(engaged)
     kill = sp.Integer(0) if killing is None else sp.sympify(killing)
+    t_inf = S("t_inf") if t_infusion is None else sp.sympify(t_infusion)
     thT, thD, thA, thR = (dr.occupancy(d) for d in ("tcz", "dex", "ana", "rim"))
 
     def k(name: str) -> sp.Expr:  # first-order rate from a half-life parameter
@@ -318,7 +365,10 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
     dN = S("Endo") / S("K_endo_neuro") + S1 / S("K_il1_neuro") + S("IL6") / S("K_il6_neuro")
 
     reactions = [
-        Reaction("ifng_release", {"IFNg": 1}, S("sigma_ifng") * E / vml, "IFN-gamma/GM-CSF from engaged CAR-T cells"),
+        Reaction("ifng_release", {"IFNg": 1}, S("sigma_ifng") * E * (1 + S("a_act") * S("Pact")) / vml,
+                 "IFN-gamma/GM-CSF from engaged CAR-T cells (more while the product is still activated ex vivo)"),
+        Reaction("product_rest", {"Pact": -1}, k("act_thalf") * S("Pact"),
+                 "the product's ex vivo activation state wanes"),
         Reaction("ifng_clear", {"IFNg": -1}, k("ifng_thalf") * S("IFNg"), "IFN-gamma clearance"),
         Reaction("mac_on", {"Mact": 1}, S("k_mac") * u_mac / (1 + u_mac) * steroid_mac * (1 - S("Mact")),
                  "IFN-gamma/GM-CSF and target-cell debris activate host monocytes/macrophages"),
@@ -418,6 +468,8 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
 
     ster = sp.Max(_by_rule(S("steroids_at_crs_grade"), crs_m), _by_rule(S("steroids_at_icans_grade"), icans_m))
     events = (
+        Event("product_activation", At(t_inf), {"Pact": sp.Integer(1)},
+              description="the infused CAR-T product arrives in its ex vivo activated state"),
         dr.dose_event("tcz", _by_rule(S("tcz_at_crs_grade"), crs_m), dr.tcz_dose_conc(W), sets_flag=True,
                       description="tocilizumab at the CRS grade of tcz_at_crs_grade (repeated every 8 h while it holds, <= 4 doses)"),
         dr.dose_event("dex", ster, dr.dex_dose_conc(W), sets_flag=True,
@@ -437,6 +489,6 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
         "CRS and ICANS grade (in-model)": ["crs_grade_model", "icans_grade_model"],
         "Management drugs": ["tocilizumab_ug_ml", "dexamethasone_ng_ml", "anakinra_ug_ml", "rimiducid_ng_ml"],
     }
-    mech = Block(species=_SPECIES + dr.DRUG_SPECIES, params=TOX_PARAMS + RULE_PARAMS + dr.DRUG_PARAMS,
+    mech = Block(species=_SPECIES + dr.DRUG_SPECIES, params=_with_overrides(overrides) + RULE_PARAMS + dr.DRUG_PARAMS,
                  reactions=tuple(reactions), observables=observables, events=events, groups=groups)
     return mech

@@ -26,7 +26,11 @@ Toxicity (option ``toxicity``, default on)
 The CRS/ICANS mechanism, management drugs and suicide switch of
 :func:`livingdrug.models.cytokines.toxicity_block` are merged into both models, with the
 block's *engaged* cells = killing-capable CAR-T times their antigen signal (lbcl: body
-``C_k g(B_N)`` + lesions ``C_k,tu g(A_tu)``; myeloma: ``C_k φ g(A)``), its *killing* rate =
+``C_k g(B_N)`` + lesions ``w_cyt_lesion · C_k,tu g(A_tu)``, the lesion-engaged cells weighted
+6.5-fold because they meet tumour-associated macrophages at a higher local IFN-γ than blood
+carries — an assumption calibrated to the ZUMA-1 median CRS onset of 2 d; myeloma:
+``C_k φ g(A)``, with its own ``sigma_ifng`` default of ``MYELOMA_TOX_DEFAULTS``, half the
+B-ALL value, calibrated to KarMMa's 5 % grade ≥ 3), its *killing* rate =
 the CAR-T kill reactions on tumour and normal target cells (cell/d), every CAR species for
 the switch and steroids, and the blood volume ``10⁶ V_b`` µL; antigen-driven CAR-T
 proliferation is multiplied by :func:`~livingdrug.models.cytokines.expansion_factor`
@@ -136,6 +140,7 @@ __all__ = [
     "spd_from_cells",
     "LBCL_DEFAULTS",
     "MYELOMA_DEFAULTS",
+    "MYELOMA_TOX_DEFAULTS",
 ]
 
 Row = tuple[str, float, str, tuple[float, float], str, str]
@@ -185,6 +190,11 @@ _LBCL_ROWS: tuple[Row, ...] = (
     ("n_les", 6.0, "1", (1.0, 6.0),
      "Cheson BD et al. 2014 J Clin Oncol 32:3059 (Lugano: up to 6 target lesions measured); assumption: equal spheres",
      "number of measured target lesions"),
+    ("w_cyt_lesion", 6.5, "1", (0.0, 100.0),
+     "assumption: calibrated; CAR-T cells engaged in lymph-node/lesion tissue meet tumour-associated macrophages "
+     "there at higher local IFN-gamma/GM-CSF than in blood (ZUMA-1 CRS median onset 2 d: Neelapu SS et al. 2017 "
+     "NEJM 377:2531)",
+     "weight of lesion-engaged CAR-T cells in the macrophage-activating IFN-gamma drive, relative to blood"),
     ("B_n", 200.0, "cell/uL", (1.0, 2000.0), "assumption: adult blood B-cell count 100-500 /uL",
      "normal blood B-cell count at steady state"),
     ("d_B", 0.02, "1/d", (1e-4, 1.0),
@@ -241,6 +251,14 @@ _MYELOMA_ROWS: tuple[Row, ...] = (
      "inhibits BCMA CAR-T recognition)",
      "sBCMA half-inhibition concentration"),
 )
+
+#: myeloma's own defaults of toxicity-block parameters (value, source)
+MYELOMA_TOX_DEFAULTS: Mapping[str, tuple[float, str]] = {
+    "sigma_ifng": (5.0e-4,
+                   "assumption: calibrated to KarMMa (Munshi NC et al. 2021 NEJM 384:705: CRS 84 %, grade >= 3 5 %, "
+                   "median onset 1 d): BCMA CAR-T engaged on marrow plasma cells put half as much IFN-gamma/GM-CSF "
+                   "into blood per cell as CD19 CAR-T on circulating B-ALL blasts"),
+}
 
 #: default lymphoma burden (cells) and CD19-negative fraction
 LBCL_TUMOUR = 5.0e10
@@ -472,7 +490,7 @@ def build_lbcl(*, lymphodepletion: bool = True, tumour: float = LBCL_TUMOUR,
         "Normal T cells": ["t_cells_blood"],
     }
     car_names = [f"C_{p}{x}" for x in ("", "_tu") for p in car_t.PHENOTYPES]
-    block = toxicity_block(engaged=Ck_b * g_b + Ck_tu * g_tu, car_species=car_names, volume_ul=Vul,
+    block = toxicity_block(engaged=Ck_b * g_b + S("w_cyt_lesion") * Ck_tu * g_tu, car_species=car_names, volume_ul=Vul,
                            killing=_killing(reactions, ("kill_T_pos", "kill_B_N"))) if tox else Block()
     groups.update({k: list(v) for k, v in block.groups.items()})
     return Network(
@@ -607,7 +625,8 @@ def build_myeloma(*, lymphodepletion: bool = True, myeloma: float = MYELOMA_CELL
         "Soluble BCMA": ["soluble_bcma"],
     }
     block = toxicity_block(engaged=_killers("") * g, car_species=[f"C_{p}" for p in car_t.PHENOTYPES],
-                           volume_ul=Vul, killing=_killing(reactions, ("kill_My_pos", "kill_P_N"))) if tox else Block()
+                           volume_ul=Vul, killing=_killing(reactions, ("kill_My_pos", "kill_P_N")),
+                           overrides=MYELOMA_TOX_DEFAULTS) if tox else Block()
     groups.update({k: list(v) for k, v in block.groups.items()})
     return Network(
         name="myeloma", species=species + block.species, params=params + block.params,

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..io.atomic import atomic_write_with
 
-__all__ = ["write_figures", "figure_groups", "clone_composition_figure", "toxicity_figure", "TOXICITY_FIGURE"]
+__all__ = ["write_figures", "figure_groups", "clone_composition_figure", "toxicity_figure", "toxicity_window",
+           "TOXICITY_FIGURE"]
 
 #: file name of the toxicity figure in a run folder
 TOXICITY_FIGURE = "crs_and_icans_grade.png"
@@ -149,6 +150,30 @@ def write_figures(result: Any, out: Path, *, patient: int = 0) -> list[Path]:
     return paths
 
 
+def toxicity_window(
+    t: np.ndarray,
+    grades: dict[str, np.ndarray],
+    *,
+    t_dose: float | None = 0.0,
+    min_days: float = 30.0,
+    tail_days: float = 7.0,
+) -> tuple[float, float]:
+    """The time window (d) that shows a CRS/ICANS episode: from the first output time to
+    ``max(t_dose + min_days, t_last + tail_days)``, where ``t_last`` is the last output time at
+    which any grade in ``grades`` is ≥ 1, clipped to the run ``[t[0], t[-1]]``.  Without an
+    infusion time (``t_dose=None``) the window counts ``min_days`` from ``t[0]``."""
+    t = np.asarray(t, dtype=float)
+    if t.size == 0:
+        raise ValueError("toxicity_window: t is empty; expected at least one output time (d)")
+    start = float(t[0])
+    end = (start if t_dose is None else float(t_dose)) + min_days
+    for g in grades.values():
+        on = np.flatnonzero(np.asarray(g, dtype=float) >= 1)
+        if on.size:
+            end = max(end, float(t[on[-1]]) + tail_days)
+    return start, float(min(end, t[-1]))
+
+
 def toxicity_figure(
     t: np.ndarray,
     grades: dict[str, np.ndarray],
@@ -156,6 +181,7 @@ def toxicity_figure(
     *,
     title: str = "CRS and ICANS grade over time",
     t_dose: float | None = 0.0,
+    zoom: bool = True,
 ) -> Any:
     """"CRS and ICANS grade over time": a step plot of ``grades["crs_grade"]`` and
     ``grades["icans_grade"]`` (ASTCT 0–4, Lee DW et al. 2019, Biol Blood Marrow Transplant
@@ -163,7 +189,9 @@ def toxicity_figure(
     when given (``signs`` by contract role): body temperature (°C, fever line at 38 °C),
     systolic blood pressure (mmHg, hypotension line at 90 mmHg), oxygen support level and
     number of vasopressors.  ``t`` in days, the infusion at ``t_dose`` (dotted; ``None`` for
-    none); returns a ``matplotlib.figure.Figure``."""
+    none); returns a ``matplotlib.figure.Figure``.  With ``zoom`` (default) the x-axis shows
+    only :func:`toxicity_window` (the episode, not a whole year's run) and its label says so.
+    """
     from matplotlib.figure import Figure
 
     t = np.asarray(t, dtype=float)
@@ -209,7 +237,15 @@ def toxicity_figure(
         for a in axes:
             a.axvline(t_dose, color="k", lw=0.8, ls=":")
         axes[0].text(t_dose, 4.3, " infusion", fontsize=7, va="top")
-    axes[-1].set_xlabel("time (d)")
+    if zoom and t.size:
+        lo, hi = toxicity_window(t, grades, t_dose=t_dose)
+        if hi > lo:
+            axes[-1].set_xlim(lo, hi)
+        zoomed = hi < float(t[-1])
+        axes[-1].set_xlabel(f"time (d) — zoomed to the toxicity window, days {lo:g} to {hi:g} of the run"
+                            if zoomed else "time (d)")
+    else:
+        axes[-1].set_xlabel("time (d)")
     fig.text(0.99, 0.005, _DISCLAIMER, ha="right", va="bottom", fontsize=6, color="grey")
     fig.tight_layout()
     return fig
