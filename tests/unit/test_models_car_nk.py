@@ -6,7 +6,7 @@ cord-blood CD19 CAR-NK with IL-15 and iCasp9 in 11 patients with CD19+ lymphoma/
 levels (1e5, 1e6, 1e7 cells/kg) after Flu/Cy: 8/11 responded, 7 CR; no CRS, no ICANS, no GvHD;
 CAR-NK persisted at low levels for at least 12 months.  CAR-T comparison: the default car_t
 patient (ELIANA-like; Maude SL et al. 2018 NEJM 378:439, CRS 77 %, grade 3-4 46-47 %).
-Mechanistic anchors: NK half-life ~10 d (Zhang Y et al. 2007 J Immunol 178:4538); HLA-E on
+Mechanistic anchors: NK half-life ~10 d (Zhang Y et al. 2007 Immunology 121:258); HLA-E on
 B2M-null cells resists NK lysis (Gornalusse GG et al. 2017 Nat Biotechnol 35:765).
 
 Each test solves a batch of virtual patients with the ODE engine in one call.

@@ -57,7 +57,7 @@ Mechanisms
 ~~~~~~~~~~
 * **Limited expansion, short persistence.**  Antigen-driven expansion ``k_Kx`` is a third of
   CAR-T's ``k_exp``; CAR-NK cells die at ``d_K = ln 2/10 d`` (NK half-life of about two weeks
-  in vivo without cytokine support: Zhang Y et al. 2007 J Immunol 178:4538 measured ~10 d
+  in vivo without cytokine support: Zhang Y et al. 2007 Immunology 121:258 measured ~10 d
   half-lives of human blood NK cells by deuterium labelling).  Host-IL-15-dependent
   homeostatic proliferation ``p_K h_K`` is strong only in the empty niche after
   lymphodepletion.
@@ -152,7 +152,7 @@ _NK_ROWS: tuple[Row, ...] = (
      f"{_LIU}: expansion within the first 2 weeks)",
      "antigen-driven CAR-NK proliferation rate"),
     ("d_nk", math.log(2.0) / 10.0, "1/d", (0.0, 5.0),
-     "Zhang Y et al. 2007 J Immunol 178:4538 (human blood NK cells, deuterium labelling: half-life ~10 d)",
+     "Zhang Y et al. 2007 Immunology 121:258 (deuterium-labelled human blood NK cells disappear at 6.9 %/d: half-life ~10 d)",
      "CAR-NK death rate"),
     ("p_nk", 0.02, "1/d", (0.0, 1.0),
      "assumption: IL-15-driven homeostatic NK proliferation in the lymphopenic niche after Flu/Cy",
