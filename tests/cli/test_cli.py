@@ -14,7 +14,7 @@ from livingdrug.models import car_t
 
 CLI = [sys.executable, "-m", "livingdrug"]
 BUILTINS = {"cd19-ball", "stein2019", "kimmel2021", "cartmath-hdlm2", "cartmath-raji", "crs-management",
-            "cd19-lbcl", "bcma-myeloma"}
+            "cd19-lbcl", "bcma-myeloma", "cd19-carnk"}
 
 
 def run(*args, cwd=None, timeout=600):

@@ -27,8 +27,10 @@ TOXICITY_ROLES = set(CLINICAL_SIGNS) | {"il6", "il6_signalling", "il1", "ifng", 
 ROLES |= DISEASE_ROLES
 
 CAR_T_ALL_OPTIONS = {"tracked_clones": 3, "advantaged_clone": True, "car_leukaemia": True}
-CASES = [(name, {}) for name in MODELS] + [("cartmath", {"variant": "raji"}), ("car_t", CAR_T_ALL_OPTIONS)]
-IDS = [f"{n}-{o.get('variant', 'default')}" for n, o in CASES[:-1]] + ["car_t-clones-car_leukaemia"]
+CAR_NK_BARE = {"il15": False, "toxicity": False}
+CASES = [(name, {}) for name in MODELS] + [("cartmath", {"variant": "raji"}), ("car_nk", CAR_NK_BARE),
+                                           ("car_t", CAR_T_ALL_OPTIONS)]
+IDS = [f"{n}-{o.get('variant', 'default')}" for n, o in CASES[:-2]] + ["car_nk-bare", "car_t-clones-car_leukaemia"]
 
 
 @pytest.fixture(scope="module", params=CASES, ids=IDS)
@@ -98,6 +100,19 @@ def test_car_t_roles_complete():
     assert net.meta["dose"] == {"param": "dose", "time_param": "t_inf"}
     assert net.meta["weight_param"] == "weight"
     assert 10 <= len(get_model("car_t").network(toxicity=False).species) <= 16  # 11 species: compact by design
+
+
+def test_car_nk_roles_complete():
+    """car_nk exposes the car_t read-outs (CAR cells in blood as role cart_blood, so the exposure
+    endpoints work; B-ALL response roles, so ball_response scores it) and the toxicity roles."""
+    net = get_model("car_nk").network()
+    for role in ROLES - {""} - OPTIONAL_ROLES - DISEASE_ROLES:
+        assert net.observable_by_role(role) is not None, role
+    assert net.meta["dose"] == {"param": "dose", "time_param": "t_inf"}
+    assert net.meta["weight_param"] == "weight"
+    bare = get_model("car_nk").network(**CAR_NK_BARE)
+    assert not set(TOXICITY_ROLES) & {o.role for o in bare.observables}
+    assert bare.observable_by_role("cart_blood") is not None
 
 
 def test_jacobian_matches_finite_differences(net):

@@ -45,7 +45,7 @@ def test_rhs_is_stoichiometry_times_propensities(name):
 def test_propensities_are_nonnegative_for_stochastic_use(name):
     """An exact stochastic engine needs every reaction rate ≥ 0 at non-negative states."""
     # the toxicity block (concentrations, ODE only) is off for stochastic engines
-    net = MODELS[name].network(**({"toxicity": False} if name in ("car_t", "lbcl", "myeloma") else {}))
+    net = MODELS[name].network(**({"toxicity": False} if name in ("car_t", "car_nk", "lbcl", "myeloma") else {}))
     c = compile_network(net)
     rng = np.random.default_rng(11)
     for _ in range(20):

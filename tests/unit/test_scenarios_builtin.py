@@ -28,6 +28,7 @@ BUILTINS = [
     "cartmath-hdlm2",
     "cartmath-raji",
     "cd19-ball",
+    "cd19-carnk",
     "cd19-lbcl",
     "crs-management",
     "cure-probability",

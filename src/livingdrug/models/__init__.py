@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..network import Network
-from . import car_t, tumours
+from . import car_nk, car_t, tumours
 from .published import cartmath, kimmel2021, stein2019
 
 __all__ = ["ModelSpec", "MODELS", "get_model"]
@@ -42,6 +42,13 @@ MODELS: dict[str, ModelSpec] = {
         "CD19 CAR-T in relapsed B-ALL (livingdrug default)",
         "livingdrug default model; mechanisms after Stein et al. 2019 and Kimmel et al. 2021",
         car_t.build,
+        MappingProxyType({"lymphodepletion": True}),
+    ),
+    "car_nk": ModelSpec(
+        "car_nk",
+        "Allogeneic CD19 CAR-NK (IL-15 armoured, off-the-shelf) in relapsed B-ALL",
+        "livingdrug CAR-NK model; product after Liu E et al. 2020 NEJM 382:545; patient of the car_t model",
+        car_nk.build,
         MappingProxyType({"lymphodepletion": True}),
     ),
     "lbcl": ModelSpec(
