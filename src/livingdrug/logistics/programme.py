@@ -485,6 +485,9 @@ def simulate_programme(prog: Programme, seed: int = 0) -> ProgrammeResult:
         env.process(patient(i, np.random.default_rng(patient_seed_sequence(seed, i))))
     env.run(until=t_end)
     suite_change(0)
+    if stock is not None:
+        stock._purge()
+        stock._record()  # the stock series runs to the end of the simulation
 
     cols["vein_to_vein"] = cols["infusion"] - cols["apheresis"]
     cols["referral_to_infusion"] = cols["infusion"] - cols["referral"]

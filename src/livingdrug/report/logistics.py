@@ -168,7 +168,7 @@ def save_logistics_run(
     out.mkdir(parents=True, exist_ok=True)
     write_patients(result.patients, out / "patients.parquet")
     write_json(out / "summary.json", result.summary)
-    figs = _figures(result, scenario.title, out) if figures else []
+    figs = _figures(result, scenario.name, out) if figures else []
     manifest = {
         "livingdrug_version": __version__,
         "kind": "logistics",
