@@ -56,7 +56,15 @@ from typing import Any
 import numpy as np
 
 from ..rng import patient_seed_sequence
-from .manufacturing import STEPS, LogisticsInputError, Patient, Process, _check, _finite, make_product
+from .manufacturing import (
+    STEPS,
+    LogisticsInputError,
+    Patient,
+    Process,
+    _check,
+    _finite,
+    make_product,
+)
 
 __all__ = ["Inventory", "Programme", "ProgrammeResult", "simulate_programme", "response_probability",
            "OUTCOMES", "DAYS_PER_MONTH"]
