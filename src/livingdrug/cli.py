@@ -431,6 +431,76 @@ def grade(
               "duration: each row's grade holds until the next row. Research and education use only; not medical advice.[/]")
 
 
+@app.command()
+@_guard
+def logistics(
+    scenario: Annotated[
+        str | None, typer.Argument(help="Built-in logistics scenario or a .toml path (default: autologous-centre).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default: runs/<scenario>-<time>).")] = None,
+    months: Annotated[float | None, typer.Option("--months", help="Months of referrals (default: the scenario's).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: the scenario's).")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the built-in logistics scenarios and exit.")] = False,
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Write PNG figures and report.html.")] = True,
+) -> None:
+    """Simulate a treatment programme: referrals, apheresis, manufacturing, drop-out and infusion.
+
+    A discrete-event simulation (SimPy) over months; prints the share of referred patients
+    infused, the vein-to-vein time, drop-outs, the intention-to-treat outcome and capacity use,
+    and writes patients.parquet, summary.json, figures, report.html and manifest.json.
+    """
+    import dataclasses
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .io.atomic import ensure_writable_dir
+    from .logistics import LogisticsInputError, simulate_programme
+    from .report.logistics import logistics_rows, save_logistics_run
+    from .scenarios.logistics import list_logistics, load_logistics
+
+    con = _console()
+    if list_:
+        table = Table(title="built-in logistics scenarios", title_justify="left")
+        table.add_column("name")
+        table.add_column("title")
+        for name, title in list_logistics():
+            table.add_row(name, title)
+        con.print(table)
+        return
+    t0 = time.perf_counter()
+    if months is not None and not (0 < months <= 120):
+        _fail(f"--months {months:g}: expected a referral period in (0, 120] months, e.g. --months 12")
+    if seed is not None and seed < 0:
+        _fail(f"--seed {seed}: expected a non-negative integer")
+    sc = load_logistics(scenario or "autologous-centre")
+    prog = sc.programme
+    overrides: dict[str, float] = {}
+    if months is not None:
+        try:
+            prog = dataclasses.replace(prog, months=float(months))
+        except LogisticsInputError as exc:
+            _fail(f"--months: {exc}")
+        overrides["months"] = float(months)
+    run_seed = sc.seed if seed is None else seed
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{sc.name}-{stamp}"
+    ensure_writable_dir(out)
+    result = simulate_programme(prog, run_seed)
+    folder = save_logistics_run(result, sc, out, figures=figures, overrides=overrides)
+    table = Table(title=f"{sc.title} — {prog.months:g} months, seed {run_seed}", title_justify="left")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for label, value in logistics_rows(result.summary):
+        table.add_row(escape(label), escape(value))
+    con.print(table)
+    files = ("report.html", "patients.parquet", "summary.json", "manifest.json")
+    written = ", ".join(n for n in files if (folder / n).exists())
+    con.print(f"wrote {escape(str(folder))}/ ({written}) in {time.perf_counter() - t0:.1f} s")
+    con.print("[dim]Research and education use only; not medical advice.[/]")
+
+
 def main() -> None:
     app()
 
