@@ -2,18 +2,20 @@
 that a model builder merges into its :class:`~livingdrug.network.Network` (e.g. the toxicity
 mechanism of :mod:`livingdrug.models.cytokines`, shared by every disease model).
 
-Nothing here adds biology; :func:`merge_block` is bookkeeping (concatenation, plot groups).
+Nothing here adds biology; :func:`network_with_block` is bookkeeping (concatenation, plot
+groups, the list of ODE-only species).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..network import Event, Network, Observable, Reaction, Species
 from ..params import Param
 
-__all__ = ["Block", "merge_block", "combine"]
+__all__ = ["Block", "network_with_block", "combine"]
 
 
 @dataclass(frozen=True)
@@ -47,21 +49,21 @@ def combine(*blocks: Block) -> Block:
     )
 
 
-def merge_block(net: Network, block: Block) -> Network:
-    """``net`` with ``block`` appended (species, parameters, reactions, observables, events
-    after the network's own; plot groups added to ``meta["groups"]``).  Name clashes raise
-    the network's own ``ValueError`` ("names used twice")."""
-    meta = dict(net.meta)
+def network_with_block(block: Block, *, species: tuple[Species, ...], params: tuple[Param, ...],
+                       reactions: tuple[Reaction, ...], observables: tuple[Observable, ...],
+                       events: tuple[Event, ...], meta: Mapping[str, Any], **fields: Any) -> Network:
+    """The model's own parts with ``block`` appended after them, as one :class:`Network`
+    (built in one go: the model's rate laws already use the block's symbols, e.g.
+    :func:`~livingdrug.models.cytokines.expansion_factor`).  The block's plot groups join
+    ``meta["groups"]``; its species — concentrations, not cell counts — are appended to
+    ``meta["ode_only_species"]`` (which the stochastic engines refuse, or the hybrid integrates,
+    by name).  ``fields``: the other :class:`Network` fields (``name``, ``reference`` …)."""
+    meta = dict(meta)
     groups = dict(meta.get("groups", {}))
-    for k, v in block.groups.items():
-        groups[k] = list(v)
+    groups.update({k: list(v) for k, v in block.groups.items()})
     meta["groups"] = groups
-    return replace(
-        net,
-        species=net.species + block.species,
-        params=net.params + block.params,
-        reactions=net.reactions + block.reactions,
-        observables=net.observables + block.observables,
-        events=net.events + block.events,
-        meta=meta,
-    )
+    if block.species or "ode_only_species" in meta:
+        meta["ode_only_species"] = [*meta.get("ode_only_species", ()), *(x.name for x in block.species)]
+    whole = combine(Block(species, params, reactions, observables, events), block)
+    return Network(species=whole.species, params=whole.params, reactions=whole.reactions,
+                   observables=whole.observables, events=whole.events, meta=meta, **fields)

@@ -117,7 +117,7 @@ from ..network import At, Event, Network, Observable, Reaction, Species, When, s
 from ..params import Param
 from . import car_t
 from . import motifs as m
-from .block import Block
+from .block import Block, network_with_block
 from .cytokines import expansion_factor, toxicity_block
 
 __all__ = ["build", "DEFAULTS", "MAX_DOSES"]
@@ -422,15 +422,14 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = car_t.L0_MARROW,
                                weight_kg=S("weight"), killing=killing)
         block = Block(species=block.species, params=_tox_params(block.params), reactions=block.reactions,
                       observables=block.observables, events=block.events, groups=block.groups)
-        groups.update({k: list(v) for k, v in block.groups.items()})
-        meta["ode_only_species"] = [s.name for s in block.species]
-    return Network(
+    return network_with_block(
+        block,
         name="car_nk",
-        species=species + block.species,
-        params=params + block.params,
-        reactions=reactions + block.reactions,
-        observables=observables + block.observables,
-        events=tuple(events) + block.events,
+        species=species,
+        params=params,
+        reactions=reactions,
+        observables=observables,
+        events=tuple(events),
         reference="livingdrug CD19 CAR-NK model: product after Liu E et al. 2020 NEJM 382:545; patient and "
                   "leukaemia of the car_t model" + ("; CRS after Giavridis 2018" if tox else ""),
         description=desc,

@@ -178,7 +178,8 @@ import sympy as sp
 from ..network import At, Event, Network, Observable, Reaction, Species, When, sym
 from ..params import Param
 from . import motifs as m
-from .cytokines import Block, expansion_factor, toxicity_block
+from .block import Block, network_with_block
+from .cytokines import expansion_factor, toxicity_block
 
 __all__ = ["build", "DEFAULTS", "PHENOTYPES", "clone_founder_phenotypes", "MAX_TRACKED_CLONES"]
 
@@ -653,16 +654,14 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
             block = replace(block, reactions=tuple(
                 _counted(r, lineage_of[r.name.removeprefix("switch_kill_")]) if r.name.startswith("switch_kill_")
                 else r for r in block.reactions))
-        groups.update({k: list(v) for k, v in block.groups.items()})
-        # concentrations, not cell counts: the stochastic engines refuse them by name
-        meta["ode_only_species"] = [s.name for s in block.species]
-    return Network(
+    return network_with_block(
+        block,
         name="car_t",
-        species=species + block.species,
-        params=params + block.params,
-        reactions=reactions + block.reactions,
-        observables=observables + block.observables,
-        events=tuple(events) + block.events,
+        species=species,
+        params=params,
+        reactions=reactions,
+        observables=observables,
+        events=tuple(events),
         reference="livingdrug default CD19 CAR-T model; mechanisms after Stein 2019, Kimmel 2021; "
                   "clones after Fraietta 2018, CAR+ leukaemia after Ruella 2018"
                   + ("; CRS after Giavridis 2018" if tox else ""),

@@ -134,14 +134,14 @@ import sympy as sp
 from ..network import At, Event, Observable, Reaction, Species, When, sym
 from ..params import Param
 from . import drugs as dr
-from .block import Block, combine, merge_block
+from .block import Block, combine, network_with_block
 from .drugs import expansion_factor
 
 __all__ = [
     "Block",
     "toxicity_block",
     "expansion_factor",
-    "merge_block",
+    "network_with_block",
     "combine",
     "TOX_PARAMS",
     "RULE_PARAMS",
@@ -337,12 +337,11 @@ def toxicity_block(*, engaged: sp.Expr, car_species: Sequence[str], volume_ul: s
     :data:`TOX_PARAMS`, ``{name: (value, source)}`` (an unknown name is a ``ValueError``).
 
     The disease model should also multiply its antigen-driven CAR proliferation by
-    :func:`expansion_factor` (steroids), and set ``meta["ode_only_species"]`` to the block's
-    species names: they are concentrations, and the stochastic engines and scenario loader
-    then refuse the model by name instead of treating pg/mL as cells.  Build the network in
-    one go (the model's parts plus the block's; :func:`merge_block` for a finished network
-    whose rate laws do not yet use the block's symbols).  Equations, signs and rules:
-    module docstring.
+    :func:`expansion_factor` (steroids), and build its network with
+    :func:`~livingdrug.models.block.network_with_block`, which declares the block's species
+    ODE-only (``meta["ode_only_species"]``: they are concentrations, so the exact and
+    tau-leaping engines refuse the model by name and the hybrid integrates them instead of
+    treating pg/mL as cells).  Equations, signs and rules: module docstring.
     """
     S = _s
     W = S("weight") if weight_kg is None else sp.sympify(weight_kg)

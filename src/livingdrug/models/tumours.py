@@ -129,7 +129,7 @@ from ..network import At, Event, Network, Observable, Reaction, Species, When, s
 from ..params import Param
 from . import car_t
 from . import motifs as m
-from .block import Block
+from .block import Block, network_with_block
 from .cytokines import expansion_factor, toxicity_block
 
 __all__ = [
@@ -492,18 +492,16 @@ def build_lbcl(*, lymphodepletion: bool = True, tumour: float = LBCL_TUMOUR,
     car_names = [f"C_{p}{x}" for x in ("", "_tu") for p in car_t.PHENOTYPES]
     block = toxicity_block(engaged=Ck_b * g_b + S("w_cyt_lesion") * Ck_tu * g_tu, car_species=car_names, volume_ul=Vul,
                            killing=_killing(reactions, ("kill_T_pos", "kill_B_N"))) if tox else Block()
-    groups.update({k: list(v) for k, v in block.groups.items()})
-    return Network(
-        name="lbcl", species=species + block.species, params=params + block.params,
-        reactions=reactions + block.reactions, observables=observables + block.observables,
-        events=tuple(events) + block.events,
+    return network_with_block(
+        block, name="lbcl", species=species, params=params, reactions=reactions,
+        observables=observables, events=tuple(events),
         reference="livingdrug LBCL model: car_t CAR-T phenotypes; trafficking after Brown 2021 and Singh 2020; "
                   "product after Neelapu 2017 (ZUMA-1)",
         description="CD19 CAR-T (blood/lymphoid and lesion compartments) in relapsed/refractory large B-cell "
                     "lymphoma with a CD19-negative subclone and B-cell aplasia",
         meta={"dose": {"param": "dose", "time_param": "t_inf"}, "weight_param": "weight",
               "time_start": -6.0, "groups": groups, "clones": {"bulk": [f"C_{p}" for p in car_t.PHENOTYPES]},
-              "ode_only_species": [x.name for x in block.species]},
+              "ode_only_species": []},
     )
 
 
@@ -627,16 +625,14 @@ def build_myeloma(*, lymphodepletion: bool = True, myeloma: float = MYELOMA_CELL
     block = toxicity_block(engaged=_killers("") * g, car_species=[f"C_{p}" for p in car_t.PHENOTYPES],
                            volume_ul=Vul, killing=_killing(reactions, ("kill_My_pos", "kill_P_N")),
                            overrides=MYELOMA_TOX_DEFAULTS) if tox else Block()
-    groups.update({k: list(v) for k, v in block.groups.items()})
-    return Network(
-        name="myeloma", species=species + block.species, params=params + block.params,
-        reactions=reactions + block.reactions, observables=observables + block.observables,
-        events=tuple(events) + block.events,
+    return network_with_block(
+        block, name="myeloma", species=species, params=params, reactions=reactions,
+        observables=observables, events=tuple(events),
         reference="livingdrug myeloma model: car_t CAR-T phenotypes; sBCMA sink after Pont 2019; "
                   "product after Munshi 2021 (KarMMa)",
         description="BCMA CAR-T in relapsed/refractory multiple myeloma with serum M-protein, a soluble-BCMA "
                     "antigen sink, a BCMA-negative subclone and normal plasma cells",
         meta={"dose": {"param": "dose", "time_param": "t_inf"}, "weight_param": "weight",
               "time_start": -6.0, "groups": groups, "clones": {"bulk": [f"C_{p}" for p in car_t.PHENOTYPES]},
-              "ode_only_species": ["M_prot", "IgG_N", "sBCMA", *(x.name for x in block.species)]},
+              "ode_only_species": ["M_prot", "IgG_N", "sBCMA"]},
     )
