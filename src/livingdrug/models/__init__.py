@@ -23,13 +23,22 @@ __all__ = ["ModelSpec", "MODELS", "get_model"]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: ``build(**options) -> Network`` with default ``options``."""
+    """A registered model: ``build(**options) -> Network`` with default ``options``.
+
+    ``patient_state(params, **covariates) -> {species: amount}`` (optional) gives the
+    patient's state before treatment from one patient's parameter values (canonical units)
+    and the state covariates named in ``covariates`` (name → canonical unit), e.g. the B-ALL
+    burden ``leukaemia`` (cell); virtual populations use it to vary the disease at referral
+    consistently (normal marrow, B and T cells follow the burden).
+    """
 
     name: str
     title: str
     reference: str
     build: Callable[..., Network]
     options: Mapping[str, Any] = field(default_factory=dict)
+    patient_state: Callable[..., dict[str, float]] | None = None
+    covariates: Mapping[str, str] = field(default_factory=dict)
 
     def network(self, **options: Any) -> Network:
         """``build`` with the default options updated by ``options``."""
@@ -43,6 +52,8 @@ MODELS: dict[str, ModelSpec] = {
         "livingdrug default model; mechanisms after Stein et al. 2019 and Kimmel et al. 2021",
         car_t.build,
         MappingProxyType({"lymphodepletion": True}),
+        car_t.ball_patient_state,
+        car_t.BALL_COVARIATES,
     ),
     "car_nk": ModelSpec(
         "car_nk",
@@ -50,6 +61,8 @@ MODELS: dict[str, ModelSpec] = {
         "livingdrug CAR-NK model; product after Liu E et al. 2020 NEJM 382:545; patient of the car_t model",
         car_nk.build,
         MappingProxyType({"lymphodepletion": True}),
+        car_nk.patient_state,
+        car_t.BALL_COVARIATES,
     ),
     "lbcl": ModelSpec(
         "lbcl",

@@ -251,6 +251,16 @@ def _tox_params(params: tuple[Param, ...]) -> tuple[Param, ...]:
     return tuple(out)
 
 
+def patient_state(p: Mapping[str, float], *, leukaemia: float = car_t.L0_MARROW,
+                  neg_fraction: float = car_t.NEG_FRACTION) -> dict[str, float]:
+    """The B-ALL patient before treatment (:func:`.car_t.ball_patient_state`) plus host NK
+    cells at capacity, ``NK_h = K_NK V/f_NK`` (cell; ``V = 10⁶ v_b W`` µL)."""
+    st = car_t.ball_patient_state(p, leukaemia=leukaemia, neg_fraction=neg_fraction)
+    vul = p["v_b"] * p["weight"] * 1e6
+    st["NK_h"] = p["K_NK"] * vul / p["f_NK"]
+    return st
+
+
 def build(*, lymphodepletion: bool = True, leukaemia: float = car_t.L0_MARROW,
           neg_fraction: float = car_t.NEG_FRACTION, il15: bool = True, toxicity: bool = True) -> Network:
     """Build the CD19 CAR-NK / B-ALL network (equations in the module docstring).
@@ -327,21 +337,12 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = car_t.L0_MARROW,
         m.crowding_death("H_crowd", "H_M", "r_H", S("H_M") + S("c_LH") * Lm, "K_mar"),
     )
 
-    # initial state: the car_t patient (leukaemia at its marrow/blood balance, crowded normal
-    # marrow, T and host NK cells at capacity, B cells at the production equilibrium)
-    vul0 = d["v_b"] * d["weight"] * 1e6
-    H0 = max(d["K_mar"] - d["c_LH"] * lm0, 0.02 * d["K_mar"])
-    ratio = d["k_out"] / d["k_in"]
+    st = patient_state(d, leukaemia=lm0, neg_fraction=nf)
     species = (
         Species("K", "cell", 0.0, "CAR-NK cells (body)"),
-        Species("NK_h", "cell", d["K_NK"] * vul0 / d["f_NK"], "host NK cells (body)"),
-        Species("N_T", "cell", d["K_N"] * vul0 / d["f_T"], "host normal T cells (body)"),
-        Species("B_N", "cell", d["B_n"] * vul0 / d["f_B"] * H0 / d["K_mar"], "normal CD19+ B cells (body)"),
-        Species("L_M", "cell", lm0 * (1 - nf), "CD19+ leukaemia, marrow"),
-        Species("L_B", "cell", lm0 * (1 - nf) * ratio, "CD19+ leukaemia, blood"),
-        Species("Lneg_M", "cell", lm0 * nf, "CD19-negative leukaemia, marrow"),
-        Species("Lneg_B", "cell", lm0 * nf * ratio, "CD19-negative leukaemia, blood"),
-        Species("H_M", "cell", H0, "normal nucleated marrow cells"),
+        Species("NK_h", "cell", st["NK_h"], "host NK cells (body)"),
+        *(Species(n, "cell", st[n], car_t.BALL_SPECIES[n].replace("normal T", "host normal T"))
+          for n in car_t.BALL_SPECIES),
     )
 
     kb = S("f_NK") * K / Vul

@@ -428,6 +428,54 @@ def _car_t_reactions(sfx: str, g: sp.Expr, x: sp.Expr, h: sp.Expr,
     )
 
 
+#: the patient's B-ALL species shared by the CD19 models (car_t, car_nk), in network order
+BALL_SPECIES: Mapping[str, str] = {
+    "N_T": "normal T cells (body)",
+    "B_N": "normal CD19+ B cells (body)",
+    "L_M": "CD19+ leukaemia, marrow",
+    "L_B": "CD19+ leukaemia, blood",
+    "Lneg_M": "CD19-negative leukaemia, marrow",
+    "Lneg_B": "CD19-negative leukaemia, blood",
+    "H_M": "normal nucleated marrow cells",
+}
+
+
+#: state covariates of :func:`ball_patient_state` (name → canonical unit)
+BALL_COVARIATES: Mapping[str, str] = {"leukaemia": "cell", "neg_fraction": "1"}
+
+
+def ball_patient_state(p: Mapping[str, float], *, leukaemia: float = L0_MARROW,
+                       neg_fraction: float = NEG_FRACTION) -> dict[str, float]:
+    r"""The B-ALL patient before treatment (cells), from parameters ``p`` (:data:`DEFAULTS`
+    or one virtual patient's values) and the marrow leukaemia ``leukaemia`` = :math:`L` (cell)
+    with CD19-negative fraction ``neg_fraction`` = :math:`f`:
+
+    * leukaemia at its marrow/blood balance: :math:`L_M = (1-f)L`, :math:`Lneg_M = fL`,
+      blood :math:`= k_{out}/k_{in}` × marrow;
+    * normal marrow at its crowded equilibrium :math:`H = \max(K_{mar} - c_{LH}L, 0.02 K_{mar})`;
+    * normal T cells at capacity :math:`N_T = K_N V/f_T` with blood volume
+      :math:`V = 10^6 v_b W` (µL);
+    * B cells at the production equilibrium :math:`B_N = (B_n V/f_B)\, H/K_{mar}`.
+
+    Shared by :mod:`.car_t` and :mod:`.car_nk` (the same patient receives either product) and
+    used by virtual populations to set each patient's burden at referral.
+    """
+    lm0 = float(leukaemia)
+    nf = float(neg_fraction)
+    vul = p["v_b"] * p["weight"] * 1e6
+    H0 = max(p["K_mar"] - p["c_LH"] * lm0, 0.02 * p["K_mar"])
+    ratio = p["k_out"] / p["k_in"]
+    return {
+        "N_T": p["K_N"] * vul / p["f_T"],
+        "B_N": p["B_n"] * vul / p["f_B"] * H0 / p["K_mar"],
+        "L_M": lm0 * (1 - nf),
+        "L_B": lm0 * (1 - nf) * ratio,
+        "Lneg_M": lm0 * nf,
+        "Lneg_B": lm0 * nf * ratio,
+        "H_M": H0,
+    }
+
+
 def _blast_reactions(name: str, x: str, r: str, occupied: sp.Expr) -> tuple[Reaction, ...]:
     """Marrow blasts as a birth–death process with crowding: birth ``(r + d_L) X``, intrinsic
     death ``d_L X``, crowding death ``r X · occupied/K_mar``; net ``r X (1 − occupied/K_mar)``."""
@@ -525,15 +573,7 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
         m.crowding_death("H_crowd", "H_M", "r_H", S("H_M") + S("c_LH") * Lm, "K_mar"),
     )
 
-    # default initial state: leukaemia at its marrow/blood balance, normal marrow at its
-    # crowded equilibrium, normal T at capacity, B cells at the production equilibrium
-    vul0 = d["v_b"] * d["weight"] * 1e6
-    lm0 = float(leukaemia)
-    H0 = max(d["K_mar"] - d["c_LH"] * lm0, 0.02 * d["K_mar"])
-    ratio = d["k_out"] / d["k_in"]
-    N0 = d["K_N"] * vul0 / d["f_T"]
-    B0 = d["B_n"] * vul0 / d["f_B"] * H0 / d["K_mar"]
-    nf = float(neg_fraction)
+    st = ball_patient_state(d, leukaemia=leukaemia, neg_fraction=neg_fraction)
     phen_desc = {"S": "stem/central-memory-like", "E": "effector", "M": "memory", "X": "exhausted"}
     clone_species = tuple(
         Species(f"C_{p}{sfx}", "cell", 0.0, f"{phen_desc[p]} CAR-T cells of clone {name}")
@@ -544,13 +584,7 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
         Species("C_E", "cell", 0.0, "effector CAR-T cells"),
         Species("C_M", "cell", 0.0, "memory CAR-T cells"),
         Species("C_X", "cell", 0.0, "exhausted CAR-T cells"),
-        Species("N_T", "cell", N0, "normal T cells (body)"),
-        Species("B_N", "cell", B0, "normal CD19+ B cells (body)"),
-        Species("L_M", "cell", lm0 * (1 - nf), "CD19+ leukaemia, marrow"),
-        Species("L_B", "cell", lm0 * (1 - nf) * ratio, "CD19+ leukaemia, blood"),
-        Species("Lneg_M", "cell", lm0 * nf, "CD19-negative leukaemia, marrow"),
-        Species("Lneg_B", "cell", lm0 * nf * ratio, "CD19-negative leukaemia, blood"),
-        Species("H_M", "cell", H0, "normal nucleated marrow cells"),
+        *(Species(n, "cell", st[n], BALL_SPECIES[n]) for n in BALL_SPECIES),
         *clone_species,
         *(Species(f"C_{p}_all", "cell", 0.0, f"all {phen_desc[p]} CAR-T cells (bulk + tracked clones)")
           for p in (PHENOTYPES if counted else ())),
