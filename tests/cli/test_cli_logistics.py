@@ -32,6 +32,11 @@ def test_logistics_run_writes_the_run_folder(tmp_path):
     assert manifest["seed"] == 3 and manifest["overrides"] == {"months": 4.0}
     assert len(manifest["scenario"]["sha256"]) == 64 and "autologous-centre" in manifest["scenario"]["text"]
     assert "vein-to-vein" in p.stdout and "not medical advice" in p.stdout
+    assert "second attempt" in p.stdout and "failed products by attempt" in p.stdout
+    assert summary["max_attempts"] == 2 and len(summary["failures_by_attempt"]) == 2
+    attempts = table.column("attempts").to_numpy()
+    assert summary["second_attempts"] == int((attempts >= 2).sum())
+    assert table.schema.field("attempts").metadata[b"unit"] == b"1"
     html = (out / "report.html").read_text()
     assert "data:image/png;base64" in html and "not medical advice" in html
 
@@ -60,6 +65,9 @@ def test_logistics_list():
         ('kind = "off-the-shelf"\n[inventory]\nlead = "90 d"\nshelf_life = "30 d"\n', "inventory.shelf_life"),
         ('[programme]\nlymphodepletion_lead = "21 d"\ninfusion_window = "14 d"\n', "programme.lymphodepletion_lead"),
         ('[programme\n', "valid TOML"),
+        ('[capacity]\nmax_manufacturing_attempts = 0\n', "capacity.max_manufacturing_attempts = 0"),
+        ('[capacity]\nmax_manufacturing_attempts = 1.5\n', "capacity.max_manufacturing_attempts = 1.5"),
+        ('[capacity]\nremanufacture_from = "fresh"\n', "capacity.remanufacture_from"),
     ],
 )
 def test_bad_logistics_file_exits_2_with_one_line(tmp_path, text, needle):

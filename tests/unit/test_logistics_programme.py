@@ -14,7 +14,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from livingdrug.logistics import Programme, response_probability, simulate_programme
+from livingdrug.logistics import (
+    STEPS,
+    LogisticsInputError,
+    Process,
+    Programme,
+    response_probability,
+    simulate_programme,
+    success_probability,
+)
 from livingdrug.logistics.programme import _drop_time
 from livingdrug.report.logistics import write_patients
 from livingdrug.scenarios import ScenarioError
@@ -168,6 +176,12 @@ def _raw(**changes):
          "inventory.shelf_life", "60"),
         ({"kind": "off-the-shelf"}, "inventory", ""),
         ({"kind": "allogenic"}, "kind", "allogenic"),
+        (_raw(capacity__max_manufacturing_attempts=0), "capacity.max_manufacturing_attempts", "= 0"),
+        (_raw(capacity__max_manufacturing_attempts=-1), "capacity.max_manufacturing_attempts", "-1"),
+        (_raw(capacity__max_manufacturing_attempts=1.5), "capacity.max_manufacturing_attempts", "1.5"),
+        (_raw(capacity__max_manufacturing_attempts="x"), "capacity.max_manufacturing_attempts", '"x"'),
+        (_raw(capacity__max_manufacturing_attempts=float("inf")), "capacity.max_manufacturing_attempts", "inf"),
+        (_raw(capacity__remanufacture_from="fresh"), "capacity.remanufacture_from", "fresh"),
     ],
 )
 def test_bad_logistics_inputs_give_one_clear_error(raw, field, value_text):
@@ -176,3 +190,129 @@ def test_bad_logistics_inputs_give_one_clear_error(raw, field, value_text):
     msg = str(e.value)
     assert msg.startswith("centre.toml") and field in msg and value_text in msg and "expected" in msg
     assert "\n" not in msg
+
+
+# --------------------------------------------------------------------------------------------
+# A second manufacturing attempt after a failed product (programme module docstring).
+
+
+def _no_dropout(**kw):
+    """An autologous programme where only manufacturing decides the outcome: nobody is
+    ineligible or drops out (h0 = 0), capacity far above demand (about 26 collections a week
+    against 60 slots; about 37 products in suites against 80), a year of follow-up so nobody
+    is still waiting, min_dose 1 cell so only the out-of-specification draws fail, and a
+    per-step failure probability 0.05: q = 1 - 0.95^7 = 0.302 per attempt."""
+    proc = Process(p_fail={s: 0.05 for s in STEPS}, min_dose=1.0)
+    return Programme(months=12, referrals_per_week=20, p_ineligible=0.0, hazard0_per_day=0.0,
+                     apheresis_slots_per_week=60, suites=80, follow_days=365.0, process=proc, **kw)
+
+
+def _binomial_ok(k: int, n: int, p: float, z: float = 4.5) -> bool:
+    return abs(k / n - p) < z * math.sqrt(p * (1 - p) / n)
+
+
+@pytest.mark.parametrize("source", ["apheresis", "retained"])
+def test_two_attempts_fail_with_probability_q_squared(source):
+    """Independent attempts: P(every attempt fails) = q^2 with a new apheresis; with retained
+    cells the second attempt has no collection step, q_r = 1 - (1 - p)^6, except after a
+    failed collection (probability p), which needs a new one: P = p q + (q - p) q_r."""
+    prog = _no_dropout(max_attempts=2, remanufacture_from=source)
+    r2 = simulate_programme(prog, 11)
+    r1 = simulate_programme(replace(prog, max_attempts=1), 11)
+    p = 0.05
+    q = 1 - success_probability(prog.process)
+    q_r = 1 - (1 - p) ** 6
+    expected = q * q if source == "apheresis" else p * q + (q - p) * q_r
+    n = r2.summary["referred"]
+    o2, o1 = r2.summary["outcomes"], r1.summary["outcomes"]
+    assert n > 900 and o2["waiting"] == o1["waiting"] == 0
+    assert o2["progression"] + o2["death"] + o2["ineligible"] == 0
+    k2, k1 = o2["manufacturing failure"], o1["manufacturing failure"]
+    assert _binomial_ok(k2, n, expected), (k2 / n, expected)
+    assert _binomial_ok(k1, n, q), (k1 / n, q)  # one attempt: q
+    assert k2 < k1
+    # bookkeeping: failures at attempt 1 are the single-attempt failures (the first product
+    # does not depend on max_attempts), every one of them got a second attempt, and the
+    # failures found at the last attempt are the patients left without a product
+    s = r2.summary
+    assert s["failures_by_attempt"][0] == k1 == s["second_attempts"] == s["attempts_by_number"][1]
+    assert s["failures_by_attempt"][1] == k2 == s["manufacturing_failures"]
+    assert s["attempts_by_number"][0] == n
+    # common random numbers: exactly the patients who failed with one attempt had a second
+    a2 = r2.patients["attempts"]
+    failed1 = r1.patients["outcome"] == "manufacturing failure"
+    np.testing.assert_array_equal(a2 == 2, failed1)
+    np.testing.assert_array_equal(r1.patients["attempts"], np.ones(n))
+    assert set(r2.patients["outcome"][a2 == 2]) <= {"infused", "manufacturing failure"}
+    # patients who needed one attempt are untouched by the option (capacity never binds here)
+    one = a2 == 1
+    for col in ("apheresis", "suite_start", "release", "infusion", "end", "dose", "p_response"):
+        np.testing.assert_array_equal(r2.patients[col][one], r1.patients[col][one], err_msg=col)
+    # a second attempt starts when the first failure is found (the single-attempt run's end):
+    # at once into a suite from retained cells, after a new collection otherwise
+    again = a2 == 2
+    t_found = r1.patients["end"][again]
+    start2 = r2.patients["suite_start"][again]
+    new_collection = r1.patients["failed_step"][again] == "apheresis"
+    if source == "retained":
+        np.testing.assert_allclose(start2[~new_collection], t_found[~new_collection], rtol=0, atol=1e-9)
+        assert np.all(start2[new_collection] > t_found[new_collection])
+    else:
+        assert np.all(start2 > t_found)
+    inf2 = again & (r2.patients["outcome"] == "infused")
+    assert inf2.sum() > 100 and np.all(r2.patients["infusion"][inf2] > r1.patients["end"][inf2])
+
+
+def test_second_attempt_delays_infusion():
+    """With failures frequent (per step 0.05) in the axi-cel-like centre (with drop-out and
+    finite capacity), infused patients who needed two attempts waited longer from referral
+    than those who needed one (Welch difference of means, > 4.5 standard errors), and
+    vein-to-vein time (first apheresis to infusion) grows with them."""
+    base = load_logistics("autologous-centre").programme
+    proc = replace(base.process, p_fail={s: 0.05 for s in STEPS})
+    r = simulate_programme(replace(base, process=proc, max_attempts=2), 4)
+    pt = r.patients
+    infused = pt["outcome"] == "infused"
+    w1 = pt["referral_to_infusion"][infused & (pt["attempts"] == 1)]
+    w2 = pt["referral_to_infusion"][infused & (pt["attempts"] == 2)]
+    v1 = pt["vein_to_vein"][infused & (pt["attempts"] == 1)]
+    v2 = pt["vein_to_vein"][infused & (pt["attempts"] == 2)]
+    assert w2.size > 30 and w1.size > 100
+    se = math.sqrt(w1.var(ddof=1) / w1.size + w2.var(ddof=1) / w2.size)
+    assert w2.mean() - w1.mean() > 4.5 * se, (w1.mean(), w2.mean(), se)
+    se_v = math.sqrt(v1.var(ddof=1) / v1.size + v2.var(ddof=1) / v2.size)
+    assert v2.mean() - v1.mean() > 4.5 * se_v
+    # a second attempt is not free: it shows up as lost patients and worse ITT than
+    # the same programme with no manufacturing failures at all (common random numbers)
+    r0 = simulate_programme(replace(base, process=replace(proc, p_fail={s: 0.0 for s in STEPS})), 4)
+    assert r0.summary["second_attempts"] == 0
+    assert r.summary["itt_response"] < r0.summary["itt_response"]
+
+
+def test_max_attempts_is_inert_when_nothing_fails():
+    """With no failures the option never triggers: the extra products drawn up front for
+    later attempts come after every other draw, so the programme is identical for
+    max_attempts = 1, 2, 3 and either source (the first product does not move)."""
+    base = load_logistics("autologous-centre").programme
+    proc = replace(base.process, p_fail={s: 0.0 for s in STEPS}, min_dose=1.0)
+    prog = replace(base, months=6, process=proc, max_attempts=1)
+    ref = simulate_programme(prog, 8)
+    assert ref.summary["referred"] > 50
+    for k, src in ((2, "apheresis"), (3, "retained")):
+        r = simulate_programme(replace(prog, max_attempts=k, remanufacture_from=src), 8)
+        for col, a in ref.patients.items():
+            if a.dtype == object:
+                assert list(a) == list(r.patients[col]), col
+            else:
+                np.testing.assert_array_equal(a, r.patients[col], err_msg=col)
+        assert r.summary["outcomes"] == ref.summary["outcomes"]
+        assert r.summary["failures_by_attempt"] == [0] * k
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "x", 11, True])
+def test_programme_rejects_a_bad_number_of_attempts(value):
+    with pytest.raises(LogisticsInputError) as e:
+        Programme(max_attempts=value)
+    assert e.value.field == "programme.max_attempts" and "whole number" in str(e.value)
+    with pytest.raises(LogisticsInputError, match="remanufacture_from"):
+        Programme(remanufacture_from="fresh")

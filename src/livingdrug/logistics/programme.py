@@ -28,6 +28,24 @@ Off-the-shelf (allogeneic) products replace apheresis and manufacturing by an in
   Calibration (assumption): with the defaults about 85–89 % of referred patients are infused
   at a 4–7-week wait, the share of randomised patients infused in KarMMa-3 and CARTITUDE-4
   (Rodriguez-Otero 2023; San-Miguel 2023; shared/reference section 8).
+* **A second manufacturing attempt.**  A product that goes out of specification (or grows
+  too few CAR+ cells) is found at the end of the step that failed; if the patient is still
+  waiting and fewer than ``max_attempts`` attempts (default 2) have been made, another attempt
+  starts at once.  With ``remanufacture_from = "apheresis"`` (the default) it needs a new
+  apheresis slot and a new collection first; with ``"retained"`` cells kept back from the
+  first collection go straight into the suite queue (no slot, no collection/transport time,
+  no collection failure) — unless the collection itself failed (``failed_step =
+  "apheresis"``), when nothing usable was kept and a new apheresis is needed.  Attempts are
+  independent, so with per-attempt failure probability
+  :math:`q = 1 - \prod_i (1 - p_i)` and no drop-out a patient ends in "manufacturing
+  failure" with probability :math:`q^{K}` for ``K`` attempts; for a retained second attempt
+  :math:`p_a q + (q - p_a) q_r`, with :math:`p_a` the collection failure probability and
+  :math:`q_r = 1 - \prod_{i \ne a} (1 - p_i)` the failure probability without it.  The
+  shared reference gives manufacturing failure of about 1 % (KarMMa-3) and 0 % (CARTITUDE-4)
+  but says nothing on re-manufacture: two attempts and a new apheresis are assumptions (a new collection is
+  always possible, whereas keeping cells back depends on the process, and it gives the
+  longer, conservative delay).  Vein-to-vein time keeps its definition, the *first*
+  apheresis to infusion, so a second attempt lengthens it.
 * **Lymphodepletion** starts ``lymphodepletion_days`` before infusion (median 6 d, CIBMTR),
   once the product is released and the centre has scheduled the patient
   (``scheduling_days``); infusion waits for the product's arrival.
@@ -42,15 +60,19 @@ Off-the-shelf (allogeneic) products replace apheresis and manufacturing by an in
   from referral: ``P(infused and responding) = Σ_infused p(w_i) / n_referred``.
 
 One seed gives one programme: referral times come from one stream and patient *i* draws
-everything (screening, eligibility, drop-out time, bridging, product, response) from its own
-stream (:func:`livingdrug.rng.patient_generators`), so the output does not depend on the
-order in which SimPy interleaves events.
+everything (screening, eligibility, drop-out time, bridging, response, then the products of
+all ``max_attempts`` attempts in order) from its own stream
+(:func:`livingdrug.rng.patient_generators`) at referral, so the output does not depend on the
+order in which SimPy interleaves events.  The first product is the first draw after the
+others, so it is the same whatever ``max_attempts`` is: ``max_attempts = 1`` reproduces the
+single-attempt programme exactly, and programmes that differ only in ``max_attempts``
+compare the same patients (common random numbers).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -61,15 +83,18 @@ from .manufacturing import (
     LogisticsInputError,
     Patient,
     Process,
+    Product,
     _check,
     _finite,
     make_product,
 )
 
 __all__ = ["Inventory", "Programme", "ProgrammeResult", "simulate_programme", "response_probability",
-           "OUTCOMES", "DAYS_PER_MONTH"]
+           "OUTCOMES", "DAYS_PER_MONTH", "REMANUFACTURE_FROM"]
 
 DAYS_PER_MONTH = 30.4375
+#: where the cells of a second or later manufacturing attempt come from
+REMANUFACTURE_FROM = ("apheresis", "retained")
 OUTCOMES = ("infused", "ineligible", "progression", "death", "manufacturing failure", "waiting")
 #: spawn keys of the shared streams (patients use 0, 1, 2, …)
 _ARRIVAL_KEY = 2**31
@@ -110,7 +135,16 @@ class Inventory:
 @dataclass(frozen=True)
 class Programme:
     """A treatment programme (see the module docstring for the maths; times in d, rates per
-    week or per day as named)."""
+    week or per day as named).
+
+    ``max_attempts`` (whole number in [1, 10], TOML ``[capacity] max_manufacturing_attempts``)
+    is the number of manufacturing attempts a patient may have; ``remanufacture_from``
+    (``"apheresis"`` or ``"retained"``, TOML ``[capacity] remanufacture_from``) says where the
+    cells of a second or later attempt come from.  Defaults 2 and ``"apheresis"`` are
+    assumptions (shared/reference section 8 gives failure rates, not re-manufacture policy):
+    a new collection is always possible, retained cells depend on the process, and the new
+    apheresis is the longer, conservative delay.
+    """
 
     kind: str = "autologous"
     months: float = 12.0
@@ -136,6 +170,8 @@ class Programme:
     burden_doubling_days: float = 30.0
     response_burden_exponent: float = 0.5
     f_contam: float = 0.0
+    max_attempts: int = 2
+    remanufacture_from: str = "apheresis"
 
     def __post_init__(self) -> None:
         _check(self.kind in ("autologous", "off-the-shelf"), "programme.kind", self.kind,
@@ -177,6 +213,14 @@ class Programme:
                "programme.burden_doubling_days", self.burden_doubling_days, "a doubling time > 0 d")
         _check(_finite(self.f_contam) and 0 <= self.f_contam <= 0.5, "programme.f_contam", self.f_contam,
                "a fraction in [0, 0.5]")
+        ok = isinstance(self.max_attempts, (int, np.integer)) and not isinstance(self.max_attempts, bool)
+        _check(ok and 1 <= self.max_attempts <= 10, "programme.max_attempts", self.max_attempts,
+               "a whole number of manufacturing attempts in [1, 10]",
+               "1 means no second attempt after a failed product; programmes rarely try more than 2-3")
+        _check(self.remanufacture_from in REMANUFACTURE_FROM, "programme.remanufacture_from",
+               self.remanufacture_from, '"apheresis" or "retained"',
+               '"apheresis": a new collection for each later attempt; "retained": cells kept back '
+               "from the first collection")
         if self.kind == "autologous":
             for name in ("apheresis_slots_per_week", "suites"):
                 v = getattr(self, name)
@@ -342,7 +386,18 @@ def simulate_programme(prog: Programme, seed: int = 0) -> ProgrammeResult:
     responded = np.zeros(n, dtype=bool)
     leuk = np.zeros(n, dtype=np.int64)
     failed_step = [""] * n
+    attempts = np.zeros(n, dtype=np.int64)
+    failures_by_attempt = [0] * prog.max_attempts
     cols["referral"][:] = times
+    # a later attempt from retained cells: no new collection, so no collection/transport time
+    # and no collection failure (module docstring)
+    retained_process = replace(prog.process, step_days={**prog.process.step_days, "apheresis": 0.0},
+                               p_fail={**prog.process.p_fail, "apheresis": 0.0})
+
+    def new_collection(k: int, previous: Product | None) -> bool:
+        """Does attempt ``k`` (0-based) need a new apheresis?"""
+        return (k == 0 or prog.remanufacture_from == "apheresis"
+                or (previous is not None and previous.failed_step == "apheresis"))
 
     use_series: list[tuple[float, int]] = [(0.0, 0)]
     busy = {"in_use": 0, "time": 0.0, "last": 0.0}
@@ -395,9 +450,16 @@ def simulate_programme(prog: Programme, seed: int = 0) -> ProgrammeResult:
         death = rng.random() < prog.p_death_given_dropout
         sched = _gamma(rng, prog.scheduling_days, prog.scheduling_cv)
         u_resp = rng.random()
-        product = None
+        # the products of every attempt, in order, after all other draws: the first product
+        # is the same whatever max_attempts is
+        products: list[Product] = []
+        collect: list[bool] = []
         if prog.kind == "autologous":
-            product = make_product(prog.process, Patient(f_contam=prog.f_contam), rng)
+            donor = Patient(f_contam=prog.f_contam)
+            for k in range(prog.max_attempts):
+                prev = products[-1] if products else None
+                collect.append(new_collection(k, prev))
+                products.append(make_product(prog.process if collect[-1] else retained_process, donor, rng))
         cols["drop_time"][i] = t_drop
         drop_ev = env.timeout(max(0.0, t_drop - t_ref))
         cause = "death" if death else "progression"
@@ -417,39 +479,47 @@ def simulate_programme(prog: Programme, seed: int = 0) -> ProgrammeResult:
             return
         cols["eligible"][i] = env.now
         if prog.kind == "autologous":
-            assert product is not None and slots is not None and suites is not None
-            get = slots.get(1)
-            res = yield get | drop_ev
-            if get not in res:
-                get.cancel()
-                finish(i, cause, t_drop)
-                return
-            slots_used["n"] += 1
-            cols["apheresis"][i] = env.now
-            d = product.step_days
-            yield from wait(d["apheresis"])
-            if dropped():
-                finish(i, cause, t_drop)
-                return
-            req = suites.request()
-            res = yield req | drop_ev
-            if req not in res:
-                req.cancel()
-                finish(i, cause, t_drop)
-                return
-            suite_change(+1)
-            cols["suite_start"][i] = env.now
-            in_suite = [s for s in ("activation", "transduction", "expansion", "cryopreservation") if s in d]
-            env.process(hold_suite(req, sum(d[s] for s in in_suite)))
-            rest = [s for s in STEPS if s in d and s != "apheresis"]
-            if product.failed_step is not None:
-                failed_step[i] = product.failed_step
-                yield from wait(sum(d[s] for s in rest))
+            assert slots is not None and suites is not None
+            for k, product in enumerate(products):
+                if collect[k]:
+                    get = slots.get(1)
+                    res = yield get | drop_ev
+                    if get not in res:
+                        get.cancel()
+                        finish(i, cause, t_drop)
+                        return
+                    slots_used["n"] += 1
+                    if k == 0:
+                        cols["apheresis"][i] = env.now  # vein-to-vein counts from the first
+                        attempts[i] = 1
+                d = product.step_days
+                yield from wait(d["apheresis"])
                 if dropped():
                     finish(i, cause, t_drop)
-                else:
+                    return
+                req = suites.request()
+                res = yield req | drop_ev
+                if req not in res:
+                    req.cancel()
+                    finish(i, cause, t_drop)
+                    return
+                suite_change(+1)
+                cols["suite_start"][i] = env.now
+                in_suite = [s for s in ("activation", "transduction", "expansion", "cryopreservation") if s in d]
+                env.process(hold_suite(req, sum(d[s] for s in in_suite)))
+                rest = [s for s in STEPS if s in d and s != "apheresis"]
+                if product.failed_step is None:
+                    break
+                failed_step[i] = product.failed_step
+                yield from wait(sum(d[s] for s in rest))  # the failure is found when its step ends
+                if dropped():
+                    finish(i, cause, t_drop)
+                    return
+                failures_by_attempt[k] += 1
+                if k + 1 == len(products):
                     finish(i, "manufacturing failure", env.now)
-                return
+                    return
+                attempts[i] = k + 2  # the next attempt starts now
             yield from wait(sum(d[s] for s in rest if s != "shipping"))
             if dropped():
                 finish(i, cause, t_drop)
@@ -506,9 +576,10 @@ def simulate_programme(prog: Programme, seed: int = 0) -> ProgrammeResult:
     patients["bridged"] = bridged
     patients["responded"] = responded
     patients["car_leukaemic_cells"] = leuk
+    patients["attempts"] = attempts
     su = np.array(use_series, dtype=float).reshape(-1, 2)
     st = np.array(stock.series if stock is not None else [], dtype=float).reshape(-1, 2)
-    summary = _summarise(prog, seed, patients, busy["time"], slots_used["n"], stock)
+    summary = _summarise(prog, seed, patients, busy["time"], slots_used["n"], stock, failures_by_attempt)
     return ProgrammeResult(prog, seed, patients, summary, (su[:, 0], su[:, 1]), (st[:, 0], st[:, 1]))
 
 
@@ -521,7 +592,7 @@ def _quartiles(x: np.ndarray) -> dict[str, float | None]:
 
 
 def _summarise(prog: Programme, seed: int, pt: dict[str, np.ndarray], suite_busy: float, slots_used: int,
-               stock: _Stock | None) -> dict:
+               stock: _Stock | None, failures_by_attempt: list[int]) -> dict:
     n = int(pt["patient"].size)
     out = pt["outcome"]
     infused = out == "infused"
@@ -546,7 +617,14 @@ def _summarise(prog: Programme, seed: int, pt: dict[str, np.ndarray], suite_busy
         s["suite_utilisation"] = suite_busy / (prog.suites * horizon)
         weeks = horizon / 7.0
         s["apheresis_slot_use"] = min(1.0, slots_used / (prog.apheresis_slots_per_week * weeks))
+        # patients whose every attempt failed; patients who needed more than one attempt;
+        # patients who began attempt k and failures found at attempt k (k = 1, 2, …)
         s["manufacturing_failures"] = int((out == "manufacturing failure").sum())
+        s["second_attempts"] = int((pt["attempts"] >= 2).sum())
+        s["max_attempts"] = int(prog.max_attempts)
+        s["remanufacture_from"] = prog.remanufacture_from
+        s["attempts_by_number"] = [int((pt["attempts"] >= k).sum()) for k in range(1, prog.max_attempts + 1)]
+        s["failures_by_attempt"] = [int(x) for x in failures_by_attempt]
     elif stock is not None:
         s["doses_expired"] = stock.expired
         s["batches_ordered"] = stock.batches_ordered

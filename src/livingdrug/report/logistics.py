@@ -37,7 +37,7 @@ PATIENT_UNITS = {
     **{k: "d" for k in _TIMES},
     "patient": "1", "outcome": "", "failed_step": "", "bridged": "", "responded": "",
     "p_response": "1", "dose": "cell", "f_S": "1", "f_E": "1", "f_M": "1", "eta_tx": "1",
-    "vcn": "copies/cell", "fitness": "1", "car_leukaemic_cells": "cell",
+    "vcn": "copies/cell", "fitness": "1", "car_leukaemic_cells": "cell", "attempts": "1",
 }
 
 
@@ -74,12 +74,18 @@ def logistics_rows(summary: dict) -> list[tuple[str, str]]:
         ("referral to infusion, d: median (IQR)", _q(s["referral_to_infusion_days"])),
         ("drop-outs: progression / death / ineligible",
          f"{o['progression']} / {o['death']} / {o['ineligible']}"),
-        ("manufacturing failures", f"{o['manufacturing failure']}"),
+        ("manufacturing failures (all attempts)", f"{o['manufacturing failure']}"),
         ("still waiting at the end", f"{o['waiting']}"),
         ("ITT: P(infused and responding) from referral", _pct(s["itt_response"])),
         ("response probability if infused (mean)", _pct(s["response_if_infused"])),
     ]
     if s["kind"] == "autologous":
+        if "second_attempts" in s:
+            by = s.get("failures_by_attempt") or []
+            src = "a new apheresis" if s.get("remanufacture_from") == "apheresis" else "retained cells"
+            rows += [("manufacturing attempts allowed", f"{s.get('max_attempts')} (later ones from {src})"),
+                     ("patients with a second attempt", f"{s['second_attempts']}"),
+                     ("failed products by attempt (1 / 2 / …)", " / ".join(str(x) for x in by))]
         rows += [("manufacturing suite utilisation", _pct(s.get("suite_utilisation"))),
                  ("apheresis slot use", _pct(s.get("apheresis_slot_use")))]
     else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -69,6 +70,8 @@ _FIELDS: dict[tuple[str, str], tuple[str, str, str]] = {
     ("programme", "f_contam"): ("programme", "f_contam", "float"),
     ("capacity", "apheresis_slots_per_week"): ("programme", "apheresis_slots_per_week", "int"),
     ("capacity", "suites"): ("programme", "suites", "int"),
+    ("capacity", "max_manufacturing_attempts"): ("programme", "max_attempts", "int"),
+    ("capacity", "remanufacture_from"): ("programme", "remanufacture_from", "str"),
     ("waiting", "hazard0"): ("programme", "hazard0_per_day", "1/d"),
     ("waiting", "hazard_growth"): ("programme", "hazard_growth_per_day", "1/d"),
     ("waiting", "p_death_given_dropout"): ("programme", "p_death_given_dropout", "float"),
@@ -136,7 +139,7 @@ def _value(ctx: _Ctx, field: str, value: Any, kind: str) -> Any:
     if kind == "str":
         return _text(ctx, field, value, maxlen=200)
     if kind == "int":
-        if not _is_number(value) or float(value) != int(value):
+        if not _is_number(value) or not math.isfinite(value) or float(value) != int(value):
             raise ctx.error(field, value, expected="a whole number", hint=f"write e.g. {field.split('.')[-1]} = 4")
         return int(value)
     if kind == "float":
