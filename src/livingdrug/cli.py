@@ -169,6 +169,15 @@ def run(
 
             parse_sweep(sweep)  # a bad --sweep fails here, before any work
             spec = sweep
+        if scenario is not None:
+            from .scenarios.comparison import is_comparison
+
+            if is_comparison(scenario):
+                if any(x is not None for x in (days, engine, replicates, sweep, chunk_size)):
+                    _fail(f"{scenario} is a comparison of treatments; it takes --out, --seed and --no-figures "
+                          f"here (and --patients with 'livingdrug compare {scenario}')")
+                _compare(scenario, out, None, seed, figures)
+                return
         s = load_scenario(scenario or default_scenario_name())
         effective = engine or s.simulation.engine
         if effective not in STOCHASTIC_ENGINES and (replicates is not None or sweep is not None):
@@ -337,6 +346,10 @@ def scenarios() -> None:
     default = default_scenario_name()
     for name, title in list_scenarios():
         table.add_row(name + (" (default)" if name == default else ""), title)
+    from .scenarios.comparison import list_comparisons
+
+    for name, title in list_comparisons():
+        table.add_row(name + " (comparison)", title)
     _console().print(table)
 
 
@@ -499,6 +512,86 @@ def logistics(
     written = ", ".join(n for n in files if (folder / n).exists())
     con.print(f"wrote {escape(str(folder))}/ ({written}) in {time.perf_counter() - t0:.1f} s")
     con.print("[dim]Research and education use only; not medical advice.[/]")
+
+
+@app.command()
+@_guard
+def compare(
+    scenario: Annotated[
+        str | None, typer.Argument(help="Built-in comparison or a .toml path (default: cart-vs-carnk).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default: runs/<comparison>-<time>).")] = None,
+    patients: Annotated[int | None, typer.Option("--patients", "-n", help="Virtual patients (default: the file's).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: the file's).")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the built-in comparisons and exit.")] = False,
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Write PNG figures and report.html.")] = True,
+) -> None:
+    """Compare treatments in the same virtual patients, counted from referral.
+
+    Each arm is a model scenario plus a logistics programme (referral to infusion, drop-out
+    while waiting); the disease grows by the model while the patient waits.  Prints response
+    (intention to treat and if infused), CRS and ICANS, relapse, event-free survival and the
+    referral-to-infusion time per arm, the paired difference, and writes patients.parquet,
+    summary.json, figures, report.html and manifest.json.
+    """
+    from rich.table import Table
+
+    from .scenarios.comparison import list_comparisons
+
+    if list_:
+        table = Table(title="built-in comparisons", title_justify="left")
+        table.add_column("name")
+        table.add_column("title")
+        for name, title in list_comparisons():
+            table.add_row(name, title)
+        _console().print(table)
+        return
+    _compare(scenario or "cart-vs-carnk", out, patients, seed, figures)
+
+
+def _compare(scenario: str, out: Path | None, patients: int | None, seed: int | None, figures: bool) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .comparison import run_comparison
+    from .io.atomic import ensure_writable_dir
+    from .report.comparison import comparison_rows, save_comparison_run
+    from .scenarios.comparison import load_comparison
+
+    t0 = time.perf_counter()
+    if patients is not None and not (1 <= patients <= 10_000_000):
+        _fail(f"--patients {patients}: expected a whole number from 1 to 10,000,000, e.g. --patients 200")
+    if seed is not None and seed < 0:
+        _fail(f"--seed {seed}: expected a non-negative integer")
+    c = load_comparison(scenario)
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{c.name}-{stamp}"
+    ensure_writable_dir(out)  # fail before the work, not after it
+    con = _console()
+    result = run_comparison(c, patients=patients, seed=seed,
+                            on_arm=lambda name, s: con.print(f"  arm {escape(name)}: {s['referred']} referred, "
+                                                             f"{s['infused']} infused ({time.perf_counter() - t0:.1f} s)"))
+    folder = save_comparison_run(result, out, figures=figures)
+    s = result.summary
+    arms, rows = comparison_rows(s)
+    table = Table(title=f"{c.title} — {s['patients']} virtual patients, seed {s['seed']}", title_justify="left")
+    table.add_column("")
+    for a in arms:
+        table.add_column(escape(a), justify="right")
+    for label, vals in rows:
+        table.add_row(escape(label), *(escape(v) for v in vals))
+    con.print(table)
+    for p in s["paired"]:
+        con.print(f"paired, {escape(p['arm'])} vs {escape(p['reference'])}: ITT response "
+                  f"{100 * p['response_itt_difference']:+.1f} % (McNemar exact p = {p['mcnemar_p']:.2g}; "
+                  f"discordant {p['discordant_pairs']['only_arm']}/{p['discordant_pairs']['only_reference']})")
+    files = ("report.html", "patients.parquet", "summary.json", "manifest.json")
+    written = ", ".join(n for n in files if (folder / n).exists())
+    con.print(f"wrote {escape(str(folder))}/ ({written}) in {time.perf_counter() - t0:.1f} s")
+    con.print("[dim]Research and education use only; not medical advice.[/]")
+    if any(s["arms"][a]["failed_solves"] for a in arms):
+        raise typer.Exit(1)
 
 
 def main() -> None:

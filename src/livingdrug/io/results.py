@@ -20,7 +20,7 @@ import xarray as xr
 
 from .atomic import atomic_write_text, atomic_write_with
 
-__all__ = ["write_trajectories", "read_trajectories", "read_units", "write_json", "to_jsonable"]
+__all__ = ["write_trajectories", "read_trajectories", "read_units", "write_json", "to_jsonable", "write_columns"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -43,6 +43,20 @@ def to_jsonable(obj: Any) -> Any:
 
 def write_json(path: Path, data: Any) -> Path:
     return atomic_write_text(Path(path), json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
+
+
+def write_columns(columns: dict[str, np.ndarray], path: Path, units: dict[str, str]) -> Path:
+    """Write a table of equal-length columns to Parquet, atomically, with each column's unit in
+    its field metadata (``unit``) and all of them in the schema metadata
+    (``livingdrug.units``; ``read_units`` reads them back); same input, same bytes."""
+    arrays, fields = [], []
+    for k, a in columns.items():
+        arr = pa.array(a.tolist() if a.dtype == object else a)
+        arrays.append(arr)
+        fields.append(pa.field(k, arr.type, metadata={"unit": units.get(k, "")}))
+    meta = {"livingdrug.units": json.dumps({f.name: units.get(f.name, "") for f in fields})}
+    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=meta))
+    return atomic_write_with(Path(path), lambda tmp: pq.write_table(table, tmp))
 
 
 def write_trajectories(ds: xr.Dataset, path: Path, *, manifest: dict | None = None) -> Path:

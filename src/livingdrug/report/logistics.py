@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..io.atomic import atomic_write_text, atomic_write_with
-from ..io.results import write_json
+from ..io.results import write_columns, write_json
 from .html import DISCLAIMER_HTML, PAGE_STYLE, figure_html
 
 __all__ = ["save_logistics_run", "logistics_rows", "write_patients", "PATIENT_UNITS"]
@@ -43,14 +40,7 @@ PATIENT_UNITS = {
 
 def write_patients(patients: dict[str, np.ndarray], path: Path) -> Path:
     """Write the per-patient table to Parquet (deterministic bytes for the same input)."""
-    arrays, fields = [], []
-    for k, a in patients.items():
-        arr = pa.array(a.tolist() if a.dtype == object else a)
-        arrays.append(arr)
-        fields.append(pa.field(k, arr.type, metadata={"unit": PATIENT_UNITS.get(k, "")}))
-    schema = pa.schema(fields, metadata={"livingdrug.units": json.dumps({f.name: PATIENT_UNITS.get(f.name, "") for f in fields})})
-    table = pa.Table.from_arrays(arrays, schema=schema)
-    return atomic_write_with(Path(path), lambda tmp: pq.write_table(table, tmp))
+    return write_columns(patients, path, PATIENT_UNITS)
 
 
 def _q(d: dict | None) -> str:

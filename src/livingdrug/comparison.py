@@ -1,0 +1,484 @@
+r"""Treatments compared in the same virtual patients, counted from referral.
+
+A :class:`~livingdrug.scenarios.comparison.ComparisonScenario` gives a population and arms
+(a model scenario plus, optionally, a logistics programme).  For each virtual patient *i* and
+arm *a*:
+
+1. **Patient.**  Shared variability (``[population]``) is drawn once per patient from its own
+   stream, so patient *i* is the same person in every arm: the same weight, tumour growth
+   rate, leukaemic burden at referral …  (:func:`livingdrug.trials.sample_population`; the
+   model's ``patient_state`` turns the burden covariate into a consistent state: normal
+   marrow, B and T cells follow it).  Arm-specific variability (e.g. of the product's
+   expansion) uses a further independent stream per arm.
+2. **Referral to infusion.**  The arm's programme is simulated with the comparison seed
+   (:func:`livingdrug.logistics.simulate_programme`); virtual patient *i* is the programme's
+   *i*-th referral.  Patient *i* draws screening, eligibility, bridging and its drop-out clock
+   from the same stream in every programme, so who would drop out after how long is common to
+   the arms; only the waits differ.  A patient who drops out (progression, death,
+   ineligibility, failed manufacturing) is never infused.  Without a programme every patient
+   is infused with no wait.
+3. **Progression while waiting, by the disease model.**  The untreated interval before the
+   scenario's start (which already contains lymphodepletion) is
+   :math:`u_i = \max(0,\; w_{eff,i} - (t_{dose} - t_{start}))` with the referral-to-infusion
+   time :math:`w_i` and :math:`w_{eff} = w` (times the programme's
+   ``bridging_growth_factor`` for a bridged patient: bridging slows progression, an
+   assumption).  The model itself is integrated for :math:`u_i` days without product
+   (rounded to :data:`PRE_STEP` = 0.25 d), so the burden at lymphodepletion is the model's.
+   This relies on the model being autonomous before its first timed event (no timed event
+   falls before ``t_start``), which holds for every built-in model and is tested.
+4. **Product.**  The scenario's dose (per kg × the patient's weight for a per-kg dose) or,
+   with ``product = "manufactured"``, the product the programme made for this patient
+   (dose, phenotype, transduction, VCN and fitness → model parameters;
+   :func:`livingdrug.logistics.product_parameters`).
+5. **Treatment and scoring** with the ODE engine, all of an arm's infused patients in one
+   batched solve, scored like ``livingdrug run`` (response criteria, ASTCT CRS/ICANS grades).
+
+Endpoints (per arm; proportions with Wilson 95 % intervals): share infused, referral to
+infusion (median, IQR), response by intention to treat (every referred patient in the
+denominator) and among the infused, CRS and ICANS of grade ≥ 1 and ≥ 3, relapse among
+responders, event-free survival from referral (Kaplan–Meier; events: drop-out before
+infusion, no response, relapse; censored at the end of follow-up).  Because the arms treat
+the same patients, differences between arms are *paired*: discordant pairs give the
+difference in ITT response with McNemar's exact test (McNemar Q 1947 Psychometrika 12:153).
+
+Response means: B-ALL complete remission (< 5 % marrow blasts) by day 28; lymphoma (Lugano
+2014) CR or PR by day 90; myeloma (IMWG 2016) PR or better by day 90.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+
+__all__ = ["ComparisonResult", "run_comparison", "PRE_STEP", "RESPONSE_DAY"]
+
+#: resolution (d) of the untreated interval simulated before the scenario's start
+PRE_STEP = 0.25
+#: day after infusion by which a B-ALL complete remission counts as a response
+RESPONSE_DAY = 28.0
+_LATE_DAY = "day_90"
+_DROPPED = ("ineligible", "progression", "death", "manufacturing failure")
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    """``patients``: one row per (arm, patient) — column name → array; ``summary``:
+    JSON-ready endpoints per arm and the paired differences; ``curves``: per arm the
+    event-free survival from referral and median/10th/90th-percentile time courses
+    (``t``, ``tumour``, ``car_blood``) of the infused; ``manifest``: provenance."""
+
+    comparison: Any
+    patients: dict[str, np.ndarray]
+    summary: dict
+    curves: dict
+    manifest: dict
+
+
+def run_comparison(comparison: Any, *, patients: int | None = None, seed: int | None = None,
+                   on_arm: Callable[[str, dict], None] | None = None) -> ComparisonResult:
+    """Run every arm of ``comparison`` (a :class:`ComparisonScenario`, built-in name or path)
+    in the same ``patients`` virtual patients (default: the file's) with ``seed`` (default:
+    the file's).  ``on_arm(name, arm_summary)`` is called as each arm finishes."""
+    from .scenarios import ScenarioError
+    from .scenarios.comparison import ComparisonScenario, load_comparison
+    from .trials.population import Population
+
+    c = comparison if isinstance(comparison, ComparisonScenario) else load_comparison(comparison)
+    if patients is not None:
+        if isinstance(patients, bool) or not isinstance(patients, int) or patients < 1:
+            raise ScenarioError(file=c.source, field="population.patients", value=patients,
+                                expected="a whole number ≥ 1", hint="e.g. --patients 200")
+        c = dataclasses.replace(c, population=dataclasses.replace(c.population, size=patients))
+        Population.__post_init__(c.population)
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ScenarioError(file=c.source, field="population.seed", value=seed,
+                                expected="a whole number ≥ 0", hint="e.g. --seed 0")
+        c = dataclasses.replace(c, seed=seed)
+    n = c.population.size
+    rows: list[dict[str, np.ndarray]] = []
+    arms: dict[str, dict] = {}
+    curves: dict[str, dict] = {}
+    per_arm: dict[str, dict[str, np.ndarray]] = {}
+    for a, arm in enumerate(c.arms):
+        cols, curve, programme = _run_arm(c, a, arm, n)
+        s = _arm_summary(cols, curve, programme)
+        arms[arm.name] = s
+        curves[arm.name] = curve
+        per_arm[arm.name] = cols
+        rows.append(cols)
+        if on_arm is not None:
+            on_arm(arm.name, s)
+    keys = list(dict.fromkeys(k for r in rows for k in r))  # arm-specific columns are NaN elsewhere
+    table = {k: np.concatenate([r[k] if k in r else np.full(r["patient"].size, np.nan) for r in rows])
+             for k in keys}
+    summary = {
+        "comparison": c.name,
+        "title": c.title,
+        "patients": n,
+        "seed": c.seed,
+        "arms": arms,
+        "paired": _paired(per_arm),
+        "definitions": {
+            "response": "B-ALL: complete remission (< 5 % marrow blasts) by day 28; lymphoma: Lugano CR/PR at "
+                        "day 90; myeloma: IMWG PR or better at day 90",
+            "itt": "every referred virtual patient is in the denominator; drop-outs count as non-responders",
+            "efs": "event-free survival from referral: drop-out before infusion, no response, relapse/progression",
+            "grading": "ASTCT consensus (Lee DW et al. 2019, Biol Blood Marrow Transplant 25:625)",
+        },
+    }
+    return ComparisonResult(c, table, summary, curves, _manifest(c))
+
+
+def _manifest(c: Any) -> dict:
+    import datetime as _dt
+    import platform
+
+    import numba
+    import scipy
+
+    return {
+        "livingdrug_version": __version__,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "kind": "comparison",
+        "comparison": {"name": c.name, "hash": c.hash, "source": str(c.source), "toml": c.text},
+        "patients": int(c.population.size),
+        "seed": int(c.seed),
+        "engine": {"engine": "ode", "pre_step_days": PRE_STEP},
+        "arms": [{"name": a.name, "scenario": a.scenario.name, "logistics": a.logistics.name if a.logistics else None,
+                  "product": a.product} for a in c.arms],
+        "platform": {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+                     "numba": numba.__version__, "machine": platform.machine()},
+    }
+
+
+def _covariate_defaults(fn: Callable[..., Any]) -> dict[str, float]:
+    return {k: float(p.default) for k, p in inspect.signature(fn).parameters.items()
+            if p.kind == p.KEYWORD_ONLY and isinstance(p.default, (int, float))}
+
+
+def _programme_fates(arm: Any, seed: int, n: int) -> tuple[dict[str, np.ndarray], Any]:
+    """Per-patient logistics of the first ``n`` referrals (the referral period is lengthened
+    when the programme as written refers fewer than ``n`` patients)."""
+    from .logistics import simulate_programme
+    from .scenarios import ScenarioError
+
+    prog = arm.logistics.programme
+    res = simulate_programme(prog, seed)
+    while res.summary["referred"] < n:
+        if prog.months >= 120:
+            raise ScenarioError(file=arm.logistics.source, field="programme.months", value=prog.months,
+                                expected=f"a programme that refers at least {n} patients within 120 months",
+                                hint="raise referrals_per_week or lower the number of patients")
+        grow = 1.2 * n / max(res.summary["referred"], 1)
+        prog = dataclasses.replace(prog, months=min(120.0, prog.months * max(grow, 1.25)))
+        res = simulate_programme(prog, seed)
+    return {k: v[:n] for k, v in res.patients.items()}, res
+
+
+def _run_arm(c: Any, a: int, arm: Any, n: int) -> tuple[dict[str, np.ndarray], dict, Any]:
+    from .api import _dataset, summarise, with_grades
+    from .engines.ode import solve
+    from .logistics.manufacturing import K_EXP_REFERENCE
+    from .models import MODELS
+    from .network import compile_network
+    from .scenarios import resolve
+    from .trials.population import sample_population
+
+    rs = resolve(arm.scenario)
+    net = rs.network
+    names = list(net.param_names)
+    pidx = {p: j for j, p in enumerate(names)}
+    sidx = {s: k for k, s in enumerate(net.species_names)}
+    typical = dict(zip(names, map(float, rs.P), strict=True))
+    spec = MODELS.get(arm.scenario.model)
+    state_fn = spec.patient_state if spec is not None else None
+    cov_typ = _covariate_defaults(state_fn) if state_fn is not None else {}
+    pop = c.population
+    shared = sample_population(pop.variables, {**typical, **cov_typ}, c.seed, range(n))
+    own = sample_population(arm.parameters, typical, c.seed, range(n), stream=2 + a) if arm.parameters else {}
+
+    # referral → infusion
+    programme = None
+    if arm.logistics is not None:
+        fates, programme = _programme_fates(arm, c.seed, n)
+        outcome = np.asarray(fates["outcome"], dtype=object)
+        wait = np.asarray(fates["referral_to_infusion"], dtype=float)
+        bridged = np.asarray(fates["bridged"], dtype=bool)
+        end = np.asarray(fates["end"] - fates["referral"], dtype=float)
+        growth = arm.logistics.programme.bridging_growth_factor
+    else:
+        fates = {}
+        outcome = np.array(["infused"] * n, dtype=object)
+        wait = np.zeros(n)
+        bridged = np.zeros(n, dtype=bool)
+        end = np.zeros(n)
+        growth = 1.0
+    infused = outcome == "infused"
+    idx = np.flatnonzero(infused)
+
+    # parameters and state of each infused patient
+    P = np.tile(np.asarray(rs.P, dtype=float), (idx.size, 1))
+    for name, vals in {**shared, **own}.items():
+        if name in pidx:
+            P[:, pidx[name]] = vals[idx]
+    dosing = arm.scenario.dosing
+    dose_name = (net.meta.get("dose") or {}).get("param")
+    weight_name = net.meta.get("weight_param")
+    if dosing is not None and dosing.per_kg and dose_name in pidx and weight_name in pidx:
+        P[:, pidx[dose_name]] = dosing.dose * P[:, pidx[weight_name]]
+    if arm.product == "manufactured":
+        P[:, pidx["dose"]] = fates["dose"][idx]
+        for p, col in (("f_S", "f_S"), ("f_E", "f_E"), ("f_M", "f_M"), ("eta_tx", "eta_tx"), ("VCN", "vcn")):
+            if p in pidx:
+                P[:, pidx[p]] = fates[col][idx]
+        P[:, pidx["k_exp"]] = K_EXP_REFERENCE * fates["fitness"][idx]
+    y0 = np.tile(np.asarray(rs.y0, dtype=float), (idx.size, 1))
+    if state_fn is not None and pop.variables:
+        covs = {k: shared.get(k, np.full(n, v)) for k, v in cov_typ.items()}
+        for row, i in enumerate(idx):
+            st = state_fn(dict(zip(names, P[row], strict=True)), **{k: float(v[i]) for k, v in covs.items()})
+            for sp_name, val in st.items():
+                if sp_name in sidx:
+                    y0[row, sidx[sp_name]] = val
+        for sp_name, val in arm.scenario.initial.items():  # explicit overrides still win
+            y0[:, sidx[sp_name]] = val
+    t_dose = float(rs.dose_time if rs.dose_time is not None else 0.0)
+    lead = t_dose - float(rs.t_start)
+    w_eff = np.where(bridged, wait * growth, wait)
+    untreated = np.zeros(n)
+    untreated[idx] = np.round(np.maximum(0.0, w_eff[idx] - lead) / PRE_STEP) * PRE_STEP
+
+    compiled = compile_network(net)
+    status_pre = np.zeros(idx.size, dtype=np.int64)
+    if idx.size and untreated[idx].max() > 0:
+        U = float(untreated[idx].max())
+        t_pre = float(rs.t_start) - U + np.arange(int(round(U / PRE_STEP)) + 1) * PRE_STEP
+        pre = solve(compiled, y0, P, t_pre, t0=float(t_pre[0]), rtol=rs.rtol, atol=rs.atol)
+        k_end = np.round(untreated[idx] / PRE_STEP).astype(int)
+        y0 = pre.y[np.arange(idx.size), k_end]
+        status_pre = np.asarray(pre.status)
+    cols = _empty_columns(n, arm.name)
+    cols["outcome"] = outcome
+    cols["referral_to_infusion"] = np.where(infused, wait, np.nan)
+    cols["dropout_day"] = np.where(np.isin(outcome, _DROPPED), end, np.nan)
+    cols["bridged"] = bridged
+    cols["untreated_days"] = np.where(infused, untreated, np.nan)
+    for name, vals in shared.items():
+        cols[name] = vals
+    for name, vals in own.items():
+        cols[name] = vals
+    curve: dict[str, Any] = {"t": np.asarray(rs.t_out) - t_dose}
+    if idx.size:
+        t_eval = np.asarray(rs.t_out, dtype=float)
+        sol = solve(compiled, y0, P, t_eval, t0=float(rs.t_start), rtol=rs.rtol, atol=rs.atol)
+        obs = compiled.observables_batch(sol.t, np.nan_to_num(sol.y, nan=0.0), P)
+        obs[~np.isfinite(sol.y).all(axis=2)] = np.nan
+        status = np.where(status_pre != 0, status_pre, sol.status)
+        ds = with_grades(_dataset(net, sol.t, sol.y, obs, status, sol.message), net)
+        summ = summarise(ds, net, t_dose=t_dose)
+        per = summ.get("per_patient", [summ])
+        _score(cols, idx, per, ds, net, t_dose, P, pidx, dose_name)
+        curve.update(_bands(ds, net))
+    cols["efs_day"], cols["efs_event"] = _efs(cols, arm, float(rs.t_end) - t_dose)
+    return cols, curve, programme
+
+
+def _empty_columns(n: int, arm: str) -> dict[str, np.ndarray]:
+    nan = np.full(n, np.nan)
+    return {
+        "arm": np.array([arm] * n, dtype=object),
+        "patient": np.arange(n, dtype=np.int64),
+        "outcome": np.array([""] * n, dtype=object),
+        "status": np.zeros(n, dtype=np.int64),
+        "referral_to_infusion": nan.copy(),
+        "dropout_day": nan.copy(),
+        "untreated_days": nan.copy(),
+        "bridged": np.zeros(n, dtype=bool),
+        "dose": nan.copy(),
+        "tumour_at_infusion": nan.copy(),
+        "responded": np.zeros(n, dtype=bool),
+        "response_day": nan.copy(),
+        "mrd_negative_day": nan.copy(),
+        "relapse_day": nan.copy(),
+        "crs_max_grade": nan.copy(),
+        "icans_max_grade": nan.copy(),
+        "car_cmax": nan.copy(),
+    }
+
+
+def _score(cols: dict, idx: np.ndarray, per: list[dict], ds: Any, net: Any, t_dose: float,
+           P: np.ndarray, pidx: dict, dose_name: str | None) -> None:
+    tumour = net.observable_by_role("tumour_total")
+    t = ds["time"].values
+    k_dose = int(np.searchsorted(t, t_dose - 1e-9))
+    for row, i in enumerate(idx):
+        d = per[row]
+        cols["status"][i] = d["status"]
+        if dose_name in pidx:
+            cols["dose"][i] = P[row, pidx[dose_name]]
+        if tumour is not None:
+            cols["tumour_at_infusion"][i] = ds[tumour.name].values[row, k_dose]
+        responded, day, relapse = _response(d)
+        cols["responded"][i] = responded
+        cols["response_day"][i] = day
+        cols["relapse_day"][i] = relapse
+        r = d.get("response") or {}
+        if r.get("time_to_mrd_negative") is not None:
+            cols["mrd_negative_day"][i] = r["time_to_mrd_negative"]
+        tox = d.get("toxicity") or {}
+        for key in ("crs", "icans"):
+            if key in tox:
+                cols[f"{key}_max_grade"][i] = tox[key]["max_grade"]
+        ex = d.get("exposure") or {}
+        if ex.get("cmax") is not None:
+            cols["car_cmax"][i] = ex["cmax"]
+
+
+def _response(d: dict) -> tuple[bool, float, float]:
+    """(responded, day of response, day of relapse/progression) of one scored patient."""
+    nan = math.nan
+    if d.get("status", 0) != 0:
+        return False, nan, nan
+    if "response" in d:
+        r = d["response"]
+        day = r.get("time_to_remission")
+        ok = day is not None and day <= RESPONSE_DAY
+        rel = r.get("relapse_time")
+        return ok, float(day) if ok else nan, float(rel) if ok and rel is not None else nan
+    for key, good in (("response_lugano", ("CR", "PR")), ("response_imwg", ("sCR", "CR", "VGPR", "PR"))):
+        if key in d:
+            r = d[key]
+            ok = r.get(_LATE_DAY) in good
+            day = r.get("time_to_response")
+            prog = r.get("progression_time")
+            return ok, float(day) if ok and day is not None else nan, float(prog) if ok and prog is not None else nan
+    return False, nan, nan
+
+
+def _efs(cols: dict, arm: Any, follow: float) -> tuple[np.ndarray, np.ndarray]:
+    """Event-free survival from referral (d) and whether the event was observed."""
+    n = cols["patient"].size
+    day = np.zeros(n)
+    event = np.zeros(n, dtype=bool)
+    for i in range(n):
+        out = cols["outcome"][i]
+        if out in _DROPPED:
+            day[i], event[i] = cols["dropout_day"][i], True
+        elif out == "infused":
+            w = cols["referral_to_infusion"][i]
+            if not cols["responded"][i]:
+                day[i], event[i] = w + RESPONSE_DAY, True
+            elif np.isfinite(cols["relapse_day"][i]):
+                day[i], event[i] = w + cols["relapse_day"][i], True
+            else:
+                day[i] = w + follow
+        else:  # still waiting when the programme ended
+            day[i] = max(float(np.nan_to_num(cols["dropout_day"][i])), 0.0)
+    return day, event
+
+
+def _bands(ds: Any, net: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, role, label in (("tumour", "tumour_total", "tumour cells in the body"),
+                             ("car_blood", "cart_blood", "product (CAR) cells per µL blood")):
+        o = net.observable_by_role(role)
+        if o is None:
+            continue
+        v = np.asarray(ds[o.name].values, dtype=float)
+        with np.errstate(all="ignore"):
+            q = np.nanpercentile(v, [10, 50, 90], axis=0) if v.shape[0] else np.full((3, v.shape[1]), np.nan)
+        out[key] = {"p10": q[0], "median": q[1], "p90": q[2], "unit": o.unit, "label": label}
+    return out
+
+
+def _arm_summary(cols: dict, curve: dict, programme: Any) -> dict:
+    from .clinical.probability import kaplan_meier, proportion
+
+    n = int(cols["patient"].size)
+    infused = cols["outcome"] == "infused"
+    ok = infused & (cols["status"] == 0)
+    n_inf = int(infused.sum())
+    resp = cols["responded"]
+
+    def quart(x: np.ndarray) -> dict:
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            return {"median": None, "q1": None, "q3": None, "n": 0}
+        q1, med, q3 = np.percentile(x, [25, 50, 75])
+        return {"median": float(med), "q1": float(q1), "q3": float(q3), "n": int(x.size)}
+
+    def grade_ge(key: str, g: int, among: np.ndarray) -> dict:
+        v = cols[key]
+        return proportion(int(np.sum((v >= g) & among)), int(among.sum())).as_dict()
+
+    rel = np.isfinite(cols["relapse_day"]) & resp
+    km = kaplan_meier(cols["efs_day"], cols["efs_event"])
+    s: dict[str, Any] = {
+        "referred": n,
+        "infused": n_inf,
+        "infused_share": proportion(n_inf, n).as_dict(),
+        "outcomes": {k: int(np.sum(cols["outcome"] == k)) for k in ("infused", *_DROPPED, "waiting")},
+        "failed_solves": int(np.sum(infused & (cols["status"] != 0))),
+        "referral_to_infusion_days": quart(cols["referral_to_infusion"]),
+        "untreated_days": quart(cols["untreated_days"]),
+        "tumour_at_infusion": quart(cols["tumour_at_infusion"]),
+        "response_itt": proportion(int(resp.sum()), n).as_dict(),
+        "response_if_infused": proportion(int((resp & ok).sum()), int(ok.sum())).as_dict(),
+        "relapse_among_responders": proportion(int(rel.sum()), int(resp.sum())).as_dict(),
+        "crs_grade_ge_1": grade_ge("crs_max_grade", 1, ok),
+        "crs_grade_ge_3": grade_ge("crs_max_grade", 3, ok),
+        "icans_grade_ge_1": grade_ge("icans_max_grade", 1, ok),
+        "icans_grade_ge_3": grade_ge("icans_max_grade", 3, ok),
+        "car_cmax": quart(cols["car_cmax"]),
+        "efs": {"median_days": km.as_dict()["median"],
+                **{f"at_{m}_months": float(km.at(m * 30.4375)) for m in (6, 12)}},
+    }
+    curve["efs"] = {"time": km.time, "survival": km.survival, "low": km.low, "high": km.high}
+    if programme is not None:
+        s["programme"] = {"months": programme.programme.months, "referred": programme.summary["referred"],
+                          "vein_to_vein_days": programme.summary["vein_to_vein_days"]}
+    return s
+
+
+def _paired(per_arm: dict[str, dict[str, np.ndarray]]) -> list[dict]:
+    """Each arm against the first, in the same patients (McNemar's exact test on discordant
+    pairs for ITT response; CRS ≥ 1 among patients infused in both arms)."""
+    from scipy.stats import binomtest
+
+    names = list(per_arm)
+    out = []
+    ref = per_arm[names[0]]
+    for name in names[1:]:
+        other = per_arm[name]
+        r0, r1 = ref["responded"], other["responded"]
+        b = int(np.sum(r1 & ~r0))  # respond only on the other arm
+        cc = int(np.sum(r0 & ~r1))
+        n = int(r0.size)
+        p = float(binomtest(b, b + cc, 0.5).pvalue) if b + cc else 1.0
+        both = (ref["outcome"] == "infused") & (other["outcome"] == "infused")
+        c0 = np.nan_to_num(ref["crs_max_grade"]) >= 1
+        c1 = np.nan_to_num(other["crs_max_grade"]) >= 1
+        out.append({
+            "arm": name,
+            "reference": names[0],
+            "response_itt_difference": (b - cc) / n if n else None,
+            "discordant_pairs": {"only_arm": b, "only_reference": cc},
+            "mcnemar_p": p,
+            "both_infused": int(both.sum()),
+            "crs_grade_ge_1_difference_both_infused":
+                float(np.mean(c1[both]) - np.mean(c0[both])) if both.any() else None,
+            "referral_to_infusion_median_difference_days":
+                float(np.nanmedian(other["referral_to_infusion"]) - np.nanmedian(ref["referral_to_infusion"]))
+                if np.isfinite(other["referral_to_infusion"]).any() and np.isfinite(ref["referral_to_infusion"]).any()
+                else None,
+        })
+    return out

@@ -1,0 +1,249 @@
+"""Run folder of a comparison (``livingdrug compare``): table, figures, report.
+
+Files, each written atomically and ``manifest.json`` last (a folder without it is unfinished):
+
+* ``patients.parquet`` — one row per (arm, virtual patient); units in the column metadata;
+* ``summary.json`` — endpoints per arm with Wilson 95 % intervals and the paired differences
+  (:func:`livingdrug.comparison.run_comparison`);
+* ``endpoints.png`` (endpoints per arm with intervals), ``efs_from_referral.png``
+  (Kaplan–Meier), ``referral_to_infusion.png``, ``time_courses.png`` (median and 10–90th
+  percentile of the tumour and of product cells in blood); ``report.html`` embedding them;
+* ``manifest.json`` — livingdrug version, comparison text and hash, patients, seed, arms.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io.atomic import atomic_write_text, atomic_write_with, ensure_writable_dir
+from ..io.results import write_columns, write_json
+from .html import DISCLAIMER_HTML, PAGE_STYLE, figure_html
+
+__all__ = ["save_comparison_run", "comparison_rows", "ENDPOINTS", "COLUMN_UNITS"]
+
+_DISCLAIMER = "livingdrug — simulated, for research and education only; not medical advice"
+#: summary key → label of the proportion endpoints shown per arm
+ENDPOINTS = {
+    "infused_share": "infused (of referred)",
+    "response_itt": "response, ITT (of referred)",
+    "response_if_infused": "response (of infused)",
+    "relapse_among_responders": "relapse (of responders)",
+    "crs_grade_ge_1": "CRS grade ≥ 1 (of infused)",
+    "crs_grade_ge_3": "CRS grade ≥ 3 (of infused)",
+    "icans_grade_ge_1": "ICANS grade ≥ 1 (of infused)",
+    "icans_grade_ge_3": "ICANS grade ≥ 3 (of infused)",
+}
+#: unit of the fixed columns of patients.parquet (varying parameters: their model unit)
+COLUMN_UNITS = {
+    "arm": "", "patient": "1", "outcome": "", "status": "1", "referral_to_infusion": "d", "dropout_day": "d",
+    "untreated_days": "d", "bridged": "", "dose": "cell", "tumour_at_infusion": "cell", "responded": "",
+    "response_day": "d", "mrd_negative_day": "d", "relapse_day": "d", "crs_max_grade": "1",
+    "icans_max_grade": "1", "car_cmax": "cell/uL", "efs_day": "d", "efs_event": "",
+}
+_COLOURS = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb", "#000000")
+
+
+def _pct(p: dict | None) -> str:
+    if not p or p.get("estimate") is None:
+        return "—"
+    return f"{100 * p['estimate']:.1f} % ({100 * p['low']:.1f}–{100 * p['high']:.1f}) [{p['successes']}/{p['trials']}]"
+
+
+def _q(d: dict | None, fmt: str = "{:.1f}") -> str:
+    if not d or d.get("median") is None:
+        return "—"
+    return f"{fmt.format(d['median'])} ({fmt.format(d['q1'])}–{fmt.format(d['q3'])})"
+
+
+def comparison_rows(summary: dict) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """``(arm names, [(label, value per arm)])`` of the endpoint table (CLI and report)."""
+    arms = list(summary["arms"])
+    A = summary["arms"]
+    rows: list[tuple[str, list[str]]] = [("referred", [str(A[a]["referred"]) for a in arms])]
+    rows.append(("referral → infusion, d: median (IQR)", [_q(A[a]["referral_to_infusion_days"]) for a in arms]))
+    rows.append(("untreated days before lymphodepletion: median (IQR)", [_q(A[a]["untreated_days"]) for a in arms]))
+    rows.append(("leukaemia at infusion, cells: median (IQR)", [_q(A[a]["tumour_at_infusion"], "{:.2g}") for a in arms]))
+    rows.append(("drop-outs: progression / death / ineligible / manufacturing",
+                 [" / ".join(str(A[a]["outcomes"][k]) for k in ("progression", "death", "ineligible", "manufacturing failure"))
+                  for a in arms]))
+    for key, label in ENDPOINTS.items():
+        rows.append((label, [_pct(A[a][key]) for a in arms]))
+    rows.append(("event-free survival from referral at 6 / 12 months",
+                 [f"{100 * A[a]['efs']['at_6_months']:.1f} % / {100 * A[a]['efs']['at_12_months']:.1f} %" for a in arms]))
+    rows.append(("peak product cells in blood, cells/µL: median (IQR)", [_q(A[a]["car_cmax"], "{:.3g}") for a in arms]))
+    return arms, rows
+
+
+def _figures(result: Any, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    s = result.summary
+    arms = list(s["arms"])
+    paths: list[Path] = []
+
+    def save(fig: Any, name: str) -> None:
+        fig.text(0.99, 0.01, _DISCLAIMER, ha="right", va="bottom", fontsize=7, color="0.5")
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        p = out / name
+        atomic_write_with(p, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+        plt.close(fig)
+        paths.append(p)
+
+    keys = list(ENDPOINTS)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(keys) * len(arms) + 1.5))
+    for j, a in enumerate(arms):
+        for k, key in enumerate(keys):
+            p = s["arms"][a][key]
+            if p.get("estimate") is None:
+                continue
+            y = k + (j - (len(arms) - 1) / 2) * 0.25
+            ax.errorbar(100 * p["estimate"], y, xerr=[[100 * (p["estimate"] - p["low"])], [100 * (p["high"] - p["estimate"])]],
+                        fmt="o", color=_COLOURS[j % len(_COLOURS)], capsize=3, label=a if k == 0 else None)
+    ax.set_yticks(range(len(keys)), [ENDPOINTS[k] for k in keys])
+    ax.invert_yaxis()
+    ax.set_xlim(-2, 102)
+    ax.set_xlabel("% of patients (Wilson 95 % interval)")
+    ax.set_title(f"{result.comparison.title}\n{s['patients']} virtual patients, seed {s['seed']}", fontsize=10)
+    ax.grid(axis="x", color="0.9")
+    ax.legend(loc="lower right", fontsize=8)
+    save(fig, "endpoints.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for j, a in enumerate(arms):
+        e = result.curves[a]["efs"]
+        t = np.concatenate(([0.0], e["time"]))
+        col = _COLOURS[j % len(_COLOURS)]
+        ax.step(t, np.concatenate(([1.0], e["survival"])), where="post", color=col, label=a)
+        ax.fill_between(t, np.concatenate(([1.0], e["low"])), np.concatenate(([1.0], e["high"])), step="post",
+                        color=col, alpha=0.15, lw=0)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("days since referral")
+    ax.set_ylabel("event-free survival")
+    ax.set_title("Event-free survival from referral (Kaplan–Meier, 95 % band)\n"
+                 "events: drop-out before infusion, no response, relapse", fontsize=10)
+    ax.legend(fontsize=8)
+    save(fig, "efs_from_referral.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    pt = result.patients
+    all_w = pt["referral_to_infusion"][np.isfinite(pt["referral_to_infusion"])]
+    if all_w.size:
+        bins = np.linspace(0, max(float(all_w.max()), 1.0) * 1.02, 40)
+        for j, a in enumerate(arms):
+            w = pt["referral_to_infusion"][(pt["arm"] == a) & np.isfinite(pt["referral_to_infusion"])]
+            if w.size:
+                ax.hist(w, bins=list(bins), alpha=0.6, color=_COLOURS[j % len(_COLOURS)],
+                        label=f"{a}: median {np.median(w):.1f} d")
+    ax.set_xlabel("referral → infusion, d")
+    ax.set_ylabel("patients infused")
+    ax.set_title("Time from referral to infusion")
+    ax.legend(fontsize=8)
+    save(fig, "referral_to_infusion.png")
+
+    panels = [k for k in ("tumour", "car_blood") if any(k in result.curves[a] for a in arms)]
+    if panels:
+        fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+        for ax, key in zip(axes[0], panels, strict=True):
+            label = ""
+            for j, a in enumerate(arms):
+                c = result.curves[a]
+                if key not in c:
+                    continue
+                b = c[key]
+                col = _COLOURS[j % len(_COLOURS)]
+                pos = np.where(b["median"] > 0, b["median"], np.nan)
+                ax.plot(c["t"], pos, color=col, label=a)
+                ax.fill_between(c["t"], np.where(b["p10"] > 0, b["p10"], np.nan), np.where(b["p90"] > 0, b["p90"], np.nan),
+                                color=col, alpha=0.15, lw=0)
+                label = f"{b['label']} ({b['unit']})"
+            ax.set_yscale("log")
+            ax.set_xlabel("days since infusion")
+            ax.set_ylabel(label)
+            ax.set_title("median and 10th–90th percentile of the infused", fontsize=10)
+            ax.legend(fontsize=8)
+        save(fig, "time_courses.png")
+    return paths
+
+
+def save_comparison_run(result: Any, out: str | Path, *, figures: bool = True) -> Path:
+    """Write the run folder of ``result`` (a :class:`~livingdrug.comparison.ComparisonResult`)."""
+    out = ensure_writable_dir(Path(out))
+    stale = out / "manifest.json"
+    if stale.exists():
+        stale.unlink()
+    c = result.comparison
+    units = dict(COLUMN_UNITS)
+    for v in (*c.population.parameters, *(p for a in c.arms for p in a.parameters)):
+        net = next((a.scenario.network for a in c.arms if a.scenario.network is not None
+                    and v.name in a.scenario.network.param_names), None)
+        units[v.name] = str(net.param(v.name).unit) if net is not None else ""
+    from ..models import MODELS
+
+    for v in c.population.covariates:
+        spec = MODELS.get(c.arms[0].scenario.model)
+        units[v.name] = str(spec.covariates.get(v.name, "")) if spec is not None else ""
+    write_columns(result.patients, out / "patients.parquet", units)
+    write_json(out / "summary.json", result.summary)
+    if figures:
+        figs = _figures(result, out)
+        arms, rows = comparison_rows(result.summary)
+        head = "".join(f"<th>{html.escape(a)}</th>" for a in arms)
+        body = "\n".join(f"<tr><td>{html.escape(k)}</td>" + "".join(f"<td class=num>{html.escape(v)}</td>" for v in vals)
+                         + "</tr>" for k, vals in rows)
+        paired = "\n".join(
+            f"<tr><td>{html.escape(p['arm'])} vs {html.escape(p['reference'])}</td>"
+            f"<td class=num>{100 * p['response_itt_difference']:+.1f} %</td>"
+            f"<td class=num>{p['discordant_pairs']['only_arm']} / {p['discordant_pairs']['only_reference']}</td>"
+            f"<td class=num>{p['mcnemar_p']:.2g}</td>"
+            f"<td class=num>{'—' if p['crs_grade_ge_1_difference_both_infused'] is None else format(100 * p['crs_grade_ge_1_difference_both_infused'], '+.1f') + ' %'}</td></tr>"
+            for p in result.summary["paired"])
+        arms_html = "\n".join(
+            f"<tr><td>{html.escape(a.name)}</td><td>{html.escape(a.scenario.name)}: {html.escape(a.scenario.title)}</td>"
+            f"<td>{html.escape(a.logistics.name + ': ' + a.logistics.title) if a.logistics else 'none (infused at once)'}</td>"
+            f"<td>{html.escape(a.product)}</td></tr>" for a in c.arms)
+        desc = "".join(f"<p>{html.escape(' '.join(b.split()))}</p>" for b in c.description.split("\n\n") if b.strip())
+        m = result.manifest
+        prov = {"livingdrug": m["livingdrug_version"], "comparison": c.name, "comparison hash": c.hash,
+                "patients": m["patients"], "seed": m["seed"], "created": m["created"]}
+        prov_rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in prov.items())
+        title = html.escape(c.title)
+        page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>livingdrug — {title}</title>
+{PAGE_STYLE}</head><body>
+<h1>{title}</h1>
+{DISCLAIMER_HTML}
+<h2>Question</h2>{desc}
+<h2>Arms</h2>
+<table><tr><th>arm</th><th>model scenario</th><th>logistics</th><th>product</th></tr>
+{arms_html}
+</table>
+<h2>Endpoints</h2>
+<table><tr><th>endpoint</th>{head}</tr>
+{body}
+</table>
+<p>Proportions: estimate (Wilson 95 % interval) [count/denominator]. ITT: every referred patient
+counts; patients who drop out before infusion are non-responders. Response: B-ALL complete
+remission by day 28 (lymphoma: Lugano CR/PR, myeloma: IMWG ≥ PR at day 90). Grades: ASTCT
+(Lee 2019).</p>
+<h2>Paired comparison (same patients)</h2>
+<table><tr><th>arms</th><th>ITT response difference</th><th>discordant pairs (only arm / only reference)</th>
+<th>McNemar exact p</th><th>CRS ≥ 1 difference (infused in both)</th></tr>
+{paired}
+</table>
+<h2>Figures</h2>
+{''.join(figure_html(p) for p in figs)}
+<h2>Provenance</h2>
+<table>{prov_rows}</table>
+<p>Re-run with <code>livingdrug compare {html.escape(c.source)} --patients {m['patients']} --seed {m['seed']}</code>.</p>
+</body></html>
+"""
+        atomic_write_text(out / "report.html", page)
+    write_json(out / "manifest.json", result.manifest)
+    return out

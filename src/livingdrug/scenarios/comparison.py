@@ -1,0 +1,311 @@
+"""Comparison files: several treatments given to the same virtual patients (``livingdrug compare``).
+
+A comparison names a virtual population (size, seed, inter-individual variability of
+parameters and of the disease at referral) and two or more *arms*.  Each arm is a model
+scenario (the product and the patient model: ``cd19-ball``, ``cd19-carnk`` or a file) and,
+optionally, a logistics scenario (how long each patient waits from referral to infusion and
+who drops out: ``autologous-centre``, ``off-the-shelf-centre`` or a file).  Same rules as
+every scenario file: data, never code; quantities with units; every problem is one
+:class:`ScenarioError` naming the file, field, value, what was expected and the fix.
+Built-ins live in ``livingdrug/scenarios/builtin/comparisons/*.toml``; the format is in
+docs/comparison.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..trials.population import MAX_PATIENTS, Population, PopulationInputError, Variability
+from .load import (
+    MAX_SEED,
+    _check_keys,
+    _closest,
+    _Ctx,
+    _is_number,
+    _listing,
+    _network_of,
+    _number,
+    _quantity,
+    _read_toml,
+    _table,
+    _text,
+    load_scenario,
+)
+from .logistics import LogisticsScenario, load_logistics
+from .schema import Scenario, ScenarioError
+
+__all__ = ["ComparisonArm", "ComparisonScenario", "load_comparison", "list_comparisons", "comparison_from_dict",
+           "comparison_builtin_dir", "is_comparison", "PRODUCT_SOURCES", "MANUFACTURED_PARAMS", "MAX_ARMS"]
+
+#: where an arm's product comes from: the scenario as written, or the product its logistics made
+PRODUCT_SOURCES = ("scenario", "manufactured")
+#: model parameters a manufactured product sets (:func:`livingdrug.logistics.product_parameters`;
+#: ``eta_tx`` too where the model has it, i.e. with ``car_leukaemia``)
+MANUFACTURED_PARAMS = ("dose", "f_S", "f_E", "f_M", "VCN", "k_exp")
+MAX_ARMS = 8
+_TOP = ("name", "title", "description", "population", "arms")
+_POP = ("patients", "seed", "parameters", "covariates")
+_ARM = ("name", "scenario", "logistics", "product", "parameters")
+_VAR = ("median", "cv", "distribution", "lower", "upper")
+
+
+@dataclass(frozen=True)
+class ComparisonArm:
+    """One arm: ``scenario`` (the model scenario), ``logistics`` (or ``None``: every patient
+    infused without waiting), ``product`` (one of :data:`PRODUCT_SOURCES`) and arm-specific
+    variability ``parameters`` (e.g. of the product's expansion rate)."""
+
+    name: str
+    scenario: Scenario
+    logistics: LogisticsScenario | None
+    product: str
+    parameters: tuple[Variability, ...]
+
+
+@dataclass(frozen=True)
+class ComparisonScenario:
+    """A validated comparison (canonical units); ``text`` is the file as written and ``hash``
+    the SHA-256 of its parsed content."""
+
+    name: str
+    title: str
+    description: str
+    population: Population
+    seed: int
+    arms: tuple[ComparisonArm, ...]
+    source: str
+    text: str
+    hash: str
+
+
+def comparison_builtin_dir() -> Path:
+    """Folder of the built-in comparisons."""
+    return Path(str(resources.files("livingdrug.scenarios").joinpath("builtin", "comparisons")))
+
+
+def _names() -> list[str]:
+    return sorted(p.stem for p in comparison_builtin_dir().glob("*.toml"))
+
+
+def list_comparisons() -> list[tuple[str, str]]:
+    """``(name, title)`` of every built-in comparison."""
+    out = []
+    for name in _names():
+        try:
+            title = str(tomllib.loads((comparison_builtin_dir() / f"{name}.toml").read_text("utf-8")).get("title", name))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            title = name
+        out.append((name, title))
+    return out
+
+
+def is_comparison(name_or_path: str | Path) -> bool:
+    """True for a built-in comparison name or a readable .toml file with ``[[arms]]``."""
+    s = str(name_or_path)
+    if s in _names():
+        return True
+    p = Path(s)
+    try:
+        if p.is_file() and p.stat().st_size <= 1_000_000:
+            return "arms" in tomllib.loads(p.read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    return False
+
+
+def _variability(ctx: _Ctx, field: str, name: str, raw: Any, unit: str) -> Variability:
+    t = _table(ctx, field, raw)
+    _check_keys(ctx, field, t, _VAR)
+    if "cv" not in t:
+        raise ctx.error(f"{field}.cv", expected="a coefficient of variation (e.g. cv = 0.3 for 30 %)",
+                        hint="add cv = …")
+    kw: dict[str, Any] = {"cv": _number(ctx, f"{field}.cv", t["cv"], expected="a coefficient of variation in [0, 10]")}
+    if "distribution" in t:
+        kw["distribution"] = _text(ctx, f"{field}.distribution", t["distribution"], maxlen=20)
+    for key in ("median", "lower", "upper"):
+        if key in t:
+            kw[key] = _quantity(ctx, f"{field}.{key}", t[key], unit)
+    try:
+        return Variability(name, **kw)
+    except PopulationInputError as exc:
+        raise ctx.error(f"{field}.{exc.field.split('.', 1)[-1]}" if "." in exc.field else field, exc.value,
+                        expected=exc.expected, hint=exc.hint) from None
+
+
+def _arm_file(base: Path | None, value: str) -> str | Path:
+    """A built-in name as it is; a relative path is taken relative to the comparison file."""
+    looks_like_path = value.endswith(".toml") or "/" in value or "\\" in value
+    if looks_like_path and base is not None and not Path(value).is_absolute():
+        cand = base / value
+        if cand.is_file():
+            return cand
+    return value
+
+
+def _wrap(ctx: _Ctx, field: str, fn: Any) -> Any:
+    try:
+        return fn()
+    except ScenarioError as exc:
+        raise ctx.error(field, exc.file, expected="a valid scenario", hint=str(exc)) from None
+
+
+def comparison_from_dict(raw: Mapping[str, Any], *, source: str = "<dict>", text: str = "",
+                         base: Path | None = None) -> ComparisonScenario:
+    """Validate a parsed comparison; every problem raises :class:`ScenarioError`.  ``base``:
+    folder against which relative arm file paths are resolved."""
+    ctx = _Ctx(source, None)
+    try:
+        return _validate(ctx, raw, text, base)
+    except ScenarioError:
+        raise
+    except PopulationInputError as exc:
+        raise ScenarioError(file=source, field=exc.field, value=exc.value, expected=exc.expected, hint=exc.hint) from None
+    except Exception as exc:  # no other exception may escape for any input
+        raise ScenarioError(file=source, expected="a valid comparison",
+                            hint=f"internal error while reading it ({type(exc).__name__}: {exc}); please report this") from exc
+
+
+def _validate(ctx: _Ctx, raw: Mapping[str, Any], text: str, base: Path | None) -> ComparisonScenario:
+    from ..models import MODELS
+
+    if not isinstance(raw, Mapping):
+        raise ctx.error("", raw, expected="a table of settings")
+    _check_keys(ctx, "", raw, _TOP)
+    name = _text(ctx, "name", raw.get("name", Path(ctx.file).stem), maxlen=64)
+    title = _text(ctx, "title", raw.get("title", name), maxlen=200)
+    description = _text(ctx, "description", raw.get("description", ""))
+
+    arms_raw = raw.get("arms")
+    if not isinstance(arms_raw, list) or not arms_raw:
+        raise ctx.error("arms", arms_raw if arms_raw is not None else None, expected="one or more [[arms]] tables",
+                        hint='add [[arms]] with name = "…" and scenario = "cd19-ball"')
+    if len(arms_raw) > MAX_ARMS:
+        raise ctx.error("arms", len(arms_raw), expected=f"at most {MAX_ARMS} arms")
+    arm_specs = []
+    for k, a in enumerate(arms_raw):
+        f = f"arms[{k}]"
+        t = _table(ctx, f, a)
+        _check_keys(ctx, f, t, _ARM)
+        if "scenario" not in t:
+            raise ctx.error(f"{f}.scenario", expected="a model scenario (built-in name or .toml path)",
+                            hint='write scenario = "cd19-ball"')
+        arm_name = _text(ctx, f"{f}.name", t.get("name", f"arm {k + 1}"), maxlen=80)
+        sc = _wrap(ctx, f"{f}.scenario", lambda t=t, f=f: load_scenario(_arm_file(base, _text(ctx, f"{f}.scenario", t["scenario"], maxlen=500))))
+        lg = None
+        if "logistics" in t:
+            lg = _wrap(ctx, f"{f}.logistics",
+                       lambda t=t, f=f: load_logistics(_arm_file(base, _text(ctx, f"{f}.logistics", t["logistics"], maxlen=500))))
+        product = t.get("product", "scenario")
+        if product not in PRODUCT_SOURCES:
+            best = _closest(str(product), list(PRODUCT_SOURCES))
+            raise ctx.error(f"{f}.product", product, expected=" or ".join(f'"{p}"' for p in PRODUCT_SOURCES),
+                            hint=f'did you mean "{best}"?' if best else 'write product = "scenario"')
+        net = _network_of(sc)
+        if product == "manufactured":
+            if lg is None or lg.programme.kind != "autologous":
+                raise ctx.error(f"{f}.product", product, expected="an autologous logistics scenario in the same arm",
+                                hint='a product is manufactured per patient only in an autologous programme; '
+                                     'add logistics = "autologous-centre" or write product = "scenario"')
+            missing = [p for p in MANUFACTURED_PARAMS if p not in net.param_names]
+            if missing:
+                raise ctx.error(f"{f}.product", product,
+                                expected=f"a model with the product parameters {', '.join(MANUFACTURED_PARAMS)}",
+                                hint=f"model {sc.model!r} lacks {', '.join(missing)}; write product = \"scenario\"")
+        if sc.dosing is None:
+            raise ctx.error(f"{f}.scenario", sc.name, expected="a scenario with a dose of cells",
+                            hint="comparisons compare treatments; pick a scenario with [dosing]")
+        arm_params = tuple(
+            _variability(ctx, f"{f}.parameters.{p}", p, v, _param_unit(ctx, f"{f}.parameters.{p}", net, p))
+            for p, v in _table(ctx, f"{f}.parameters", t.get("parameters", {})).items())
+        arm_specs.append((arm_name, sc, lg, product, arm_params, net))
+    names = [a[0] for a in arm_specs]
+    for k, n in enumerate(names):
+        if names.index(n) != k:
+            raise ctx.error(f"arms[{k}].name", n, expected="a name no other arm has")
+
+    pop_raw = _table(ctx, "population", raw.get("population", {}))
+    _check_keys(ctx, "population", pop_raw, _POP)
+    size = pop_raw.get("patients", 100)
+    if not (_is_number(size) and float(size) == int(size) and 1 <= int(size) <= MAX_PATIENTS):
+        raise ctx.error("population.patients", size, expected=f"a whole number from 1 to {MAX_PATIENTS:,}",
+                        hint="write patients = 200")
+    seed = pop_raw.get("seed", 0)
+    if not (_is_number(seed) and float(seed) == int(seed) and 0 <= int(seed) <= MAX_SEED):
+        raise ctx.error("population.seed", seed, expected="a whole number ≥ 0", hint="write seed = 0")
+    params = []
+    for p, v in _table(ctx, "population.parameters", pop_raw.get("parameters", {})).items():
+        f = f"population.parameters.{p}"
+        units = {_param_unit(ctx, f, a[5], p, arm=a[0]) for a in arm_specs}
+        if len(units) > 1:
+            raise ctx.error(f, p, expected="a parameter with the same unit in every arm",
+                            hint=f"the arms' models give it different units ({', '.join(sorted(units))}); vary it per arm")
+        params.append(_variability(ctx, f, p, v, units.pop()))
+    covs = []
+    for c, v in _table(ctx, "population.covariates", pop_raw.get("covariates", {})).items():
+        f = f"population.covariates.{c}"
+        unit = None
+        for a in arm_specs:
+            spec = MODELS.get(a[1].model)
+            known = dict(spec.covariates) if spec is not None and spec.patient_state is not None else {}
+            if c not in known:
+                raise ctx.error(f, c, expected=f"a state covariate of model {a[1].model!r} (arm {a[0]!r})",
+                                hint=(f"known: {_listing(known)}" if known else
+                                      f"model {a[1].model!r} defines no patient state; vary its parameters instead"))
+            unit = known[c]
+        covs.append(_variability(ctx, f, c, v, str(unit)))
+    population = Population(int(size), tuple(params), tuple(covs))
+    shared = {v.name for v in population.variables}
+    for k, a in enumerate(arm_specs):
+        both = sorted(shared & {v.name for v in a[4]})
+        if both:
+            raise ctx.error(f"arms[{k}].parameters.{both[0]}", both[0], expected="a parameter not already varied in [population]",
+                            hint="vary it once: in [population.parameters] (all arms) or in the arm")
+    canon = json.dumps(_plain(raw), sort_keys=True, separators=(",", ":"), default=str)
+    arms = tuple(ComparisonArm(n, sc, lg, prod, ap) for n, sc, lg, prod, ap, _ in arm_specs)
+    return ComparisonScenario(name, title, description, population, int(seed), arms, ctx.file, text,
+                              hashlib.sha256(canon.encode()).hexdigest())
+
+
+def _param_unit(ctx: _Ctx, field: str, net: Any, name: str, arm: str = "") -> str:
+    if name not in net.param_names:
+        best = _closest(name, list(net.param_names))
+        where = f" (arm {arm!r})" if arm else ""
+        raise ctx.error(field, name, expected=f"a parameter of model {net.name!r}{where}",
+                        hint=f'did you mean "{best}"?' if best else f"known: {_listing(net.param_names)}")
+    return str(net.param(name).unit)
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    return x
+
+
+def load_comparison(name_or_path: str | Path) -> ComparisonScenario:
+    """Load a built-in comparison by name (``"cart-vs-carnk"``) or a comparison TOML file."""
+    shown = str(name_or_path)
+    s = shown
+    looks_like_path = isinstance(name_or_path, Path) or s.endswith(".toml") or "/" in s or "\\" in s
+    if not looks_like_path and not Path(s).is_file():
+        names = _names()
+        if s not in names:
+            best = _closest(s, names)
+            raise ScenarioError(file=shown, expected=f"a built-in comparison ({_listing(names)}) or a .toml path",
+                                hint=f'did you mean "{best}"?' if best else "list them with 'livingdrug compare --list'")
+        path = comparison_builtin_dir() / f"{s}.toml"
+        shown = f"{s}.toml"
+    else:
+        path = Path(name_or_path)
+    raw = _read_toml(path, shown)
+    text = path.read_text(encoding="utf-8")
+    base = path.parent if looks_like_path or Path(s).is_file() else None
+    return comparison_from_dict(raw, source=shown, text=text, base=base)
