@@ -58,7 +58,7 @@ import numpy as np
 
 from . import __version__
 
-__all__ = ["ComparisonResult", "run_comparison", "PRE_STEP", "RESPONSE_DAY"]
+__all__ = ["ComparisonResult", "run_comparison", "advance_untreated", "PRE_STEP", "RESPONSE_DAY"]
 
 #: resolution (d) of the untreated interval simulated before the scenario's start
 PRE_STEP = 0.25
@@ -240,7 +240,10 @@ def _run_arm(c: Any, a: int, arm: Any, n: int) -> tuple[dict[str, np.ndarray], d
         for p, col in (("f_S", "f_S"), ("f_E", "f_E"), ("f_M", "f_M"), ("eta_tx", "eta_tx"), ("VCN", "vcn")):
             if p in pidx:
                 P[:, pidx[p]] = fates[col][idx]
-        P[:, pidx["k_exp"]] = K_EXP_REFERENCE * fates["fitness"][idx]
+        # the product's fitness sets the typical expansion; patient variability multiplies it
+        iiv = own.get("k_exp", shared.get("k_exp"))
+        factor = iiv[idx] / typical["k_exp"] if iiv is not None else 1.0
+        P[:, pidx["k_exp"]] = K_EXP_REFERENCE * fates["fitness"][idx] * factor
     y0 = np.tile(np.asarray(rs.y0, dtype=float), (idx.size, 1))
     if state_fn is not None and pop.variables:
         covs = {k: shared.get(k, np.full(n, v)) for k, v in cov_typ.items()}
@@ -258,14 +261,7 @@ def _run_arm(c: Any, a: int, arm: Any, n: int) -> tuple[dict[str, np.ndarray], d
     untreated[idx] = np.round(np.maximum(0.0, w_eff[idx] - lead) / PRE_STEP) * PRE_STEP
 
     compiled = compile_network(net)
-    status_pre = np.zeros(idx.size, dtype=np.int64)
-    if idx.size and untreated[idx].max() > 0:
-        U = float(untreated[idx].max())
-        t_pre = float(rs.t_start) - U + np.arange(int(round(U / PRE_STEP)) + 1) * PRE_STEP
-        pre = solve(compiled, y0, P, t_pre, t0=float(t_pre[0]), rtol=rs.rtol, atol=rs.atol)
-        k_end = np.round(untreated[idx] / PRE_STEP).astype(int)
-        y0 = pre.y[np.arange(idx.size), k_end]
-        status_pre = np.asarray(pre.status)
+    y0, status_pre = advance_untreated(compiled, rs, y0, P, untreated[idx])
     cols = _empty_columns(n, arm.name)
     cols["outcome"] = outcome
     cols["referral_to_infusion"] = np.where(infused, wait, np.nan)
@@ -276,6 +272,9 @@ def _run_arm(c: Any, a: int, arm: Any, n: int) -> tuple[dict[str, np.ndarray], d
         cols[name] = vals
     for name, vals in own.items():
         cols[name] = vals
+    if arm.product == "manufactured":
+        for col in ("f_S", "f_E", "f_M", "vcn", "fitness"):
+            cols[f"product_{col}"] = np.asarray(fates[col], dtype=float)
     curve: dict[str, Any] = {"t": np.asarray(rs.t_out) - t_dose}
     if idx.size:
         t_eval = np.asarray(rs.t_out, dtype=float)
@@ -290,6 +289,28 @@ def _run_arm(c: Any, a: int, arm: Any, n: int) -> tuple[dict[str, np.ndarray], d
         curve.update(_bands(ds, net))
     cols["efs_day"], cols["efs_event"] = _efs(cols, arm, float(rs.t_end) - t_dose)
     return cols, curve, programme
+
+
+def advance_untreated(compiled: Any, rs: Any, y0: np.ndarray, P: np.ndarray,
+                      days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """States ``[n, k]`` after patient *i* has lived ``days[i]`` (a multiple of
+    :data:`PRE_STEP`) untreated from ``y0[i]``, and the solver status per patient.
+
+    One batched ODE solve from ``t_start − max(days)`` with output every :data:`PRE_STEP`;
+    patient *i*'s state is read ``days[i]`` after the start.  Valid because the model is
+    autonomous before its first timed event, which comes after ``t_start`` (so the absolute
+    time at which the untreated interval is placed does not matter)."""
+    from .engines.ode import solve
+
+    y0 = np.asarray(y0, dtype=float)
+    status = np.zeros(y0.shape[0], dtype=np.int64)
+    if y0.shape[0] == 0 or float(np.max(days)) <= 0:
+        return y0, status
+    U = float(np.max(days))
+    t_pre = float(rs.t_start) - U + np.arange(int(round(U / PRE_STEP)) + 1) * PRE_STEP
+    pre = solve(compiled, y0, P, t_pre, t0=float(t_pre[0]), rtol=rs.rtol, atol=rs.atol)
+    k_end = np.round(np.asarray(days) / PRE_STEP).astype(int)
+    return pre.y[np.arange(y0.shape[0]), k_end], np.asarray(pre.status, dtype=np.int64)
 
 
 def _empty_columns(n: int, arm: str) -> dict[str, np.ndarray]:

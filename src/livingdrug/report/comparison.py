@@ -19,13 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from ..io.atomic import atomic_write_text, atomic_write_with, ensure_writable_dir
+from ..io.atomic import atomic_write_text, ensure_writable_dir
 from ..io.results import write_columns, write_json
-from .html import DISCLAIMER_HTML, PAGE_STYLE, figure_html
+from .html import DISCLAIMER_HTML, PAGE_STYLE, figure_html, save_png
 
 __all__ = ["save_comparison_run", "comparison_rows", "ENDPOINTS", "COLUMN_UNITS"]
 
-_DISCLAIMER = "livingdrug — simulated, for research and education only; not medical advice"
 #: summary key → label of the proportion endpoints shown per arm
 ENDPOINTS = {
     "infused_share": "infused (of referred)",
@@ -43,6 +42,7 @@ COLUMN_UNITS = {
     "untreated_days": "d", "bridged": "", "dose": "cell", "tumour_at_infusion": "cell", "responded": "",
     "response_day": "d", "mrd_negative_day": "d", "relapse_day": "d", "crs_max_grade": "1",
     "icans_max_grade": "1", "car_cmax": "cell/uL", "efs_day": "d", "efs_event": "",
+    "product_f_S": "1", "product_f_E": "1", "product_f_M": "1", "product_vcn": "copies/cell", "product_fitness": "1",
 }
 _COLOURS = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb", "#000000")
 
@@ -89,12 +89,7 @@ def _figures(result: Any, out: Path) -> list[Path]:
     paths: list[Path] = []
 
     def save(fig: Any, name: str) -> None:
-        fig.text(0.99, 0.01, _DISCLAIMER, ha="right", va="bottom", fontsize=7, color="0.5")
-        fig.tight_layout(rect=(0, 0.03, 1, 1))
-        p = out / name
-        atomic_write_with(p, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-        plt.close(fig)
-        paths.append(p)
+        paths.append(save_png(fig, out / name))
 
     keys = list(ENDPOINTS)
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(keys) * len(arms) + 1.5))

@@ -27,7 +27,7 @@ __all__ = [
     "_clone_outputs",
 ]
 
-_DISCLAIMER = "livingdrug — simulated, for research and education only; not medical advice"
+from .html import FIGURE_FOOTER as _DISCLAIMER  # noqa: E402
 
 
 def _plt() -> Any:

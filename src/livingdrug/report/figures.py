@@ -26,7 +26,7 @@ __all__ = ["write_figures", "figure_groups", "clone_composition_figure", "toxici
 #: file name of the toxicity figure in a run folder
 TOXICITY_FIGURE = "crs_and_icans_grade.png"
 
-_DISCLAIMER = "livingdrug — simulated, for research and education only; not medical advice"
+from .html import FIGURE_FOOTER as _DISCLAIMER  # noqa: E402
 
 
 def _slug(title: str) -> str:

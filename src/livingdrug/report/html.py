@@ -10,7 +10,7 @@ from typing import Any
 
 from ..io.atomic import atomic_write_text
 
-__all__ = ["write_report", "summary_rows", "figure_html", "scenario_html", "PAGE_STYLE", "DISCLAIMER_HTML"]
+__all__ = ["write_report", "summary_rows", "figure_html", "scenario_html", "save_png", "PAGE_STYLE", "DISCLAIMER_HTML"]
 
 #: the report's style sheet (shared by the deterministic and the stochastic report)
 PAGE_STYLE = """<style>
@@ -24,6 +24,24 @@ figure { margin: 1.5em 0; } img { max-width: 100%; }
 #: the research-use disclaimer every report carries
 DISCLAIMER_HTML = """<p class="note">Simulated result for research and education only. It is not medical advice and must
 not be used to treat a patient.</p>"""
+
+#: the footer every PNG figure carries
+FIGURE_FOOTER = "livingdrug — simulated, for research and education only; not medical advice"
+
+
+def save_png(fig: Any, path: Path) -> Path:
+    """Write a matplotlib figure as PNG (110 dpi) atomically, with the research-use footer,
+    and close it."""
+    import matplotlib.pyplot as plt
+
+    from ..io.atomic import atomic_write_with
+
+    fig.text(0.99, 0.01, FIGURE_FOOTER, ha="right", va="bottom", fontsize=7, color="0.5")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
 
 _LABELS = {
     "cmax": ("Cmax", "{unit}"),

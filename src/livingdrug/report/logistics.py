@@ -20,13 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from ..io.atomic import atomic_write_text, atomic_write_with
+from ..io.atomic import atomic_write_text
 from ..io.results import write_columns, write_json
-from .html import DISCLAIMER_HTML, PAGE_STYLE, figure_html
+from .html import DISCLAIMER_HTML, PAGE_STYLE, figure_html, save_png
 
 __all__ = ["save_logistics_run", "logistics_rows", "write_patients", "PATIENT_UNITS"]
 
-_DISCLAIMER = "livingdrug — simulated, for research and education only; not medical advice"
 _TIMES = ("referral", "eligible", "apheresis", "suite_start", "release", "arrival", "ld_start", "infusion",
           "end", "drop_time", "vein_to_vein", "referral_to_infusion")
 #: unit of every column of patients.parquet
@@ -96,12 +95,7 @@ def _figures(result: Any, title: str, out: Path) -> list[Path]:
     paths: list[Path] = []
 
     def save(fig: Any, name: str) -> None:
-        fig.text(0.99, 0.01, _DISCLAIMER, ha="right", va="bottom", fontsize=7, color="0.5")
-        fig.tight_layout(rect=(0, 0.03, 1, 1))
-        p = out / name
-        atomic_write_with(p, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-        plt.close(fig)
-        paths.append(p)
+        paths.append(save_png(fig, out / name))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     auto = result.programme.kind == "autologous"

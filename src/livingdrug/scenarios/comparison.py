@@ -33,10 +33,11 @@ from .load import (
     _network_of,
     _number,
     _quantity,
-    _read_toml,
     _table,
     _text,
+    builtin_titles,
     load_scenario,
+    read_named_toml,
 )
 from .logistics import LogisticsScenario, load_logistics
 from .schema import Scenario, ScenarioError
@@ -96,14 +97,7 @@ def _names() -> list[str]:
 
 def list_comparisons() -> list[tuple[str, str]]:
     """``(name, title)`` of every built-in comparison."""
-    out = []
-    for name in _names():
-        try:
-            title = str(tomllib.loads((comparison_builtin_dir() / f"{name}.toml").read_text("utf-8")).get("title", name))
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-            title = name
-        out.append((name, title))
-    return out
+    return builtin_titles(comparison_builtin_dir())
 
 
 def is_comparison(name_or_path: str | Path) -> bool:
@@ -291,21 +285,9 @@ def _plain(x: Any) -> Any:
 
 
 def load_comparison(name_or_path: str | Path) -> ComparisonScenario:
-    """Load a built-in comparison by name (``"cart-vs-carnk"``) or a comparison TOML file."""
-    shown = str(name_or_path)
-    s = shown
-    looks_like_path = isinstance(name_or_path, Path) or s.endswith(".toml") or "/" in s or "\\" in s
-    if not looks_like_path and not Path(s).is_file():
-        names = _names()
-        if s not in names:
-            best = _closest(s, names)
-            raise ScenarioError(file=shown, expected=f"a built-in comparison ({_listing(names)}) or a .toml path",
-                                hint=f'did you mean "{best}"?' if best else "list them with 'livingdrug compare --list'")
-        path = comparison_builtin_dir() / f"{s}.toml"
-        shown = f"{s}.toml"
-    else:
-        path = Path(name_or_path)
-    raw = _read_toml(path, shown)
-    text = path.read_text(encoding="utf-8")
-    base = path.parent if looks_like_path or Path(s).is_file() else None
+    """Load a built-in comparison by name (``"cart-vs-carnk"``) or a comparison TOML file
+    (relative arm paths are taken relative to its folder)."""
+    raw, text, shown, path = read_named_toml(name_or_path, comparison_builtin_dir(), "comparison",
+                                             "livingdrug compare --list")
+    base = None if path.parent == comparison_builtin_dir() else path.parent
     return comparison_from_dict(raw, source=shown, text=text, base=base)

@@ -924,6 +924,38 @@ def parse_toml_bytes(data: bytes, shown: str = "<bytes>") -> dict[str, Any]:
         ) from None
 
 
+def builtin_titles(folder: Path) -> list[tuple[str, str]]:
+    """``(name, title)`` of every ``*.toml`` in ``folder`` (a built-in collection)."""
+    out = []
+    for p in sorted(folder.glob("*.toml")):
+        try:
+            title = str(tomllib.loads(p.read_text("utf-8")).get("title", p.stem))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            title = p.stem
+        out.append((p.stem, title))
+    return out
+
+
+def read_named_toml(name_or_path: str | Path, folder: Path, what: str, list_command: str) -> tuple[dict[str, Any], str, str, Path]:
+    """``(parsed TOML, text, name shown in messages, path)`` of a built-in called
+    ``name_or_path`` in ``folder`` or of a .toml path; an unknown built-in name is a
+    :class:`ScenarioError` naming the closest one (``what``: e.g. "logistics scenario")."""
+    shown = s = str(name_or_path)
+    looks_like_path = isinstance(name_or_path, Path) or s.endswith(".toml") or "/" in s or "\\" in s
+    if not looks_like_path and not Path(s).is_file():
+        names = sorted(p.stem for p in folder.glob("*.toml"))
+        if s not in names:
+            best = _closest(s, names)
+            raise ScenarioError(file=shown, expected=f"a built-in {what} ({_listing(names)}) or a .toml path",
+                                hint=f'did you mean "{best}"?' if best else f"list them with '{list_command}'")
+        path = folder / f"{s}.toml"
+        shown = f"{s}.toml"
+    else:
+        path = Path(name_or_path)
+    raw = _read_toml(path, shown)
+    return raw, path.read_text(encoding="utf-8"), shown, path
+
+
 def load_scenario(name_or_path: str | Path, *, models: Mapping[str, Any] | None = None) -> Scenario:
     """Load a built-in scenario by name (``"cd19-ball"``) or a scenario file by path.
 

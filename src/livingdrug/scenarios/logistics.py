@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -27,12 +26,12 @@ from .load import (
     _closest,
     _Ctx,
     _is_number,
-    _listing,
     _number,
     _quantity,
-    _read_toml,
     _table,
     _text,
+    builtin_titles,
+    read_named_toml,
 )
 from .schema import ScenarioError
 
@@ -119,20 +118,9 @@ def logistics_builtin_dir() -> Path:
     return Path(str(resources.files("livingdrug.logistics").joinpath("builtin")))
 
 
-def _names() -> list[str]:
-    return sorted(p.stem for p in logistics_builtin_dir().glob("*.toml"))
-
-
 def list_logistics() -> list[tuple[str, str]]:
     """``(name, title)`` of every built-in logistics scenario."""
-    out = []
-    for name in _names():
-        try:
-            title = str(tomllib.loads((logistics_builtin_dir() / f"{name}.toml").read_text("utf-8")).get("title", name))
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-            title = name
-        out.append((name, title))
-    return out
+    return builtin_titles(logistics_builtin_dir())
 
 
 def _value(ctx: _Ctx, field: str, value: Any, kind: str) -> Any:
@@ -239,19 +227,6 @@ def _plain(x: Any) -> Any:
 
 def load_logistics(name_or_path: str | Path) -> LogisticsScenario:
     """Load a built-in logistics scenario by name (``"autologous-centre"``) or a TOML file."""
-    shown = str(name_or_path)
-    s = shown
-    looks_like_path = isinstance(name_or_path, Path) or s.endswith(".toml") or "/" in s or "\\" in s
-    if not looks_like_path and not Path(s).is_file():
-        names = _names()
-        if s not in names:
-            best = _closest(s, names)
-            raise ScenarioError(file=shown, expected=f"a built-in logistics scenario ({_listing(names)}) or a .toml path",
-                                hint=f'did you mean "{best}"?' if best else "list them with 'livingdrug logistics --list'")
-        path = logistics_builtin_dir() / f"{s}.toml"
-        shown = f"{s}.toml"
-    else:
-        path = Path(name_or_path)
-    raw = _read_toml(path, shown)
-    text = path.read_text(encoding="utf-8")
+    raw, text, shown, _ = read_named_toml(name_or_path, logistics_builtin_dir(), "logistics scenario",
+                                          "livingdrug logistics --list")
     return logistics_from_dict(raw, source=shown, text=text)

@@ -1,0 +1,183 @@
+"""Treatments compared in the same virtual patients (livingdrug.comparison)."""
+
+import tomllib
+
+import numpy as np
+import pytest
+
+from livingdrug.comparison import PRE_STEP, advance_untreated, run_comparison
+from livingdrug.logistics import simulate_programme
+from livingdrug.network import compile_network
+from livingdrug.scenarios import ScenarioError, resolve
+from livingdrug.scenarios.comparison import (
+    comparison_builtin_dir,
+    comparison_from_dict,
+    load_comparison,
+)
+
+T, SLOW, NK = "CAR-T (autologous)", "CAR-T (slow centre)", "CAR-NK (off-the-shelf)"
+
+
+def _raw():
+    return tomllib.loads((comparison_builtin_dir() / "cart-vs-carnk.toml").read_text())
+
+
+@pytest.fixture(scope="module")
+def result():
+    raw = _raw()
+    slow = dict(raw["arms"][0], name=SLOW, logistics="autologous-centre-slow")
+    raw["arms"].insert(1, slow)
+    raw["population"]["patients"] = 150
+    return run_comparison(comparison_from_dict(raw, source="three-arms.toml"))
+
+
+def _arm(result, name):
+    m = result.patients["arm"] == name
+    return {k: v[m] for k, v in result.patients.items()}
+
+
+def test_every_arm_treats_the_same_patients(result):
+    t, nk, slow = (_arm(result, a) for a in (T, NK, SLOW))
+    for col in ("weight", "r_L", "leukaemia", "neg_fraction", "bridged"):
+        np.testing.assert_array_equal(t[col], nk[col])
+        np.testing.assert_array_equal(t[col], slow[col])
+    # eligibility is drawn from the patient's own logistics stream: common to the arms
+    np.testing.assert_array_equal(t["outcome"] == "ineligible", nk["outcome"] == "ineligible")
+    assert len(np.unique(t["weight"])) == t["weight"].size  # and they do differ between patients
+
+
+def test_waiting_grows_the_leukaemia_by_the_disease_model(result):
+    t, nk = _arm(result, T), _arm(result, NK)
+    both = (t["outcome"] == "infused") & (nk["outcome"] == "infused")
+    longer = both & (t["untreated_days"] > nk["untreated_days"])
+    assert longer.sum() > 50
+    # untreated leukaemia only grows towards marrow capacity, and the arms share the B-ALL part
+    assert np.all(t["tumour_at_infusion"][longer] >= nk["tumour_at_infusion"][longer] * (1 - 1e-6))
+    assert np.median(t["tumour_at_infusion"][both]) > 1.2 * np.median(nk["tumour_at_infusion"][both])
+
+
+def test_the_untreated_interval_is_placed_anywhere_in_time():
+    """advance_untreated solves every patient from t_start − max(days) in one batch; the
+    direct solve of each patient from t_start − days[i] must give the same state."""
+    from livingdrug.engines.ode import solve
+
+    rs = resolve(load_comparison("cart-vs-carnk").arms[1].scenario)
+    compiled = compile_network(rs.network)
+    days = np.array([0.0, 3 * PRE_STEP, 20.0, 41.5])
+    y0 = np.tile(rs.y0, (days.size, 1))
+    k = rs.network.species_names.index("L_M")
+    y0[:, k] *= np.array([0.1, 0.2, 0.05, 0.3])  # below capacity, so the leukaemia grows
+    P = np.tile(rs.P, (days.size, 1))
+    got, status = advance_untreated(compiled, rs, y0, P, days)
+    assert np.all(status == 0)
+    for i, d in enumerate(days):
+        if d == 0:
+            np.testing.assert_array_equal(got[i], y0[i])
+            continue
+        one = solve(compiled, y0[i:i + 1], P[i:i + 1], np.array([rs.t_start]), t0=rs.t_start - d,
+                    rtol=1e-10, atol=1e-6)
+        np.testing.assert_allclose(got[i], one.y[0, -1], rtol=1e-4, atol=1e-3)
+        assert got[i][k] > y0[i][k]
+
+
+def test_itt_response_worsens_with_a_slower_centre(result):
+    s = result.summary["arms"]
+    assert s[SLOW]["referral_to_infusion_days"]["median"] > s[T]["referral_to_infusion_days"]["median"] + 10
+    assert s[SLOW]["infused"] < s[T]["infused"]
+    assert s[SLOW]["response_itt"]["estimate"] < s[T]["response_itt"]["estimate"]
+
+
+def test_carnk_gives_less_crs_than_cart_in_the_same_patients(result):
+    t, nk = _arm(result, T), _arm(result, NK)
+    both = (t["outcome"] == "infused") & (nk["outcome"] == "infused")
+    # Liu E et al. 2020 NEJM 382:545: no CRS after CAR-NK; CAR-T: CRS in most (Maude 2018: 77 %)
+    assert np.all(nk["crs_max_grade"][both] <= t["crs_max_grade"][both])
+    s = result.summary["arms"]
+    assert s[NK]["crs_grade_ge_1"]["high"] < s[T]["crs_grade_ge_1"]["low"]
+    paired = {p["arm"]: p for p in result.summary["paired"]}[NK]
+    assert paired["crs_grade_ge_1_difference_both_infused"] < -0.3
+
+
+def test_off_the_shelf_is_infused_sooner_and_to_more_patients(result):
+    s = result.summary["arms"]
+    assert s[NK]["referral_to_infusion_days"]["median"] < 16 < 30 < s[T]["referral_to_infusion_days"]["median"]
+    assert s[NK]["infused"] > s[T]["infused"]
+    p = {x["arm"]: x for x in result.summary["paired"]}[NK]
+    b, c = p["discordant_pairs"]["only_arm"], p["discordant_pairs"]["only_reference"]
+    assert p["response_itt_difference"] == pytest.approx((b - c) / 150)
+    from scipy.stats import binomtest
+
+    assert p["mcnemar_p"] == pytest.approx(binomtest(b, b + c, 0.5).pvalue)
+
+
+def test_cart_patients_receive_the_product_their_programme_made(result):
+    c = result.comparison
+    arm = next(a for a in c.arms if a.name == T)
+    prog = simulate_programme(arm.logistics.programme, c.seed).patients
+    t = _arm(result, T)
+    inf = t["outcome"] == "infused"
+    np.testing.assert_array_equal(t["outcome"], prog["outcome"][:150])
+    np.testing.assert_allclose(t["dose"][inf], prog["dose"][:150][inf])
+    assert np.all(t["dose"][inf] == 2e8)  # autologous-centre's target dose, not the scenario's 1e8
+    for col in ("f_S", "f_E", "f_M", "vcn", "fitness"):
+        np.testing.assert_array_equal(t[f"product_{col}"], prog[col][:150])
+    assert np.unique(t["product_vcn"][inf]).size == inf.sum()  # each patient's own product (VCN drawn per product)
+    nk = _arm(result, NK)
+    m = nk["outcome"] == "infused"
+    np.testing.assert_allclose(nk["dose"][m], 1e7 * nk["weight"][m])  # per-kg dose x the patient's weight
+
+
+def test_endpoints_are_consistent_with_the_patient_table(result):
+    for name, s in result.summary["arms"].items():
+        a = _arm(result, name)
+        n = a["patient"].size
+        assert s["referred"] == n and s["response_itt"]["successes"] == int(a["responded"].sum())
+        assert s["infused"] + sum(v for k, v in s["outcomes"].items() if k != "infused") == n
+        dropped = np.isin(a["outcome"], ["ineligible", "progression", "death", "manufacturing failure"])
+        assert not a["responded"][dropped].any()
+        assert np.all(a["efs_event"][dropped]) and np.all(a["efs_day"] >= 0)
+        assert s["efs"]["at_12_months"] <= s["efs"]["at_6_months"] <= s["infused_share"]["estimate"] + 1e-12
+
+
+def test_a_comparison_is_reproducible_and_independent_of_its_size():
+    c = load_comparison("cart-vs-carnk")
+    a = run_comparison(c, patients=12, seed=5)
+    b = run_comparison(c, patients=12, seed=5)
+    for k in a.patients:
+        np.testing.assert_array_equal(a.patients[k], b.patients[k])
+    big = run_comparison(c, patients=20, seed=5)
+    small_t = _arm(a, T)
+    big_t = _arm(big, T)
+    for col in ("weight", "leukaemia", "outcome", "referral_to_infusion"):
+        np.testing.assert_array_equal(small_t[col], big_t[col][:12])
+
+
+def _bad(mutate):
+    raw = _raw()
+    mutate(raw)
+    with pytest.raises(ScenarioError) as e:
+        comparison_from_dict(raw, source="bad.toml")
+    return str(e.value)
+
+
+def test_bad_comparison_files_get_clear_errors():
+    msg = _bad(lambda r: r["population"]["parameters"].update(r_LL={"cv": 0.3}))
+    assert "population.parameters.r_LL" in msg and 'did you mean "r_L"' in msg
+    msg = _bad(lambda r: r["population"]["parameters"]["weight"].pop("cv"))
+    assert "population.parameters.weight.cv" in msg
+    msg = _bad(lambda r: r["arms"][1].update(product="manufactured"))
+    assert "arms[1].product" in msg and "autologous" in msg
+    msg = _bad(lambda r: r["arms"][1].update(name=r["arms"][0]["name"]))
+    assert "arms[1].name" in msg
+    msg = _bad(lambda r: r.update(arms=[]))
+    assert "arms" in msg and "[[arms]]" in msg
+    msg = _bad(lambda r: r["population"].update(patients=0))
+    assert "population.patients = 0" in msg
+    msg = _bad(lambda r: r["population"]["covariates"].update(tumour_volume={"cv": 1}))
+    assert "population.covariates.tumour_volume" in msg and "leukaemia" in msg
+    msg = _bad(lambda r: r["arms"][0].update(scenario="cd19-bal"))
+    assert "arms[0].scenario" in msg and "cd19-ball" in msg
+    msg = _bad(lambda r: r["arms"][0]["parameters"].update(weight={"cv": 0.1}))
+    assert "arms[0].parameters.weight" in msg and "once" in msg
+    msg = _bad(lambda r: r["population"]["parameters"]["weight"].update(median="70 cell"))
+    assert "population.parameters.weight.median" in msg and "kg" in msg

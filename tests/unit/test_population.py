@@ -1,0 +1,83 @@
+"""Virtual populations: the variability laws, truncation, and per-patient streams."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from livingdrug.trials import Population, PopulationInputError, Variability, sample_population
+
+N = 20_000
+
+
+def test_lognormal_has_the_nonmem_omega_and_median():
+    # NONMEM convention: theta_i = theta_typ * exp(eta), eta ~ N(0, omega^2), omega^2 = ln(1 + CV^2)
+    v = Variability("k", cv=0.5)
+    x = sample_population([v], {"k": 2.0}, seed=1, patients=range(N))["k"]
+    logs = np.log(x)
+    omega = math.sqrt(math.log1p(0.25))
+    assert abs(logs.mean() - math.log(2.0)) < 5 * omega / math.sqrt(N)
+    assert abs(logs.var() - omega**2) < 5 * omega**2 * math.sqrt(2 / N)
+    cv = x.std() / x.mean()  # CV of a log-normal is exactly the cv given
+    assert abs(cv - 0.5) < 0.03
+
+
+def test_normal_variability_has_mean_and_sd():
+    v = Variability("w", cv=0.2, median=70.0, distribution="normal")
+    x = sample_population([v], {}, seed=2, patients=range(N))["w"]
+    assert abs(x.mean() - 70.0) < 5 * 14.0 / math.sqrt(N)
+    assert abs(x.std() - 14.0) < 5 * 14.0 / math.sqrt(2 * N)
+
+
+def test_truncation_follows_the_truncated_law_without_piling_up_at_the_bounds():
+    v = Variability("w", cv=0.3, median=70.0, lower=60.0, upper=100.0)
+    x = sample_population([v], {}, seed=3, patients=range(N))["w"]
+    assert x.min() >= 60.0 and x.max() <= 100.0
+    assert np.sum(x == 60.0) == 0 and np.sum(x == 100.0) == 0  # inverse CDF, not clipping
+    omega = math.sqrt(math.log1p(0.09))
+    z = lambda w: math.log(w / 70.0) / omega  # noqa: E731
+    a, b, c = norm.cdf(z(60.0)), norm.cdf(z(100.0)), norm.cdf(z(75.0))
+    p = (c - a) / (b - a)  # P(w < 75 | 60 <= w <= 100)
+    assert abs(np.mean(x < 75.0) - p) < 5 * math.sqrt(p * (1 - p) / N)
+
+
+def test_patients_draw_from_their_own_streams():
+    vs = [Variability("a", cv=0.4), Variability("b", cv=1.0, median=3.0, lower=0.1, upper=30.0)]
+    typ = {"a": 1.0}
+    whole = sample_population(vs, typ, seed=7, patients=range(100))
+    parts = [sample_population(vs, typ, seed=7, patients=r) for r in (range(0, 37), range(37, 100))]
+    for k in whole:
+        np.testing.assert_array_equal(whole[k], np.concatenate([p[k] for p in parts]))
+    other = sample_population(vs, typ, seed=7, patients=range(100), stream=2)
+    assert not np.any(other["a"] == whole["a"])  # another purpose, independent draws
+    assert not np.array_equal(sample_population(vs, typ, seed=8, patients=range(100))["a"], whole["a"])
+
+
+def test_zero_cv_gives_the_typical_value():
+    x = sample_population([Variability("a", cv=0.0)], {"a": 4.2}, seed=0, patients=range(10))["a"]
+    np.testing.assert_array_equal(x, 4.2)
+
+
+@pytest.mark.parametrize(("kw", "field"), [
+    ({"cv": -0.1}, "x.cv"),
+    ({"cv": 0.3, "median": -1.0}, "x.median"),
+    ({"cv": 0.3, "distribution": "gamma"}, "x.distribution"),
+    ({"cv": 0.3, "lower": 5.0, "upper": 1.0}, "x.lower"),
+    ({"cv": float("nan")}, "x.cv"),
+])
+def test_bad_variability_names_the_field(kw, field):
+    with pytest.raises(PopulationInputError) as e:
+        Variability("x", **kw)
+    assert e.value.field == field and "expected" in str(e.value)
+
+
+def test_bad_population_and_unknown_names():
+    with pytest.raises(PopulationInputError, match="population.patients"):
+        Population(0)
+    with pytest.raises(PopulationInputError, match="listed once"):
+        Population(5, (Variability("a", cv=0.1),), (Variability("a", cv=0.1),))
+    with pytest.raises(PopulationInputError, match="known: b"):
+        sample_population([Variability("a", cv=0.1)], {"b": 1.0}, seed=0, patients=range(3))
+    with pytest.raises(PopulationInputError, match="within"):
+        sample_population([Variability("a", cv=0.1, lower=2.0)], {"a": 1.0}, seed=0, patients=range(3))
