@@ -594,6 +594,91 @@ def _compare(scenario: str, out: Path | None, patients: int | None, seed: int | 
         raise typer.Exit(1)
 
 
+@app.command()
+@_guard
+def trial(
+    scenario: Annotated[
+        str | None,
+        typer.Argument(help="Model scenario with a [population] or a comparison (default: the default scenario)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Trial folder (default: runs/<name>-trial-<time>).")] = None,
+    patients: Annotated[int | None, typer.Option("--patients", "-n", help="Virtual patients (default: the population's).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Population seed (default: the file's).")] = None,
+    chunk_size: Annotated[int | None, typer.Option("--chunk-size", help="Patients per part (results do not depend on it).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted trial in --out (finished parts are kept).")] = False,
+    executor: Annotated[str, typer.Option("--executor", help="local (this process, all cores) or dask.")] = "local",
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786 (default: a new local cluster).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes of a new local Dask cluster (default 2).")] = None,
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Write PNG figures and report.html.")] = True,
+) -> None:
+    """Run a virtual clinical trial: N virtual patients in chunks, resumable, optionally on Dask.
+
+    Writes parts/ (one Parquet part per chunk, checksummed), endpoints.parquet (one row per
+    arm and patient; query it with DuckDB), summary.json, figures, report.html and, last,
+    manifest.json.  Ctrl-C or a crash keeps every finished part: re-run with --resume.
+    """
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.table import Table
+
+    from .report.comparison import comparison_rows
+    from .scenarios import default_scenario_name
+    from .trial import run_trial, trial_design
+
+    t0 = time.perf_counter()
+    if patients is not None and not (1 <= patients <= 10_000_000):
+        _fail(f"--patients {patients}: expected a whole number from 1 to 10,000,000, e.g. --patients 10000")
+    if seed is not None and seed < 0:
+        _fail(f"--seed {seed}: expected a non-negative integer")
+    if chunk_size is not None and chunk_size < 1:
+        _fail(f"--chunk-size {chunk_size}: expected a positive whole number (e.g. 256)")
+    if executor not in ("local", "dask"):
+        _fail(f"--executor {executor}: expected local or dask")
+    if (scheduler or workers) and executor != "dask":
+        _fail("--scheduler and --workers need --executor dask")
+    if resume and out is None:
+        _fail("--resume needs --out, the folder of the interrupted trial")
+    design = trial_design(scenario or default_scenario_name())
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{design.name}-trial-{stamp}"
+    con = _console()
+    n = patients or design.population.size
+    with Progress(TextColumn("trial"), BarColumn(), MofNCompleteColumn(), TextColumn("patients"),
+                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                  console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task("trial", total=n, rate="")
+
+        def report(r):  # noqa: ANN001, ANN202
+            rate = r.patients_done / r.seconds if r.seconds > 0 else 0.0
+            bar.update(task, completed=r.patients_done, rate=f"{rate:,.0f}/s")
+
+        result = run_trial(design, out, patients=patients, seed=seed, chunk_size=chunk_size, resume=resume,
+                           executor=executor, scheduler=scheduler, workers=workers, figures=figures, on_chunk=report)
+    s = result.summary
+    arms, rows = comparison_rows(s)
+    table = Table(title=f"{design.title} — {s['patients']} virtual patients, seed {s['seed']}", title_justify="left")
+    table.add_column("")
+    for a in arms:
+        table.add_column(escape(a), justify="right")
+    for label, vals in rows:
+        table.add_row(escape(label), *(escape(v) for v in vals))
+    con.print(table)
+    secs = time.perf_counter() - t0
+    con.print(f"wrote {escape(str(result.folder))}/ (endpoints.parquet, parts/, summary.json, "
+              f"{'report.html, ' if figures else ''}manifest.json) in {secs:.1f} s ({s['patients'] / secs:,.0f} patients/s)")
+    con.print("[dim]Research and education use only; not medical advice.[/]")
+    if any(s["arms"][a]["failed_solves"] for a in arms):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

@@ -58,7 +58,8 @@ import numpy as np
 
 from . import __version__
 
-__all__ = ["ComparisonResult", "run_comparison", "advance_untreated", "PRE_STEP", "RESPONSE_DAY"]
+__all__ = ["ComparisonResult", "ArmPlan", "run_comparison", "plan_arm", "arm_chunk", "advance_untreated", "PRE_STEP",
+           "RESPONSE_DAY"]
 
 #: resolution (d) of the untreated interval simulated before the scenario's start
 PRE_STEP = 0.25
@@ -184,16 +185,70 @@ def _programme_fates(arm: Any, seed: int, n: int) -> tuple[dict[str, np.ndarray]
     return {k: v[:n] for k, v in res.patients.items()}, res
 
 
+@dataclass(frozen=True)
+class ArmPlan:
+    """What one arm shares across every chunk of patients: its resolved scenario, the
+    logistics of the whole cohort (``fates``: column → array over patients 0 … n−1, or
+    ``None`` without a programme), each patient's untreated days and the cohort-wide longest
+    one (``horizon``: every chunk integrates the untreated interval from the same time, so a
+    patient's result does not depend on which chunk it is in)."""
+
+    index: int
+    arm: Any
+    rs: Any
+    n: int
+    fates: dict[str, np.ndarray] | None
+    programme: Any
+    untreated: np.ndarray
+    horizon: float
+
+
+def plan_arm(c: Any, a: int, n: int) -> ArmPlan:
+    """The :class:`ArmPlan` of arm ``a`` of comparison ``c`` for ``n`` patients (simulates its
+    programme once for the whole cohort)."""
+    from .scenarios import resolve
+
+    arm = c.arms[a]
+    rs = resolve(arm.scenario)
+    fates, programme = _programme_fates(arm, c.seed, n) if arm.logistics is not None else (None, None)
+    untreated = np.zeros(n)
+    if fates is not None:
+        infused = np.asarray(fates["outcome"], dtype=object) == "infused"
+        wait = np.asarray(fates["referral_to_infusion"], dtype=float)
+        growth = arm.logistics.programme.bridging_growth_factor
+        w_eff = np.where(np.asarray(fates["bridged"], dtype=bool), wait * growth, wait)
+        lead = float(rs.dose_time if rs.dose_time is not None else 0.0) - float(rs.t_start)
+        untreated[infused] = np.round(np.maximum(0.0, w_eff[infused] - lead) / PRE_STEP) * PRE_STEP
+    return ArmPlan(a, arm, rs, n, fates, programme, untreated, float(untreated.max(initial=0.0)))
+
+
 def _run_arm(c: Any, a: int, arm: Any, n: int) -> tuple[dict[str, np.ndarray], dict, Any]:
+    plan = plan_arm(c, a, n)
+    cols, ds = arm_chunk(c, plan, np.arange(n))
+    curve: dict[str, Any] = {"t": np.asarray(plan.rs.t_out) - _t_dose(plan.rs)}
+    if ds is not None:
+        curve.update(_bands(ds, plan.rs.network))
+    return cols, curve, plan.programme
+
+
+def _t_dose(rs: Any) -> float:
+    return float(rs.dose_time if rs.dose_time is not None else 0.0)
+
+
+def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray) -> tuple[dict[str, np.ndarray], Any]:
+    """Simulate and score the virtual ``patients`` (indices into the cohort) of one arm:
+    ``(columns, dataset of the infused or None)``.  A patient's columns depend only on its
+    index, the comparison and its seed — not on the other patients of the chunk."""
     from .api import _dataset, summarise, with_grades
     from .engines.ode import solve
     from .logistics.manufacturing import K_EXP_REFERENCE
     from .models import MODELS
     from .network import compile_network
-    from .scenarios import resolve
     from .trials.population import sample_population
 
-    rs = resolve(arm.scenario)
+    a, arm, rs = plan.index, plan.arm, plan.rs
+    patients = np.asarray(patients, dtype=np.int64)
+    n = patients.size
     net = rs.network
     names = list(net.param_names)
     pidx = {p: j for j, p in enumerate(names)}
@@ -203,27 +258,25 @@ def _run_arm(c: Any, a: int, arm: Any, n: int) -> tuple[dict[str, np.ndarray], d
     state_fn = spec.patient_state if spec is not None else None
     cov_typ = _covariate_defaults(state_fn) if state_fn is not None else {}
     pop = c.population
-    shared = sample_population(pop.variables, {**typical, **cov_typ}, c.seed, range(n))
-    own = sample_population(arm.parameters, typical, c.seed, range(n), stream=2 + a) if arm.parameters else {}
+    shared = sample_population(pop.variables, {**typical, **cov_typ}, c.seed, patients)
+    own = sample_population(arm.parameters, typical, c.seed, patients, stream=2 + a) if arm.parameters else {}
 
-    # referral → infusion
-    programme = None
-    if arm.logistics is not None:
-        fates, programme = _programme_fates(arm, c.seed, n)
+    # referral → infusion (the programme was simulated once for the whole cohort)
+    if plan.fates is not None:
+        fates = {k: v[patients] for k, v in plan.fates.items()}
         outcome = np.asarray(fates["outcome"], dtype=object)
         wait = np.asarray(fates["referral_to_infusion"], dtype=float)
         bridged = np.asarray(fates["bridged"], dtype=bool)
         end = np.asarray(fates["end"] - fates["referral"], dtype=float)
-        growth = arm.logistics.programme.bridging_growth_factor
     else:
         fates = {}
         outcome = np.array(["infused"] * n, dtype=object)
         wait = np.zeros(n)
         bridged = np.zeros(n, dtype=bool)
         end = np.zeros(n)
-        growth = 1.0
     infused = outcome == "infused"
     idx = np.flatnonzero(infused)
+    untreated = plan.untreated[patients]
 
     # parameters and state of each infused patient
     P = np.tile(np.asarray(rs.P, dtype=float), (idx.size, 1))
@@ -254,15 +307,12 @@ def _run_arm(c: Any, a: int, arm: Any, n: int) -> tuple[dict[str, np.ndarray], d
                     y0[row, sidx[sp_name]] = val
         for sp_name, val in arm.scenario.initial.items():  # explicit overrides still win
             y0[:, sidx[sp_name]] = val
-    t_dose = float(rs.dose_time if rs.dose_time is not None else 0.0)
-    lead = t_dose - float(rs.t_start)
-    w_eff = np.where(bridged, wait * growth, wait)
-    untreated = np.zeros(n)
-    untreated[idx] = np.round(np.maximum(0.0, w_eff[idx] - lead) / PRE_STEP) * PRE_STEP
+    t_dose = _t_dose(rs)
 
     compiled = compile_network(net)
-    y0, status_pre = advance_untreated(compiled, rs, y0, P, untreated[idx])
+    y0, status_pre = advance_untreated(compiled, rs, y0, P, untreated[idx], horizon=plan.horizon)
     cols = _empty_columns(n, arm.name)
+    cols["patient"] = patients.copy()
     cols["outcome"] = outcome
     cols["referral_to_infusion"] = np.where(infused, wait, np.nan)
     cols["dropout_day"] = np.where(np.isin(outcome, _DROPPED), end, np.nan)
@@ -275,7 +325,7 @@ def _run_arm(c: Any, a: int, arm: Any, n: int) -> tuple[dict[str, np.ndarray], d
     if arm.product == "manufactured":
         for col in ("f_S", "f_E", "f_M", "vcn", "fitness"):
             cols[f"product_{col}"] = np.asarray(fates[col], dtype=float)
-    curve: dict[str, Any] = {"t": np.asarray(rs.t_out) - t_dose}
+    ds = None
     if idx.size:
         t_eval = np.asarray(rs.t_out, dtype=float)
         sol = solve(compiled, y0, P, t_eval, t0=float(rs.t_start), rtol=rs.rtol, atol=rs.atol)
@@ -286,17 +336,18 @@ def _run_arm(c: Any, a: int, arm: Any, n: int) -> tuple[dict[str, np.ndarray], d
         summ = summarise(ds, net, t_dose=t_dose)
         per = summ.get("per_patient", [summ])
         _score(cols, idx, per, ds, net, t_dose, P, pidx, dose_name)
-        curve.update(_bands(ds, net))
     cols["efs_day"], cols["efs_event"] = _efs(cols, arm, float(rs.t_end) - t_dose)
-    return cols, curve, programme
+    return cols, ds
 
 
 def advance_untreated(compiled: Any, rs: Any, y0: np.ndarray, P: np.ndarray,
-                      days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                      days: np.ndarray, *, horizon: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """States ``[n, k]`` after patient *i* has lived ``days[i]`` (a multiple of
     :data:`PRE_STEP`) untreated from ``y0[i]``, and the solver status per patient.
 
-    One batched ODE solve from ``t_start − max(days)`` with output every :data:`PRE_STEP`;
+    One batched ODE solve from ``t_start − horizon`` (default ``max(days)``; give the
+    cohort's longest interval so that every chunk starts at the same time) with output every
+    :data:`PRE_STEP`;
     patient *i*'s state is read ``days[i]`` after the start.  Valid because the model is
     autonomous before its first timed event, which comes after ``t_start`` (so the absolute
     time at which the untreated interval is placed does not matter)."""
@@ -306,10 +357,12 @@ def advance_untreated(compiled: Any, rs: Any, y0: np.ndarray, P: np.ndarray,
     status = np.zeros(y0.shape[0], dtype=np.int64)
     if y0.shape[0] == 0 or float(np.max(days)) <= 0:
         return y0, status
-    U = float(np.max(days))
+    U = float(np.max(days)) if horizon is None else float(horizon)
+    if U < float(np.max(days)):
+        raise ValueError(f"horizon {U:g} d is shorter than the longest untreated interval {float(np.max(days)):g} d")
     t_pre = float(rs.t_start) - U + np.arange(int(round(U / PRE_STEP)) + 1) * PRE_STEP
     pre = solve(compiled, y0, P, t_pre, t0=float(t_pre[0]), rtol=rs.rtol, atol=rs.atol)
-    k_end = np.round(np.asarray(days) / PRE_STEP).astype(int)
+    k_end = np.round(np.asarray(days) / PRE_STEP).astype(int)  # patient i has lived days[i] at t_pre[k_end]
     return pre.y[np.arange(y0.shape[0]), k_end], np.asarray(pre.status, dtype=np.int64)
 
 

@@ -23,7 +23,7 @@ from ..io.atomic import atomic_write_text, ensure_writable_dir
 from ..io.results import write_columns, write_json
 from .html import DISCLAIMER_HTML, PAGE_STYLE, figure_html, save_png
 
-__all__ = ["save_comparison_run", "comparison_rows", "ENDPOINTS", "COLUMN_UNITS"]
+__all__ = ["save_comparison_run", "write_comparison_report", "comparison_rows", "ENDPOINTS", "COLUMN_UNITS"]
 
 #: summary key → label of the proportion endpoints shown per arm
 ENDPOINTS = {
@@ -187,29 +187,37 @@ def save_comparison_run(result: Any, out: str | Path, *, figures: bool = True) -
     write_columns(result.patients, out / "patients.parquet", units)
     write_json(out / "summary.json", result.summary)
     if figures:
-        figs = _figures(result, out)
-        arms, rows = comparison_rows(result.summary)
-        head = "".join(f"<th>{html.escape(a)}</th>" for a in arms)
-        body = "\n".join(f"<tr><td>{html.escape(k)}</td>" + "".join(f"<td class=num>{html.escape(v)}</td>" for v in vals)
-                         + "</tr>" for k, vals in rows)
-        paired = "\n".join(
-            f"<tr><td>{html.escape(p['arm'])} vs {html.escape(p['reference'])}</td>"
-            f"<td class=num>{100 * p['response_itt_difference']:+.1f} %</td>"
-            f"<td class=num>{p['discordant_pairs']['only_arm']} / {p['discordant_pairs']['only_reference']}</td>"
-            f"<td class=num>{p['mcnemar_p']:.2g}</td>"
-            f"<td class=num>{'—' if p['crs_grade_ge_1_difference_both_infused'] is None else format(100 * p['crs_grade_ge_1_difference_both_infused'], '+.1f') + ' %'}</td></tr>"
-            for p in result.summary["paired"])
-        arms_html = "\n".join(
-            f"<tr><td>{html.escape(a.name)}</td><td>{html.escape(a.scenario.name)}: {html.escape(a.scenario.title)}</td>"
-            f"<td>{html.escape(a.logistics.name + ': ' + a.logistics.title) if a.logistics else 'none (infused at once)'}</td>"
-            f"<td>{html.escape(a.product)}</td></tr>" for a in c.arms)
-        desc = "".join(f"<p>{html.escape(' '.join(b.split()))}</p>" for b in c.description.split("\n\n") if b.strip())
-        m = result.manifest
-        prov = {"livingdrug": m["livingdrug_version"], "comparison": c.name, "comparison hash": c.hash,
-                "patients": m["patients"], "seed": m["seed"], "created": m["created"]}
-        prov_rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in prov.items())
-        title = html.escape(c.title)
-        page = f"""<!doctype html>
+        write_comparison_report(result, out)
+    write_json(out / "manifest.json", result.manifest)
+    return out
+
+
+def write_comparison_report(result: Any, out: Path, *, kind: str = "comparison") -> list[Path]:
+    """The figures and ``report.html`` of a comparison or trial (``kind``) result."""
+    c = result.comparison
+    figs = _figures(result, out)
+    arms, rows = comparison_rows(result.summary)
+    head = "".join(f"<th>{html.escape(a)}</th>" for a in arms)
+    body = "\n".join(f"<tr><td>{html.escape(k)}</td>" + "".join(f"<td class=num>{html.escape(v)}</td>" for v in vals)
+                     + "</tr>" for k, vals in rows)
+    paired = "\n".join(
+        f"<tr><td>{html.escape(p['arm'])} vs {html.escape(p['reference'])}</td>"
+        f"<td class=num>{100 * p['response_itt_difference']:+.1f} %</td>"
+        f"<td class=num>{p['discordant_pairs']['only_arm']} / {p['discordant_pairs']['only_reference']}</td>"
+        f"<td class=num>{p['mcnemar_p']:.2g}</td>"
+        f"<td class=num>{'—' if p['crs_grade_ge_1_difference_both_infused'] is None else format(100 * p['crs_grade_ge_1_difference_both_infused'], '+.1f') + ' %'}</td></tr>"
+        for p in result.summary["paired"])
+    arms_html = "\n".join(
+        f"<tr><td>{html.escape(a.name)}</td><td>{html.escape(a.scenario.name)}: {html.escape(a.scenario.title)}</td>"
+        f"<td>{html.escape(a.logistics.name + ': ' + a.logistics.title) if a.logistics else 'none (infused at once)'}</td>"
+        f"<td>{html.escape(a.product)}</td></tr>" for a in c.arms)
+    desc = "".join(f"<p>{html.escape(' '.join(b.split()))}</p>" for b in c.description.split("\n\n") if b.strip())
+    m = result.manifest
+    prov = {"livingdrug": m["livingdrug_version"], kind: c.name, f"{kind} hash": c.hash,
+            "patients": m["patients"], "seed": m["seed"], "created": m["created"]}
+    prov_rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in prov.items())
+    title = html.escape(c.title)
+    page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>livingdrug — {title}</title>
 {PAGE_STYLE}</head><body>
 <h1>{title}</h1>
@@ -236,9 +244,8 @@ remission by day 28 (lymphoma: Lugano CR/PR, myeloma: IMWG ≥ PR at day 90). Gr
 {''.join(figure_html(p) for p in figs)}
 <h2>Provenance</h2>
 <table>{prov_rows}</table>
-<p>Re-run with <code>livingdrug compare {html.escape(c.source)} --patients {m['patients']} --seed {m['seed']}</code>.</p>
+<p>Re-run with <code>livingdrug {kind if kind == "trial" else "compare"} {html.escape(c.source)} --patients {m['patients']} --seed {m['seed']}</code>.</p>
 </body></html>
 """
-        atomic_write_text(out / "report.html", page)
-    write_json(out / "manifest.json", result.manifest)
-    return out
+    atomic_write_text(out / "report.html", page)
+    return figs

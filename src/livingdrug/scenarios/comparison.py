@@ -22,22 +22,22 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..trials.population import MAX_PATIENTS, Population, PopulationInputError, Variability
+from ..trials.population import Population, PopulationInputError, Variability
 from .load import (
-    MAX_SEED,
     _check_keys,
     _closest,
     _Ctx,
-    _is_number,
     _listing,
     _network_of,
-    _number,
-    _quantity,
     _table,
     _text,
     builtin_titles,
     load_scenario,
+    model_covariates,
+    parse_population,
+    parse_variability,
     read_named_toml,
+    unknown_covariate,
 )
 from .logistics import LogisticsScenario, load_logistics
 from .schema import Scenario, ScenarioError
@@ -52,9 +52,7 @@ PRODUCT_SOURCES = ("scenario", "manufactured")
 MANUFACTURED_PARAMS = ("dose", "f_S", "f_E", "f_M", "VCN", "k_exp")
 MAX_ARMS = 8
 _TOP = ("name", "title", "description", "population", "arms")
-_POP = ("patients", "seed", "parameters", "covariates")
 _ARM = ("name", "scenario", "logistics", "product", "parameters")
-_VAR = ("median", "cv", "distribution", "lower", "upper")
 
 
 @dataclass(frozen=True)
@@ -114,25 +112,6 @@ def is_comparison(name_or_path: str | Path) -> bool:
     return False
 
 
-def _variability(ctx: _Ctx, field: str, name: str, raw: Any, unit: str) -> Variability:
-    t = _table(ctx, field, raw)
-    _check_keys(ctx, field, t, _VAR)
-    if "cv" not in t:
-        raise ctx.error(f"{field}.cv", expected="a coefficient of variation (e.g. cv = 0.3 for 30 %)",
-                        hint="add cv = …")
-    kw: dict[str, Any] = {"cv": _number(ctx, f"{field}.cv", t["cv"], expected="a coefficient of variation in [0, 10]")}
-    if "distribution" in t:
-        kw["distribution"] = _text(ctx, f"{field}.distribution", t["distribution"], maxlen=20)
-    for key in ("median", "lower", "upper"):
-        if key in t:
-            kw[key] = _quantity(ctx, f"{field}.{key}", t[key], unit)
-    try:
-        return Variability(name, **kw)
-    except PopulationInputError as exc:
-        raise ctx.error(f"{field}.{exc.field.split('.', 1)[-1]}" if "." in exc.field else field, exc.value,
-                        expected=exc.expected, hint=exc.hint) from None
-
-
 def _arm_file(base: Path | None, value: str) -> str | Path:
     """A built-in name as it is; a relative path is taken relative to the comparison file."""
     looks_like_path = value.endswith(".toml") or "/" in value or "\\" in value
@@ -167,7 +146,6 @@ def comparison_from_dict(raw: Mapping[str, Any], *, source: str = "<dict>", text
 
 
 def _validate(ctx: _Ctx, raw: Mapping[str, Any], text: str, base: Path | None) -> ComparisonScenario:
-    from ..models import MODELS
 
     if not isinstance(raw, Mapping):
         raise ctx.error("", raw, expected="a table of settings")
@@ -216,7 +194,7 @@ def _validate(ctx: _Ctx, raw: Mapping[str, Any], text: str, base: Path | None) -
             raise ctx.error(f"{f}.scenario", sc.name, expected="a scenario with a dose of cells",
                             hint="comparisons compare treatments; pick a scenario with [dosing]")
         arm_params = tuple(
-            _variability(ctx, f"{f}.parameters.{p}", p, v, _param_unit(ctx, f"{f}.parameters.{p}", net, p))
+            parse_variability(ctx, f"{f}.parameters.{p}", p, v, _param_unit(ctx, f"{f}.parameters.{p}", net, p))
             for p, v in _table(ctx, f"{f}.parameters", t.get("parameters", {})).items())
         arm_specs.append((arm_name, sc, lg, product, arm_params, net))
     names = [a[0] for a in arm_specs]
@@ -224,37 +202,23 @@ def _validate(ctx: _Ctx, raw: Mapping[str, Any], text: str, base: Path | None) -
         if names.index(n) != k:
             raise ctx.error(f"arms[{k}].name", n, expected="a name no other arm has")
 
-    pop_raw = _table(ctx, "population", raw.get("population", {}))
-    _check_keys(ctx, "population", pop_raw, _POP)
-    size = pop_raw.get("patients", 100)
-    if not (_is_number(size) and float(size) == int(size) and 1 <= int(size) <= MAX_PATIENTS):
-        raise ctx.error("population.patients", size, expected=f"a whole number from 1 to {MAX_PATIENTS:,}",
-                        hint="write patients = 200")
-    seed = pop_raw.get("seed", 0)
-    if not (_is_number(seed) and float(seed) == int(seed) and 0 <= int(seed) <= MAX_SEED):
-        raise ctx.error("population.seed", seed, expected="a whole number ≥ 0", hint="write seed = 0")
-    params = []
-    for p, v in _table(ctx, "population.parameters", pop_raw.get("parameters", {})).items():
-        f = f"population.parameters.{p}"
-        units = {_param_unit(ctx, f, a[5], p, arm=a[0]) for a in arm_specs}
+    def param_unit(field: str, p: str) -> str:
+        units = {_param_unit(ctx, field, a[5], p, arm=a[0]) for a in arm_specs}
         if len(units) > 1:
-            raise ctx.error(f, p, expected="a parameter with the same unit in every arm",
+            raise ctx.error(field, p, expected="a parameter with the same unit in every arm",
                             hint=f"the arms' models give it different units ({', '.join(sorted(units))}); vary it per arm")
-        params.append(_variability(ctx, f, p, v, units.pop()))
-    covs = []
-    for c, v in _table(ctx, "population.covariates", pop_raw.get("covariates", {})).items():
-        f = f"population.covariates.{c}"
-        unit = None
+        return units.pop()
+
+    def cov_unit(field: str, c: str) -> str:
+        unit = ""
         for a in arm_specs:
-            spec = MODELS.get(a[1].model)
-            known = dict(spec.covariates) if spec is not None and spec.patient_state is not None else {}
+            known = model_covariates(ctx, a[1].model)
             if c not in known:
-                raise ctx.error(f, c, expected=f"a state covariate of model {a[1].model!r} (arm {a[0]!r})",
-                                hint=(f"known: {_listing(known)}" if known else
-                                      f"model {a[1].model!r} defines no patient state; vary its parameters instead"))
+                raise unknown_covariate(ctx, field, c, a[1].model, known, where=f" (arm {a[0]!r})")
             unit = known[c]
-        covs.append(_variability(ctx, f, c, v, str(unit)))
-    population = Population(int(size), tuple(params), tuple(covs))
+        return unit
+
+    population, seed = parse_population(ctx, raw.get("population", {}), param_unit, cov_unit)
     shared = {v.name for v in population.variables}
     for k, a in enumerate(arm_specs):
         both = sorted(shared & {v.name for v in a[4]})
@@ -263,7 +227,7 @@ def _validate(ctx: _Ctx, raw: Mapping[str, Any], text: str, base: Path | None) -
                             hint="vary it once: in [population.parameters] (all arms) or in the arm")
     canon = json.dumps(_plain(raw), sort_keys=True, separators=(",", ":"), default=str)
     arms = tuple(ComparisonArm(n, sc, lg, prod, ap) for n, sc, lg, prod, ap, _ in arm_specs)
-    return ComparisonScenario(name, title, description, population, int(seed), arms, ctx.file, text,
+    return ComparisonScenario(name, title, description, population, seed, arms, ctx.file, text,
                               hashlib.sha256(canon.encode()).hexdigest())
 
 

@@ -89,6 +89,7 @@ _TOP_KEYS = (
     "parameters",
     "initial",
     "simulation",
+    "population",
 )
 _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "patient": ("weight",),
@@ -449,6 +450,81 @@ def _dose_meta(net: Network) -> tuple[str, str] | None:
 
 
 # ---------------------------------------------------------------------------------------
+# virtual populations ([population] of a scenario or a comparison)
+# ---------------------------------------------------------------------------------------
+
+_POP_KEYS = ("patients", "seed", "parameters", "covariates")
+_VAR_KEYS = ("median", "cv", "distribution", "lower", "upper")
+#: virtual patients of a population when the file does not say
+DEFAULT_POPULATION_SIZE = 100
+
+
+def parse_variability(ctx: _Ctx, field: str, name: str, raw: Any, unit: str) -> Any:
+    """One ``[... .NAME]`` table (median, cv, distribution, lower, upper; quantities in ``unit``)
+    as a :class:`~livingdrug.trials.population.Variability`."""
+    from ..trials.population import PopulationInputError, Variability
+
+    t = _table(ctx, field, raw)
+    _check_keys(ctx, field, t, _VAR_KEYS)
+    if "cv" not in t:
+        raise ctx.error(f"{field}.cv", expected="a coefficient of variation (e.g. cv = 0.3 for 30 %)",
+                        hint="add cv = …")
+    kw: dict[str, Any] = {"cv": _number(ctx, f"{field}.cv", t["cv"], expected="a coefficient of variation in [0, 10]")}
+    if "distribution" in t:
+        kw["distribution"] = _text(ctx, f"{field}.distribution", t["distribution"], maxlen=20)
+    for key in ("median", "lower", "upper"):
+        if key in t:
+            kw[key] = _quantity(ctx, f"{field}.{key}", t[key], unit)
+    try:
+        return Variability(name, **kw)
+    except PopulationInputError as exc:
+        sub = exc.field.split(".", 1)[-1] if "." in exc.field else ""
+        raise ctx.error(f"{field}.{sub}" if sub else field, exc.value, expected=exc.expected, hint=exc.hint) from None
+
+
+def parse_population(ctx: _Ctx, raw: Any, param_unit: Callable[[str, str], str],
+                     covariate_unit: Callable[[str, str], str]) -> tuple[Any, int]:
+    """``([population] as a Population, seed)``.  ``param_unit(field, name)`` and
+    ``covariate_unit(field, name)`` give the canonical unit of a parameter / state covariate or
+    raise the :class:`ScenarioError` naming an unknown one."""
+    from ..trials.population import MAX_PATIENTS, Population
+
+    pop = _table(ctx, "population", raw)
+    _check_keys(ctx, "population", pop, _POP_KEYS)
+    size = pop.get("patients", DEFAULT_POPULATION_SIZE)
+    if not (_is_number(size) and float(size) == int(size) and 1 <= int(size) <= MAX_PATIENTS):
+        raise ctx.error("population.patients", size, expected=f"a whole number from 1 to {MAX_PATIENTS:,}",
+                        hint="write patients = 200")
+    seed = pop.get("seed", 0)
+    if not (_is_number(seed) and float(seed) == int(seed) and 0 <= int(seed) <= MAX_SEED):
+        raise ctx.error("population.seed", seed, expected="a whole number ≥ 0", hint="write seed = 0")
+    params = tuple(parse_variability(ctx, f"population.parameters.{p}", p, v, param_unit(f"population.parameters.{p}", p))
+                   for p, v in _table(ctx, "population.parameters", pop.get("parameters", {})).items())
+    covs = tuple(parse_variability(ctx, f"population.covariates.{c}", c, v, covariate_unit(f"population.covariates.{c}", c))
+                 for c, v in _table(ctx, "population.covariates", pop.get("covariates", {})).items())
+    names = [v.name for v in (*params, *covs)]
+    for n in names:
+        if names.count(n) > 1:
+            raise ctx.error(f"population.covariates.{n}", n, expected="each quantity varied once")
+    return Population(int(size), params, covs), int(seed)
+
+
+def model_covariates(ctx: _Ctx, model: str) -> dict[str, str]:
+    """State covariates (name → unit) of a registered model, ``{}`` if it has none."""
+    spec = _registry(ctx.models).get(model)
+    if spec is None or getattr(spec, "patient_state", None) is None:
+        return {}
+    return dict(getattr(spec, "covariates", {}))
+
+
+def unknown_covariate(ctx: _Ctx, field: str, name: str, model: str, known: Mapping[str, str], where: str = "") -> ScenarioError:
+    best = _closest(name, list(known))
+    return ctx.error(field, name, expected=f"a state covariate of model {model!r}{where}",
+                     hint=(f'did you mean "{best}"? (known: {_listing(known)})' if best else f"known: {_listing(known)}")
+                     if known else f"model {model!r} defines no patient state; vary its parameters instead")
+
+
+# ---------------------------------------------------------------------------------------
 # validation
 # ---------------------------------------------------------------------------------------
 
@@ -755,6 +831,23 @@ def _validate(
             initial[k] = val
         raw["initial"] = dict(itab)
 
+    population = None
+    if "population" in d:
+        covs = model_covariates(ctx, model)
+
+        def param_unit(field: str, pname: str) -> str:
+            if pname not in net.param_names:
+                raise _unknown_key(ctx, field, pname, pname, list(net.param_names), f"a parameter of model {model}")
+            return str(net.param(pname).unit)
+
+        def cov_unit(field: str, cname: str) -> str:
+            if cname not in covs:
+                raise unknown_covariate(ctx, field, cname, model, covs)
+            return covs[cname]
+
+        population, _pseed = parse_population(ctx, d["population"], param_unit, cov_unit)
+        raw["population"] = thaw(freeze(d["population"]))
+
     return Scenario(
         name=name,
         title=title,
@@ -769,6 +862,7 @@ def _validate(
         raw=freeze(raw),
         source=ctx.file,
         network=net,
+        population=population,
     )
 
 
@@ -1071,6 +1165,14 @@ def dump_scenario(s: Scenario) -> str:
         keys = [k for k in order if k in table] if order else list(table)
         for k in keys:
             lines.append(f"{_toml_key(k)} = {_toml_value(table[k])}")
+    if "population" in raw:
+        pop = raw["population"]
+        lines += ["", "[population]"]
+        lines += [f"{k} = {_toml_value(pop[k])}" for k in ("patients", "seed") if k in pop]
+        for group in ("parameters", "covariates"):
+            for vname, vt in (pop.get(group) or {}).items():
+                lines += ["", f"[population.{group}.{_toml_key(vname)}]"]
+                lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in vt.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -1093,6 +1195,14 @@ def _canonical(s: Scenario) -> dict[str, Any]:
         "atol": r.atol,
         "seed": r.seed,
     }
+    if s.population is not None:  # only when present: hashes of scenarios without one are unchanged
+        out["population"] = {
+            "patients": s.population.size,
+            "seed": int((thaw(s.raw).get("population") or {}).get("seed", 0)),
+            "variables": [[g, v.name, v.distribution, v.median, v.cv, _bound(v.lower), _bound(v.upper)]
+                          for g, vs in (("parameters", s.population.parameters), ("covariates", s.population.covariates))
+                          for v in vs],
+        }
     # stochastic settings count only where they change the simulation, so the hash of an
     # ODE scenario is what it was before these fields existed
     if r.engine in STOCHASTIC_ENGINES:
@@ -1102,6 +1212,11 @@ def _canonical(s: Scenario) -> dict[str, Any]:
     if r.engine == "tau":
         out["tau_epsilon"] = r.tau_epsilon
     return out
+
+
+def _bound(x: float) -> float | str:
+    """A truncation bound for JSON (infinite bounds as text)."""
+    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
 
 
 def scenario_json(s: Scenario) -> str:

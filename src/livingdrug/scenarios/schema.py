@@ -264,7 +264,10 @@ class Scenario:
     * ``dosing``: :class:`Dosing` or ``None`` (model without a dose);
     * ``parameters``: overrides by parameter name, in each parameter's own unit;
     * ``initial``: overrides of species initial values, in each species' own unit;
-    * ``simulation``: :class:`Simulation` (``start`` already defaulted from the model).
+    * ``simulation``: :class:`Simulation` (``start`` already defaulted from the model);
+    * ``population``: the scenario's virtual population
+      (:class:`~livingdrug.trials.population.Population`, used by ``livingdrug trial``) or
+      ``None``; its seed is ``population_seed``.
 
     ``raw`` is the document as written (validated, unknown keys impossible), used to dump it
     back; ``source`` says where it came from; ``network`` is the model it was validated
@@ -284,6 +287,13 @@ class Scenario:
     raw: FrozenDict[str, Any] = field(repr=False)
     source: str = field(default="<dict>", compare=False)
     network: Network | None = field(default=None, compare=False, hash=False, repr=False)
+    population: Any = None
+
+    @property
+    def population_seed(self) -> int:
+        """Seed of the virtual population (``[population] seed``, default 0)."""
+        pop = self.raw.get("population") if self.raw else None
+        return int(pop.get("seed", 0)) if pop else 0
 
     @property
     def dose_cells(self) -> float | None:

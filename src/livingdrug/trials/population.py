@@ -146,7 +146,7 @@ class Population:
 
 
 def sample_population(variables: Sequence[Variability], typical: Mapping[str, float], seed: int,
-                      patients: range | Sequence[int], *, stream: int = POPULATION_STREAM) -> dict[str, np.ndarray]:
+                      patients: range | Sequence[int] | np.ndarray, *, stream: int = POPULATION_STREAM) -> dict[str, np.ndarray]:
     """``{name: values[len(patients)]}`` for ``variables`` (module docstring), typical values
     from ``typical`` (the model's values, by name) where a variable gives no median.
 

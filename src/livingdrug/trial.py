@@ -1,0 +1,452 @@
+r"""Virtual clinical trials at scale: chunked, resumable, in-process or on a Dask cluster.
+
+A *trial design* is a comparison (:mod:`livingdrug.scenarios.comparison`: a virtual
+population and one or more arms, every arm treating the same patients) or a model scenario
+with a ``[population]`` table (one arm).  :func:`run_trial` cuts the cohort into chunks of
+consecutive patients and simulates each chunk of each arm with
+:func:`livingdrug.comparison.arm_chunk` (batched ODE engine, response criteria, ASTCT
+grades).  Each chunk is written as one Parquet part, atomically, with its SHA-256 beside it::
+
+    OUT/trial.json                 the plan: design text and hash, patients, seed, chunk size
+    OUT/parts/part-000017.parquet  endpoints of patients 17·c … 18·c − 1, every arm
+    OUT/parts/part-000017.sha256   written after the part: a part without it is unfinished
+    OUT/endpoints.parquet          all parts, sorted by arm and patient (DuckDB-queryable)
+    OUT/summary.json, *.png, report.html, manifest.json (last)
+
+**Reproducibility.**  Patient *i* draws its variability from its own stream (seed, *i*), the
+logistics of the whole cohort are simulated once, and every chunk integrates the untreated
+interval from the same cohort-wide start, so the endpoints of patient *i* are bitwise
+identical for any chunk size, any number of workers and after a resume.
+
+**Resume.**  ``resume=True`` re-reads ``trial.json`` (the design, patients, seed and chunk size
+must be the same), keeps every part whose bytes match its checksum and whose patients are the
+expected ones, and recomputes the rest; a corrupted or half-written part is recomputed, never
+trusted.  After ``kill -9`` nothing is lost but the chunks in flight.
+
+**Executors.**  ``"local"``: chunks one after another in this process; each chunk's patients
+are integrated in parallel on every core (numba ``prange``).  ``"dask"``: chunks are tasks on
+a Dask distributed cluster (``scheduler`` address, or a new local cluster); the client writes
+the parts as tasks finish, so a worker that dies only costs its task, which the scheduler
+reruns elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+
+__all__ = ["TrialResult", "ChunkReport", "run_trial", "trial_design", "DEFAULT_CHUNK", "TRIAL_FORMAT",
+           "BAND_PATIENTS", "read_endpoints"]
+
+#: patients per chunk when not given
+DEFAULT_CHUNK = 256
+#: version of the trial folder layout (trial.json)
+TRIAL_FORMAT = 1
+#: the kinetics bands of the report are computed from the first this many patients
+BAND_PATIENTS = 400
+
+
+@dataclass(frozen=True)
+class ChunkReport:
+    """Progress after a chunk: ``done``/``total`` chunks, ``patients_done``, ``seconds``
+    elapsed, ``reused`` (True for a part kept from an earlier run)."""
+
+    chunk: int
+    done: int
+    total: int
+    patients_done: int
+    patients_total: int
+    seconds: float
+    reused: bool
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """A finished trial: the design, its folder, the endpoint table (column → array, one row
+    per arm and patient), the summary and the manifest."""
+
+    design: Any
+    folder: Path
+    patients: dict[str, np.ndarray]
+    summary: dict
+    curves: dict
+    manifest: dict
+
+
+# ---------------------------------------------------------------------------------------
+# designs
+# ---------------------------------------------------------------------------------------
+
+
+def trial_design(name_or_path: Any) -> Any:
+    """The design of a trial: a comparison (built-in name or file with ``[[arms]]``) or a model
+    scenario (name, path or :class:`~livingdrug.scenarios.Scenario`) with its ``[population]``
+    as a one-arm comparison."""
+    from .scenarios import Scenario, ScenarioError, load_scenario
+    from .scenarios.comparison import (
+        ComparisonArm,
+        ComparisonScenario,
+        is_comparison,
+        load_comparison,
+    )
+
+    if isinstance(name_or_path, ComparisonScenario):
+        return name_or_path
+    if not isinstance(name_or_path, Scenario) and is_comparison(name_or_path):
+        return load_comparison(name_or_path)
+    s = name_or_path if isinstance(name_or_path, Scenario) else load_scenario(name_or_path)
+    if s.population is None:
+        raise ScenarioError(file=str(s.source), field="population", expected="a [population] table for a trial",
+                            hint="add [population] with patients = 1000 and the parameters that vary "
+                                 "(see docs/trials.md), or use a built-in such as cd19-ball")
+    if s.dosing is None:
+        raise ScenarioError(file=str(s.source), field="dosing", expected="a scenario with a dose of cells")
+    from .scenarios import dump_scenario
+
+    text = dump_scenario(s)
+    return ComparisonScenario(
+        name=s.name, title=s.title, description=s.description, population=s.population, seed=s.population_seed,
+        arms=(ComparisonArm(s.title, s, None, "scenario", ()),), source=str(s.source), text=text,
+        hash=hashlib.sha256(text.encode()).hexdigest())
+
+
+def _recipe(c: Any) -> dict:
+    """What a worker needs to rebuild the design (plain data, small)."""
+    kind = "comparison" if (c.text and "[[arms]]" in c.text) else "scenario"
+    return {"kind": kind, "text": c.text, "source": str(c.source), "patients": c.population.size, "seed": c.seed,
+            "hash": c.hash}
+
+
+@functools.lru_cache(maxsize=8)
+def _design_from_text(kind: str, text: str, source: str, patients: int, seed: int) -> Any:
+    from .scenarios import scenario_from_toml
+    from .scenarios.comparison import comparison_from_dict
+    from .scenarios.load import parse_toml_bytes
+
+    if kind == "comparison":
+        base = Path(source).parent if Path(source).is_file() else None
+        c = comparison_from_dict(parse_toml_bytes(text.encode(), source), source=source, text=text, base=base)
+    else:
+        c = trial_design(scenario_from_toml(text, source=source))
+    return dataclasses.replace(c, population=dataclasses.replace(c.population, size=patients), seed=seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _plans(kind: str, text: str, source: str, patients: int, seed: int) -> tuple:
+    from .comparison import plan_arm
+
+    c = _design_from_text(kind, text, source, patients, seed)
+    return tuple(plan_arm(c, a, patients) for a in range(len(c.arms)))
+
+
+def trial_chunk(recipe: dict, lo: int, hi: int) -> dict[str, np.ndarray]:
+    """Endpoint columns of patients ``lo … hi − 1`` in every arm (the unit of work a worker
+    runs; pure: same inputs, same bytes)."""
+    from .comparison import arm_chunk
+
+    key = (recipe["kind"], recipe["text"], recipe["source"], int(recipe["patients"]), int(recipe["seed"]))
+    c = _design_from_text(*key)
+    plans = _plans(*key)
+    idx = np.arange(lo, hi, dtype=np.int64)
+    parts = [arm_chunk(c, plan, idx)[0] for plan in plans]
+    return _concat(parts)
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    keys = list(dict.fromkeys(k for r in parts for k in r))
+    return {k: np.concatenate([r[k] if k in r else np.full(r["patient"].size, np.nan) for r in parts]) for k in keys}
+
+
+# ---------------------------------------------------------------------------------------
+# parts
+# ---------------------------------------------------------------------------------------
+
+
+def _part_paths(out: Path, k: int) -> tuple[Path, Path]:
+    return out / "parts" / f"part-{k:06d}.parquet", out / "parts" / f"part-{k:06d}.sha256"
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_part(out: Path, k: int, cols: dict[str, np.ndarray], units: dict[str, str]) -> None:
+    from .io.atomic import OutputError, atomic_write_text
+    from .io.results import write_columns
+
+    part, check = _part_paths(out, k)
+    try:
+        write_columns(cols, part, units)
+        atomic_write_text(check, _sha(part) + "\n")
+    except OSError as exc:
+        for p in (check, part):
+            p.unlink(missing_ok=True)
+        raise OutputError(f"{part}: cannot write the results of chunk {k} ({exc.strerror or exc}); "
+                          f"free disk space or choose another --out, then re-run with --resume") from None
+
+
+def _valid_part(out: Path, k: int, lo: int, hi: int, n_arms: int) -> bool:
+    """A part is kept only if its checksum matches and it holds exactly the expected patients."""
+    import pyarrow.parquet as pq
+
+    part, check = _part_paths(out, k)
+    try:
+        if not (part.is_file() and check.is_file()) or check.read_text().strip() != _sha(part):
+            return False
+        pat = pq.read_table(part, columns=["patient"]).column("patient").to_numpy()
+    except Exception:  # unreadable or corrupt: recompute, never trust it
+        return False
+    return bool(np.array_equal(pat, np.tile(np.arange(lo, hi), n_arms)))
+
+
+def read_endpoints(folder: str | Path) -> dict[str, np.ndarray]:
+    """The endpoint table of a finished trial folder (``endpoints.parquet``)."""
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(Path(folder) / "endpoints.parquet")
+    return {name: _np(t.column(name)) for name in t.column_names}
+
+
+def _np(col: Any) -> np.ndarray:
+    import pyarrow as pa
+
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        return np.asarray(col.to_pylist(), dtype=object)
+    return col.to_numpy(zero_copy_only=False)
+
+
+# ---------------------------------------------------------------------------------------
+# executors
+# ---------------------------------------------------------------------------------------
+
+
+def _local(recipe: dict, tasks: list[tuple[int, int, int]]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    for k, lo, hi in tasks:
+        yield k, trial_chunk(recipe, lo, hi)
+
+
+def _dask(recipe: dict, tasks: list[tuple[int, int, int]], scheduler: str | None,
+          workers: int | None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        from .scenarios import ScenarioError
+
+        raise ScenarioError(file="--executor dask", expected="the dask distributed package",
+                            hint="install it with: pip install 'livingdrug[dask]'") from None
+    cluster = None
+    if scheduler:
+        client = Client(scheduler, timeout="30s")
+    else:
+        cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        futures = {client.submit(trial_chunk, recipe, lo, hi, key=f"livingdrug-chunk-{recipe['hash'][:12]}-{k}",
+                                 pure=True, retries=3): k for k, lo, hi in tasks}
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# ---------------------------------------------------------------------------------------
+# the run
+# ---------------------------------------------------------------------------------------
+
+
+def run_trial(
+    design: Any,
+    out: str | Path,
+    *,
+    patients: int | None = None,
+    seed: int | None = None,
+    chunk_size: int | None = None,
+    resume: bool = False,
+    executor: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+    figures: bool = True,
+    on_chunk: Callable[[ChunkReport], None] | None = None,
+) -> TrialResult:
+    """Run a trial (a design, built-in name or path; see :func:`trial_design`) into the folder
+    ``out`` and summarise it.  ``patients``/``seed`` override the design's; ``chunk_size``
+    patients per part (default :data:`DEFAULT_CHUNK`); ``resume`` continues an interrupted
+    run in ``out``; ``executor`` ``"local"`` or ``"dask"`` (``scheduler`` address, else a new
+    local cluster of ``workers`` processes); ``on_chunk(ChunkReport)`` after every chunk."""
+    from .io.atomic import atomic_write_text, ensure_writable_dir
+    from .scenarios import ScenarioError
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    c = trial_design(design)
+    src = str(c.source)
+    if patients is not None:
+        if isinstance(patients, bool) or not isinstance(patients, (int, np.integer)) or not 1 <= patients <= 10_000_000:
+            raise ScenarioError(file=src, field="patients", value=patients, expected="a whole number from 1 to 10,000,000")
+        c = dataclasses.replace(c, population=dataclasses.replace(c.population, size=int(patients)))
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ScenarioError(file=src, field="seed", value=seed, expected="a whole number ≥ 0")
+        c = dataclasses.replace(c, seed=int(seed))
+    if executor not in ("local", "dask"):
+        raise ScenarioError(file="--executor", value=executor, expected='"local" or "dask"')
+    plan_path = out / "trial.json"
+    recipe = _recipe(c)
+    if resume:
+        try:
+            old = json.loads(plan_path.read_text())
+        except (OSError, ValueError):
+            raise ScenarioError(file=str(plan_path), expected="the trial.json of an interrupted trial",
+                                hint="nothing to resume in this folder; run without --resume") from None
+        cs = int(chunk_size or old.get("chunk_size", DEFAULT_CHUNK))
+        for key, now in (("hash", recipe["hash"]), ("patients", recipe["patients"]), ("seed", recipe["seed"]),
+                         ("chunk_size", cs)):
+            if old.get(key) != now:
+                raise ScenarioError(file=str(plan_path), field=key, value=old.get(key),
+                                    expected=f"the same {key} as this run ({now})",
+                                    hint="resume with the same design, --patients, --seed and --chunk-size, "
+                                         "or start a new trial in another folder")
+    else:
+        cs = int(chunk_size or DEFAULT_CHUNK)
+        if plan_path.exists():
+            raise ScenarioError(file=str(plan_path), expected="a new folder for a new trial",
+                                hint="this folder holds a trial; add --resume to finish it or choose another --out")
+    if cs < 1:
+        raise ScenarioError(file=src, field="chunk_size", value=cs, expected="a whole number ≥ 1")
+    ensure_writable_dir(out)
+    ensure_writable_dir(out / "parts")
+    n = c.population.size
+    n_arms = len(c.arms)
+    if not resume:
+        stale = out / "manifest.json"
+        if stale.exists():
+            stale.unlink()
+        atomic_write_text(plan_path, json.dumps({"format": TRIAL_FORMAT, "livingdrug_version": __version__,
+                                                 "chunk_size": cs, **recipe}, indent=1))
+    bounds = [(k, lo, min(lo + cs, n)) for k, lo in enumerate(range(0, n, cs))]
+    pending = [b for b in bounds if not (resume and _valid_part(out, *b, n_arms))]
+    done = len(bounds) - len(pending)
+    units = _units(c)
+    if on_chunk is not None and done:
+        on_chunk(ChunkReport(-1, done, len(bounds), sum(hi - lo for k, lo, hi in bounds if (k, lo, hi) not in pending),
+                             n, time.perf_counter() - t0, True))
+    patients_done = sum(hi - lo for _, lo, hi in bounds) - sum(hi - lo for _, lo, hi in pending)
+    sizes = {k: hi - lo for k, lo, hi in bounds}
+    stream: Iterable[tuple[int, dict[str, np.ndarray]]]
+    if executor == "dask" and pending:
+        stream = _dask(recipe, pending, scheduler, workers)
+    else:
+        stream = _local(recipe, pending)
+    for k, cols in stream:
+        _write_part(out, k, cols, units)
+        done += 1
+        patients_done += sizes[k]
+        if on_chunk is not None:
+            on_chunk(ChunkReport(k, done, len(bounds), patients_done, n, time.perf_counter() - t0, False))
+    return _finish(c, recipe, out, bounds, units, figures, cs, executor, time.perf_counter() - t0)
+
+
+def _units(c: Any) -> dict[str, str]:
+    from .models import MODELS
+    from .report.comparison import COLUMN_UNITS
+
+    units = dict(COLUMN_UNITS)
+    for a in c.arms:
+        net = a.scenario.network
+        for v in (*c.population.parameters, *a.parameters):
+            if net is not None and v.name in net.param_names:
+                units[v.name] = str(net.param(v.name).unit)
+        spec = MODELS.get(a.scenario.model)
+        for v in c.population.covariates:
+            if spec is not None:
+                units[v.name] = str(spec.covariates.get(v.name, ""))
+    return units
+
+
+def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures: bool, cs: int,
+            executor: str, seconds: float) -> TrialResult:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .comparison import _arm_summary, _bands, _paired, _t_dose, arm_chunk
+    from .io.atomic import atomic_write_with
+    from .io.results import write_json
+
+    tables = [pq.read_table(_part_paths(out, k)[0]) for k, _, _ in bounds]
+    table = pa.concat_tables(tables, promote_options="default")
+    arm_order = {a.name: i for i, a in enumerate(c.arms)}
+    arm_col = np.asarray(table.column("arm").to_pylist(), dtype=object)
+    order = np.lexsort((table.column("patient").to_numpy(), np.array([arm_order[a] for a in arm_col])))
+    table = table.take(pa.array(order))
+    atomic_write_with(out / "endpoints.parquet", lambda tmp: pq.write_table(table, tmp))
+    cols = {name: _np(table.column(name)) for name in table.column_names}
+    per_arm: dict[str, dict[str, np.ndarray]] = {}
+    arms: dict[str, dict] = {}
+    curves: dict[str, dict] = {}
+    plans = _plans(recipe["kind"], recipe["text"], recipe["source"], int(recipe["patients"]), int(recipe["seed"]))
+    d = _design_from_text(recipe["kind"], recipe["text"], recipe["source"], int(recipe["patients"]), int(recipe["seed"]))
+    for a, plan in zip(c.arms, plans, strict=True):
+        m = cols["arm"] == a.name
+        sub = {k: v[m] for k, v in cols.items()}
+        per_arm[a.name] = sub
+        curve: dict[str, Any] = {"t": np.asarray(plan.rs.t_out) - _t_dose(plan.rs)}
+        _, ds = arm_chunk(d, plan, np.arange(min(BAND_PATIENTS, c.population.size)))
+        if ds is not None:
+            curve.update(_bands(ds, plan.rs.network))
+        arms[a.name] = _arm_summary(sub, curve, plan.programme)
+        curves[a.name] = curve
+    summary = {
+        "trial": c.name,
+        "title": c.title,
+        "patients": c.population.size,
+        "seed": c.seed,
+        "arms": arms,
+        "paired": _paired(per_arm) if len(per_arm) > 1 else [],
+        "definitions": {
+            "response": "B-ALL: complete remission (< 5 % marrow blasts) by day 28; lymphoma: Lugano CR/PR at "
+                        "day 90; myeloma: IMWG PR or better at day 90",
+            "itt": "every referred virtual patient is in the denominator; drop-outs count as non-responders",
+            "efs": "event-free survival from referral: drop-out before infusion, no response, relapse/progression",
+            "grading": "ASTCT consensus (Lee DW et al. 2019, Biol Blood Marrow Transplant 25:625)",
+            "bands": f"kinetics bands from the first {min(BAND_PATIENTS, c.population.size)} patients",
+        },
+    }
+    write_json(out / "summary.json", summary)
+    from .comparison import _manifest
+
+    manifest = _manifest(c)
+    manifest.update(kind="trial", chunk_size=cs, chunks=len(bounds), executor=executor, seconds=seconds,
+                    outputs={"endpoints.parquet": _sha(out / "endpoints.parquet")})
+    result = TrialResult(c, out, cols, summary, curves, manifest)
+    if figures:
+        from .report.comparison import write_comparison_report
+
+        write_comparison_report(_AsComparison(c, cols, summary, curves, manifest), out, kind="trial")
+    write_json(out / "manifest.json", manifest)
+    return result
+
+
+@dataclass(frozen=True)
+class _AsComparison:
+    comparison: Any
+    patients: dict
+    summary: dict
+    curves: dict
+    manifest: dict
