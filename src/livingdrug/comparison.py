@@ -235,11 +235,13 @@ def _t_dose(rs: Any) -> float:
     return float(rs.dose_time if rs.dose_time is not None else 0.0)
 
 
-def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray) -> tuple[dict[str, np.ndarray], Any]:
+def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
+              with_dataset: bool = True) -> tuple[dict[str, np.ndarray], Any]:
     """Simulate and score the virtual ``patients`` (indices into the cohort) of one arm:
-    ``(columns, dataset of the infused or None)``.  A patient's columns depend only on its
+    ``(columns, dataset of the infused or None)`` (the dataset, with grades, only when
+    ``with_dataset``: a trial chunk does without it).  A patient's columns depend only on its
     index, the comparison and its seed — not on the other patients of the chunk."""
-    from .api import _dataset, summarise, with_grades
+    from .api import _dataset, with_grades
     from .engines.ode import solve
     from .logistics.manufacturing import K_EXP_REFERENCE
     from .models import MODELS
@@ -332,10 +334,13 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray) -> tuple[dict[str, np
         obs = compiled.observables_batch(sol.t, np.nan_to_num(sol.y, nan=0.0), P)
         obs[~np.isfinite(sol.y).all(axis=2)] = np.nan
         status = np.where(status_pre != 0, status_pre, sol.status)
-        ds = with_grades(_dataset(net, sol.t, sol.y, obs, status, sol.message), net)
-        summ = summarise(ds, net, t_dose=t_dose)
-        per = summ.get("per_patient", [summ])
-        _score(cols, idx, per, ds, net, t_dose, P, pidx, dose_name)
+        if dose_name in pidx:
+            cols["dose"][idx] = P[:, pidx[dose_name]]
+        needs_ds = with_dataset or any(net.observable_by_role(r) is not None for r in ("tumour_spd", "m_protein"))
+        ds = _dataset(net, sol.t, sol.y, obs, status, sol.message) if needs_ds else None
+        _score(cols, idx, np.asarray(sol.t), obs, status, net, t_dose, ds)
+        if ds is not None and with_dataset:
+            ds = with_grades(ds, net)
     cols["efs_day"], cols["efs_event"] = _efs(cols, arm, float(rs.t_end) - t_dose)
     return cols, ds
 
@@ -386,35 +391,72 @@ def _empty_columns(n: int, arm: str) -> dict[str, np.ndarray]:
         "crs_max_grade": nan.copy(),
         "icans_max_grade": nan.copy(),
         "car_cmax": nan.copy(),
+        "car_tmax": nan.copy(),
+        "car_auc28": nan.copy(),
+        "tumour_nadir": nan.copy(),
     }
 
 
-def _score(cols: dict, idx: np.ndarray, per: list[dict], ds: Any, net: Any, t_dose: float,
-           P: np.ndarray, pidx: dict, dose_name: str | None) -> None:
-    tumour = net.observable_by_role("tumour_total")
-    t = ds["time"].values
+def _score(cols: dict, idx: np.ndarray, t: np.ndarray, obs: np.ndarray, status: np.ndarray, net: Any,
+           t_dose: float, ds: Any) -> None:
+    """Endpoint columns of the infused patients ``idx`` from their observables ``obs[n, T, j]``
+    at times ``t``, all patients at once, with the definitions of ``livingdrug run``
+    (:func:`livingdrug.api.summarise`): B-ALL response (:func:`~livingdrug.clinical.endpoints.ball_response`),
+    exposure, ASTCT grades (:func:`~livingdrug.clinical.grading.grade_signs`); lymphoma and
+    myeloma responses from the dataset ``ds``."""
+    from .api import disease_responses, sign_observables
+    from .clinical.grading import grade_signs, replicate_grades
+    from .clinical.probability import replicate_endpoints
+
+    where = {o.name: j for j, o in enumerate(net.observables)}
+
+    def role(r: str) -> np.ndarray | None:
+        o = net.observable_by_role(r)
+        return obs[:, :, where[o.name]] if o is not None else None
+
+    ok = np.asarray(status) == 0
+    cols["status"][idx] = status
+    after = t >= t_dose
     k_dose = int(np.searchsorted(t, t_dose - 1e-9))
-    for row, i in enumerate(idx):
-        d = per[row]
-        cols["status"][i] = d["status"]
-        if dose_name in pidx:
-            cols["dose"][i] = P[row, pidx[dose_name]]
-        if tumour is not None:
-            cols["tumour_at_infusion"][i] = ds[tumour.name].values[row, k_dose]
-        responded, day, relapse = _response(d)
-        cols["responded"][i] = responded
-        cols["response_day"][i] = day
-        cols["relapse_day"][i] = relapse
-        r = d.get("response") or {}
-        if r.get("time_to_mrd_negative") is not None:
-            cols["mrd_negative_day"][i] = r["time_to_mrd_negative"]
-        tox = d.get("toxicity") or {}
+    tumour = role("tumour_total")
+    if tumour is not None:
+        cols["tumour_at_infusion"][idx] = tumour[:, k_dose]
+        with np.errstate(all="ignore"):
+            cols["tumour_nadir"][idx] = np.nanmin(tumour[:, after], axis=1) if after.any() else np.nan
+    cart = role("cart_blood")
+    blasts, mrd = role("blasts_pct"), role("mrd")
+    neg = masked = None
+    if tumour is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            an, mk = role("tumour_antigen_neg"), role("tumour_car_masked")
+            neg = np.where(tumour > 0, an / tumour, 0.0) if an is not None else None
+            masked = np.where(tumour > 0, mk / tumour, 0.0) if mk is not None else None
+    ep = replicate_endpoints(t, t_dose=t_dose, blasts_pct=blasts, mrd=mrd, antigen_neg_fraction=neg,
+                             masked_fraction=masked, cart=cart)
+    if cart is not None:
+        cols["car_cmax"][idx] = ep["cmax"]
+        cols["car_tmax"][idx] = ep["tmax"]
+        cols["car_auc28"][idx] = ep["auc_0_28"]
+    if "time_to_remission" in ep:
+        ttr = ep["time_to_remission"]
+        resp = ok & (ttr <= RESPONSE_DAY)
+        cols["responded"][idx] = resp
+        cols["response_day"][idx] = np.where(resp, ttr, np.nan)
+        cols["relapse_day"][idx] = np.where(resp, ep["relapse_time"], np.nan)
+        cols["mrd_negative_day"][idx] = np.where(ok, ep["time_to_mrd_negative"], np.nan)
+    elif ds is not None:
+        for row, i in enumerate(idx):
+            d = disease_responses(ds, net, row, t_dose=t_dose)
+            d["status"] = int(status[row])
+            responded, day, relapse = _response(d)
+            cols["responded"][i], cols["response_day"][i], cols["relapse_day"][i] = responded, day, relapse
+    names = sign_observables(net)
+    if names:
+        g = grade_signs({r: obs[:, :, where[n]] for r, n in names.items()})
+        tox = replicate_grades(t, {k: g[k] for k in ("crs_grade", "icans_grade")}, t_dose=t_dose)
         for key in ("crs", "icans"):
-            if key in tox:
-                cols[f"{key}_max_grade"][i] = tox[key]["max_grade"]
-        ex = d.get("exposure") or {}
-        if ex.get("cmax") is not None:
-            cols["car_cmax"][i] = ex["cmax"]
+            if f"{key}_max_grade" in tox:
+                cols[f"{key}_max_grade"][idx] = np.where(ok, tox[f"{key}_max_grade"], np.nan)
 
 
 def _response(d: dict) -> tuple[bool, float, float]:

@@ -181,3 +181,26 @@ def test_bad_comparison_files_get_clear_errors():
     assert "arms[0].parameters.weight" in msg and "once" in msg
     msg = _bad(lambda r: r["population"]["parameters"]["weight"].update(median="70 cell"))
     assert "population.parameters.weight.median" in msg and "kg" in msg
+
+
+def test_a_patient_without_variability_is_the_patient_of_livingdrug_run():
+    """The trial/comparison scoring (all patients at once) gives the endpoints that
+    ``livingdrug run`` (api.simulate + summarise) gives the scenario's one patient."""
+    import livingdrug as ld
+
+    raw = {"name": "one", "population": {"patients": 2},
+           "arms": [{"name": "CAR-T", "scenario": "cd19-ball"}, {"name": "CAR-NK", "scenario": "cd19-carnk"}]}
+    r = run_comparison(comparison_from_dict(raw, source="one.toml"))
+    for arm, scen in (("CAR-T", "cd19-ball"), ("CAR-NK", "cd19-carnk")):
+        a = _arm(r, arm)
+        s = ld.simulate(scen).summary
+        assert a["outcome"][0] == "infused" and a["status"][0] == 0
+        assert a["response_day"][0] == s["response"]["time_to_remission"]
+        assert a["mrd_negative_day"][0] == s["response"]["time_to_mrd_negative"]
+        rel = s["response"]["relapse_time"]
+        assert (np.isnan(a["relapse_day"][0]) and rel is None) or a["relapse_day"][0] == rel
+        assert a["crs_max_grade"][0] == s["toxicity"]["crs"]["max_grade"]
+        assert a["icans_max_grade"][0] == s["toxicity"]["icans"]["max_grade"]
+        assert a["car_cmax"][0] == s["exposure"]["cmax"] and a["car_tmax"][0] == s["exposure"]["tmax"]
+        assert a["car_auc28"][0] == s["exposure"]["auc_0_28"]
+        np.testing.assert_array_equal(a["car_cmax"][0], a["car_cmax"][1])  # two identical patients

@@ -42,6 +42,7 @@ COLUMN_UNITS = {
     "untreated_days": "d", "bridged": "", "dose": "cell", "tumour_at_infusion": "cell", "responded": "",
     "response_day": "d", "mrd_negative_day": "d", "relapse_day": "d", "crs_max_grade": "1",
     "icans_max_grade": "1", "car_cmax": "cell/uL", "efs_day": "d", "efs_event": "",
+    "car_tmax": "d", "car_auc28": "cell/uL*d", "tumour_nadir": "cell",
     "product_f_S": "1", "product_f_E": "1", "product_f_M": "1", "product_vcn": "copies/cell", "product_fitness": "1",
 }
 _COLOURS = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#bbbbbb", "#000000")
