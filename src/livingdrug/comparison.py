@@ -331,8 +331,11 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
     if idx.size:
         t_eval = np.asarray(rs.t_out, dtype=float)
         sol = solve(compiled, y0, P, t_eval, t0=float(rs.t_start), rtol=rs.rtol, atol=rs.atol)
-        obs = compiled.observables_batch(sol.t, np.nan_to_num(sol.y, nan=0.0), P)
-        obs[~np.isfinite(sol.y).all(axis=2)] = np.nan
+        bad = ~np.isfinite(sol.y).all(axis=2)
+        clean = bad.any()  # failed patients hold NaN: evaluate on zeros, then blank them
+        obs = compiled.observables_batch(sol.t, np.nan_to_num(sol.y, nan=0.0) if clean else sol.y, P)
+        if clean:
+            obs[bad] = np.nan
         status = np.where(status_pre != 0, status_pre, sol.status)
         if dose_name in pidx:
             cols["dose"][idx] = P[:, pidx[dose_name]]
