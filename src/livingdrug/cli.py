@@ -679,6 +679,69 @@ def trial(
         raise typer.Exit(1)
 
 
+@app.command()
+@_guard
+def escalate(
+    scenario: Annotated[
+        str | None, typer.Argument(help="Model scenario with a [population] (default: the default scenario).")
+    ] = None,
+    doses: Annotated[str, typer.Option("--doses", help="Dose levels in cells, increasing, comma-separated.")] = "1e7,3e7,1e8,3e8",
+    design: Annotated[str, typer.Option("--design", help="3+3 or boin.")] = "boin",
+    target: Annotated[float, typer.Option("--target", help="BOIN target DLT rate.")] = 0.3,
+    cohorts: Annotated[int, typer.Option("--cohorts", help="BOIN: cohorts of 3 (the sample size).")] = 10,
+    trials: Annotated[int, typer.Option("--trials", help="Simulated escalation trials.")] = 2000,
+    patients: Annotated[int | None, typer.Option("--patients", "-n", help="Virtual patients per dose level (default: the population's).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the enrolment draws.")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for escalation.json.")] = None,
+) -> None:
+    """Dose escalation in silico: the virtual population at every dose level gives the true DLT
+    rates (DLT: ASTCT CRS or ICANS grade ≥ 3); 3+3 or BOIN trials enrol virtual patients and
+    select an MTD.  Prints the dose–toxicity table and the operating characteristics."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .escalation import dose_toxicity, simulate_escalation
+    from .io.atomic import ensure_writable_dir
+    from .io.results import write_json
+    from .scenarios import default_scenario_name
+    from .trials.designs import DesignInputError
+
+    t0 = time.perf_counter()
+    try:
+        levels = [float(x) for x in doses.split(",") if x.strip()]
+    except ValueError:
+        _fail(f"--doses {doses}: expected numbers of cells separated by commas, e.g. --doses 1e7,3e7,1e8")
+    if design.lower() not in ("3+3", "boin"):
+        _fail(f"--design {design}: expected 3+3 or boin")
+    if trials < 1 or cohorts < 1 or not (0 < target < 1):
+        _fail("--trials and --cohorts must be ≥ 1 and --target in (0, 1), e.g. --target 0.3")
+    if out is not None:
+        ensure_writable_dir(out)
+    dt = dose_toxicity(scenario or default_scenario_name(), levels, patients=patients)
+    opts = {"target": target, "n_cohorts": cohorts} if design.lower() == "boin" else {}
+    try:
+        oc = simulate_escalation(dt, design=design, n_trials=trials, seed=seed, **opts)
+    except DesignInputError as exc:
+        _fail(str(exc))
+    con = _console()
+    table = Table(title=f"dose–toxicity in {dt.dlt.shape[0]} virtual patients; {oc['design']} over {trials} trials",
+                  title_justify="left")
+    for col in ("level", "dose (cells)", "DLT rate (95 % CI)", "response", "P(selected as MTD)", "mean patients"):
+        table.add_column(col, justify="right")
+    for j, row in enumerate(dt.summary):
+        d = row["dlt"]
+        table.add_row(str(j), f"{row['dose_cells']:.3g}", f"{100 * d['estimate']:.1f} % ({100 * d['low']:.1f}–{100 * d['high']:.1f})",
+                      f"{100 * row['response']['estimate']:.1f} %", f"{100 * oc['p_select'][j]:.1f} %",
+                      f"{oc['mean_patients'][j]:.1f}")
+    con.print(table)
+    con.print(f"no MTD selected: {100 * oc['p_no_mtd']:.1f} %; mean patients per trial "
+              f"{oc['mean_total_patients']:.1f}; DLT rate on study {100 * oc['dlt_rate']:.1f} %")
+    if out is not None:
+        write_json(Path(out) / "escalation.json", {"dose_toxicity": dt.summary, "operating_characteristics": oc})
+        con.print(f"wrote {escape(str(out))}/escalation.json")
+    con.print(f"[dim]{time.perf_counter() - t0:.1f} s. Research and education use only; not medical advice.[/]")
+
+
 def main() -> None:
     app()
 
