@@ -58,8 +58,8 @@ import numpy as np
 
 from . import __version__
 
-__all__ = ["ComparisonResult", "ArmPlan", "run_comparison", "plan_arm", "arm_chunk", "advance_untreated", "PRE_STEP",
-           "RESPONSE_DAY"]
+__all__ = ["ComparisonResult", "ArmPlan", "ArmInputs", "run_comparison", "plan_arm", "arm_inputs", "arm_chunk",
+           "advance_untreated", "PRE_STEP", "RESPONSE_DAY"]
 
 #: resolution (d) of the untreated interval simulated before the scenario's start
 PRE_STEP = 0.25
@@ -235,17 +235,32 @@ def _t_dose(rs: Any) -> float:
     return float(rs.dose_time if rs.dose_time is not None else 0.0)
 
 
-def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
-              with_dataset: bool = True) -> tuple[dict[str, np.ndarray], Any]:
-    """Simulate and score the virtual ``patients`` (indices into the cohort) of one arm:
-    ``(columns, dataset of the infused or None)`` (the dataset, with grades, only when
-    ``with_dataset``: a trial chunk does without it).  A patient's columns depend only on its
-    index, the comparison and its seed — not on the other patients of the chunk."""
-    from .api import _dataset, with_grades
-    from .engines.ode import solve
+@dataclass(frozen=True)
+class ArmInputs:
+    """The virtual ``patients`` of one arm as an engine takes them: ``P[m]``/``y0[m, k]`` of the
+    ``m`` infused ones (``idx`` into ``patients``; ``y0`` at referral, before the untreated
+    interval ``untreated[idx]``), plus the drawn variability (``shared``, ``own``) and the
+    logistics (``fates``, ``outcome``, ``wait``, ``bridged``, ``end``)."""
+
+    patients: np.ndarray
+    shared: dict[str, np.ndarray]
+    own: dict[str, np.ndarray]
+    fates: dict[str, np.ndarray]
+    outcome: np.ndarray
+    wait: np.ndarray
+    bridged: np.ndarray
+    end: np.ndarray
+    idx: np.ndarray
+    untreated: np.ndarray
+    P: np.ndarray
+    y0: np.ndarray
+
+
+def arm_inputs(c: Any, plan: ArmPlan, patients: np.ndarray) -> ArmInputs:
+    """Draw the virtual ``patients`` of one arm and build their parameters and initial states
+    (module docstring, steps 1–4)."""
     from .logistics.manufacturing import K_EXP_REFERENCE
     from .models import MODELS
-    from .network import compile_network
     from .trials.population import sample_population
 
     a, arm, rs = plan.index, plan.arm, plan.rs
@@ -309,6 +324,29 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
                     y0[row, sidx[sp_name]] = val
         for sp_name, val in arm.scenario.initial.items():  # explicit overrides still win
             y0[:, sidx[sp_name]] = val
+    return ArmInputs(patients, shared, own, fates, outcome, wait, bridged, end, idx, untreated, P, y0)
+
+
+def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
+              with_dataset: bool = True) -> tuple[dict[str, np.ndarray], Any]:
+    """Simulate and score the virtual ``patients`` (indices into the cohort) of one arm:
+    ``(columns, dataset of the infused or None)`` (the dataset, with grades, only when
+    ``with_dataset``: a trial chunk does without it).  A patient's columns depend only on its
+    index, the comparison and its seed — not on the other patients of the chunk."""
+    from .api import _dataset, with_grades
+    from .engines.ode import solve
+    from .network import compile_network
+
+    rs, arm = plan.rs, plan.arm
+    net = rs.network
+    pidx = {p: j for j, p in enumerate(net.param_names)}
+    dose_name = (net.meta.get("dose") or {}).get("param")
+    inp = arm_inputs(c, plan, patients)
+    patients, shared, own, fates = inp.patients, inp.shared, inp.own, inp.fates
+    outcome, wait, bridged, end = inp.outcome, inp.wait, inp.bridged, inp.end
+    idx, untreated, P, y0 = inp.idx, inp.untreated, inp.P, inp.y0
+    n = patients.size
+    infused = outcome == "infused"
     t_dose = _t_dose(rs)
 
     compiled = compile_network(net)
