@@ -290,3 +290,30 @@ def test_any_table_passes_the_layout_check_and_counts_add_up(n, nan_mask, lloq, 
     n_blq = 0 if lloq is None else int((post < lloq).sum())
     expected_mdv = n_missing + (n_blq if method == "M1" else 0)
     assert int(tab["MDV"][obs].sum()) == expected_mdv
+
+
+def test_export_of_the_default_car_t_model(tmp_path):
+    # the real model through the public API: CAR-T cells in blood (cells/µL) after the infusion
+    import livingdrug as ld
+
+    r = ld.simulate("cd19-ball")
+    ds = r.dataset
+    t = ds["time"].values
+    cart = ds["car_t_blood"].values  # (1, T)
+    dosing = r.scenario.dosing
+    assert ds["car_t_blood"].attrs["units"] == "cell/uL"
+    tab = nonmem_table(t, cart, dose_amounts=[dosing.dose], dose_time=dosing.time, unit="cell/uL",
+                       covariates={"WT": [r.scenario.weight_kg]}, covariate_units={"WT": "kg"}, lloq=1.0)
+    obs = tab["EVID"] == 0
+    post = t >= dosing.time
+    assert obs.sum() == post.sum() and t[0] < dosing.time  # the lymphodepletion days are not samples
+    np.testing.assert_allclose(tab["TIME"][obs], (t[post] - dosing.time) * 24.0, rtol=1e-12)
+    above = tab["BLQ"][obs] == 0
+    np.testing.assert_allclose(tab["DV"][obs][above], cart[0, post][above], rtol=1e-12)
+    # engines are right-continuous at the infusion: the TIME-0 sample already holds product
+    # cells, which NONMEM reproduces because the dose record comes first
+    assert cart[0, post][0] > 0 and cart[0, t < dosing.time].max() == 0
+    # expansion lifts CAR-T above the LLOQ after the infusion; BLQ only below it
+    assert above.any() and np.all(tab["DV"][obs][~above] == 1.0)
+    back = read_nonmem_csv(write_nonmem_csv(tab, tmp_path / "cart.csv"))
+    assert back.units["DV"] == "cell/uL" and back.settings["observable"] == "cart_blood"
