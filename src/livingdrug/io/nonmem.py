@@ -516,17 +516,15 @@ def write_nonmem_csv(table: Mapping[str, Any], path: Path | str, *, digits: int 
     if bad:
         raise NonmemLayoutError(f"column names {bad} are not NONMEM data item names (upper-case letter, then letters, digits, '_')")
     cols = [np.asarray(table[k]) for k in names]
-    n = cols[0].shape[0]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(names)
-    as_int = [c.dtype.kind in "biu" or k in _INTEGER_ITEMS for k, c in zip(names, cols, strict=True)]
-    str_cols = [
-        [str(int(v)) for v in c] if ai else [_fmt(v, digits) for v in c]
-        for c, ai in zip(cols, as_int, strict=True)
-    ]
-    for r in range(n):
-        w.writerow([sc[r] for sc in str_cols])
+    import pandas as pd
+
+    frame: dict[str, np.ndarray] = {}
+    for k, c in zip(names, cols, strict=True):
+        if c.dtype.kind in "biu" or k in _INTEGER_ITEMS:
+            frame[k] = c.astype(np.int64)
+        else:
+            frame[k] = c.astype(float) + 0.0  # no "-0"
+    text = pd.DataFrame(frame).to_csv(index=False, float_format=f"%.{digits}G", lineterminator="\n")
     if sidecar:
         sp = sidecar_path(path)
         meta = {
@@ -543,8 +541,47 @@ def write_nonmem_csv(table: Mapping[str, Any], path: Path | str, *, digits: int 
         from .results import to_jsonable
 
         atomic_write_text(sp, json.dumps(to_jsonable(meta), indent=2) + "\n")
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, text)
     return path
+
+
+def _parse_fast(text: str) -> tuple[list[str], np.ndarray] | None:
+    """Numbers of a well-formed file with pandas' C parser; None when anything is unusual
+    ('.' items, short rows, bad names …), so that :func:`_parse_slow` names the problem."""
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(io.StringIO(text), comment="#", dtype=float, keep_default_na=False, na_values=[],
+                         skip_blank_lines=True, skipinitialspace=True)
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    header = [str(h).strip().upper() for h in df.columns]
+    data = df.to_numpy(dtype=float)
+    if any(not _NAME.match(h) for h in header) or len(set(header)) != len(header) or not np.all(np.isfinite(data)):
+        return None
+    return header, data
+
+
+def _parse_slow(text: str, src: str) -> tuple[list[str], np.ndarray]:
+    """Record-by-record parse with messages naming the line and column."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise NonmemLayoutError(f"{src}no column-name row; the first line must name the columns, e.g. ID,TIME,DV,…")
+    rows = list(csv.reader(lines))
+    header = [h.strip().upper() for h in rows[0]]
+    if any(not _NAME.match(h) for h in header) or len(set(header)) != len(header):
+        raise NonmemLayoutError(f"{src}the first line {lines[0]!r} is not a row of distinct column names (ID,TIME,DV,…)")
+    data = np.empty((len(rows) - 1, len(header)), dtype=float)
+    for r, row in enumerate(rows[1:]):
+        if len(row) != len(header):
+            raise NonmemLayoutError(f"{src}data record {r + 1} has {len(row)} fields; the column-name row has {len(header)}")
+        for c, cell in enumerate(row):
+            s = cell.strip()
+            try:
+                data[r, c] = 0.0 if s == "." else float(s)
+            except ValueError:
+                raise NonmemLayoutError(f"{src}data record {r + 1}, column {header[c]}: {s!r} is not a number") from None
+    return header, data
 
 
 def read_nonmem_csv(path: Path | str, *, check: bool = True) -> NonmemTable:
@@ -562,23 +599,11 @@ def read_nonmem_csv(path: Path | str, *, check: bool = True) -> NonmemTable:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise NonmemLayoutError(f"cannot read NONMEM data file {str(path)!r}: {exc.strerror or exc}") from None
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    if not lines:
-        raise NonmemLayoutError(f"{src}no column-name row; the first line must name the columns, e.g. ID,TIME,DV,…")
-    rows = list(csv.reader(lines))
-    header = [h.strip().upper() for h in rows[0]]
-    if any(not _NAME.match(h) for h in header) or len(set(header)) != len(header):
-        raise NonmemLayoutError(f"{src}the first line {lines[0]!r} is not a row of distinct column names (ID,TIME,DV,…)")
-    data = np.empty((len(rows) - 1, len(header)), dtype=float)
-    for r, row in enumerate(rows[1:]):
-        if len(row) != len(header):
-            raise NonmemLayoutError(f"{src}line {r + 2} has {len(row)} fields; the column-name row has {len(header)}")
-        for c, cell in enumerate(row):
-            s = cell.strip()
-            try:
-                data[r, c] = 0.0 if s == "." else float(s)
-            except ValueError:
-                raise NonmemLayoutError(f"{src}line {r + 2}, column {header[c]}: {s!r} is not a number") from None
+    fast = _parse_fast(text)
+    if fast is not None:
+        header, data = fast
+    else:
+        header, data = _parse_slow(text, src)
     meta: dict[str, Any] = {}
     sp = sidecar_path(path)
     if sp.exists():
