@@ -1,0 +1,241 @@
+"""Trial figures (livingdrug.report.trial_figures): each writes a PNG from a synthetic
+per-patient table, and what is drawn is checked against closed forms and the shared
+statistics helpers (Kaplan & Meier 1958; logistic regression by maximum likelihood)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from matplotlib.colors import to_hex
+
+from livingdrug.clinical.probability import kaplan_meier
+from livingdrug.report.trial_figures import (
+    GRADE_COLOURS,
+    best_percent_change,
+    draw_exposure_response,
+    draw_grade_bars,
+    draw_kinetics_bands,
+    draw_km,
+    draw_waterfall,
+    exposure_response,
+    grade_bars,
+    kinetics_bands,
+    km_figure,
+    logistic_fit,
+    number_at_risk,
+    waterfall,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _table(n_per_arm: int = 60, seed: int = 1) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    arms = np.repeat(["CAR-T", "CAR-NK"], n_per_arm)
+    n = arms.size
+    infused = rng.random(n) < 0.85
+    cmax = np.where(infused, 10 ** rng.uniform(0, 3, n), np.nan)  # cells/µL
+    responded = infused & (rng.random(n) < 1 / (1 + np.exp(-(-2 + 1.8 * np.log10(np.where(infused, cmax, 1))))))
+    base = 10 ** rng.uniform(10, 12, n)  # cell
+    nadir = np.where(responded, base * 10 ** rng.uniform(-6, -1, n), base * 10 ** rng.uniform(-0.5, 0.6, n))
+    grade = lambda p: np.where(infused, rng.choice(6, n, p=p), np.nan).astype(float)  # noqa: E731
+    return {
+        "arm": arms,
+        "patient": np.arange(n, dtype=np.int64),
+        "responded": responded,
+        "tumour_baseline": np.where(infused, base, np.nan),
+        "tumour_nadir": np.where(infused, nadir, np.nan),
+        "crs_max_grade": grade([0.3, 0.3, 0.2, 0.1, 0.08, 0.02]),
+        "icans_max_grade": grade([0.6, 0.2, 0.1, 0.06, 0.04, 0.0]),
+        "car_cmax": cmax,
+        "efs_day": np.minimum(rng.exponential(300, n), 365.0).round(),
+        "efs_event": rng.random(n) < 0.7,
+    }
+
+
+def _is_png(path) -> bool:
+    data = path.read_bytes()
+    return data[:8] == PNG_MAGIC and len(data) > 5_000
+
+
+def test_every_writer_produces_a_png(tmp_path):
+    tab = _table()
+    t = np.linspace(0, 28, 29)
+    vals = np.exp(-((t[None, :] - 10) ** 2) / 30) * 10 ** np.random.default_rng(3).uniform(0, 3, (40, 1))
+    out = [
+        waterfall(tab, tmp_path / "waterfall.png"),
+        km_figure(tab, tmp_path / "km.png"),
+        grade_bars(tab, tmp_path / "grades.png"),
+        exposure_response(tab, tmp_path / "er.png"),
+        kinetics_bands(t, vals, tmp_path / "kinetics.png", "CAR-T in blood", "cells/µL"),
+    ]
+    for p in out:
+        assert p.exists() and _is_png(p), p
+    assert sorted(x.name for x in tmp_path.iterdir()) == sorted(p.name for p in out)  # no temp files left
+
+
+def test_best_percent_change_closed_form():
+    np.testing.assert_allclose(best_percent_change([100.0, 10.0, 5.0], [0.0, 25.0, 5.0]), [-100.0, 150.0, 0.0])
+    out = best_percent_change([np.nan, 0.0, 1.0], [1.0, 1.0, np.nan])
+    assert np.all(np.isnan(out))
+
+
+def test_waterfall_bars_are_sorted_and_coloured_by_response():
+    tab = _table()
+    fig = draw_waterfall(tab, cap=100.0)
+    change = best_percent_change(tab["tumour_baseline"], tab["tumour_nadir"])
+    assert np.nanmax(change) > 100  # some increases are capped
+    for arm in ("CAR-T", "CAR-NK"):
+        bars = [p for ax in fig.axes for p in ax.patches if p.get_gid() == f"waterfall:{arm}"]
+        bars.sort(key=lambda b: b.get_x())
+        heights = np.array([b.get_height() for b in bars])
+        sel = (tab["arm"] == arm) & np.isfinite(change)
+        assert heights.size == sel.sum()
+        assert np.all(np.diff(heights) <= 0), "bars must go from the largest increase to the deepest reduction"
+        expected = np.sort(np.minimum(change[sel], 100.0))[::-1]
+        np.testing.assert_allclose(heights, expected, rtol=1e-12)
+        # colour: responders green; the responders are the deep reductions here
+        resp = tab["responded"][sel][np.argsort(-change[sel], kind="stable")]
+        colours = [to_hex(b.get_facecolor()) for b in bars]
+        assert colours == ["#228833" if r else "#ee6677" for r in resp]
+
+
+def test_km_curves_come_from_the_shared_helper():
+    tab = _table()
+    fig = draw_km(tab)
+    ax = fig.axes[0]
+    for arm in ("CAR-T", "CAR-NK"):
+        (line,) = [ln for ln in ax.lines if ln.get_gid() == f"km:{arm}"]
+        m = tab["arm"] == arm
+        km = kaplan_meier(tab["efs_day"][m], tab["efs_event"][m])
+        np.testing.assert_allclose(line.get_xdata()[1:], km.time)
+        np.testing.assert_allclose(line.get_ydata()[1:], km.survival)
+        # a value read off the drawn step curve equals the helper's Ŝ(t)
+        x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+        tq = 120.0
+        assert y[np.searchsorted(x, tq, side="right") - 1] == pytest.approx(float(km.at(tq)), rel=1e-12)
+        # numbers at risk under the axis
+        labels = {t.get_gid(): t.get_text() for t in ax.texts if (t.get_gid() or "").startswith(f"at_risk:{arm}:")}
+        assert labels
+        for gid, text in labels.items():
+            tau = float(gid.rsplit(":", 1)[1])
+            assert int(text) == int(np.sum(tab["efs_day"][m] >= tau))
+
+
+def test_km_without_censoring_is_the_empirical_survival():
+    # no censoring: Ŝ(t) = #{T_i > t}/n (Kaplan & Meier 1958)
+    d = np.array([3.0, 5.0, 5.0, 8.0, 13.0, 21.0])
+    fig = draw_km({"efs_day": d, "efs_event": np.ones(6, bool)}, by=None)
+    (line,) = [ln for ln in fig.axes[0].lines if ln.get_gid() == "km:all patients"]
+    x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+    for t in (0.0, 3.0, 4.0, 5.0, 10.0, 21.0):
+        assert y[np.searchsorted(x, t, side="right") - 1] == pytest.approx(np.mean(d > t))
+
+
+def test_number_at_risk():
+    assert number_at_risk([1, 2, 2, 5], [0, 2, 3, 5, 6]).tolist() == [4, 3, 1, 1, 0]
+
+
+def test_grade_bars_are_percentages_of_the_infused():
+    tab = _table()
+    fig = draw_grade_bars(tab)
+    for col in ("crs_max_grade", "icans_max_grade"):
+        for arm in ("CAR-T", "CAR-NK"):
+            g = tab[col][(tab["arm"] == arm)]
+            g = g[np.isfinite(g)]
+            segs = {int(p.get_gid().rsplit(":", 1)[1]): p for ax in fig.axes for p in ax.patches
+                    if (p.get_gid() or "").startswith(f"{col}:{arm}:")}
+            heights = {k: p.get_height() for k, p in segs.items()}
+            assert sum(heights.values()) == pytest.approx(100.0)
+            for grade in range(6):
+                assert heights.get(grade, 0.0) == pytest.approx(100.0 * np.mean(g == grade))
+            for k, p in segs.items():
+                assert to_hex(p.get_facecolor()) == GRADE_COLOURS[k]
+
+
+def test_grade_bars_reject_impossible_grades():
+    tab = _table()
+    tab["crs_max_grade"] = tab["crs_max_grade"].copy()
+    tab["crs_max_grade"][0] = 7.0
+    with pytest.raises(ValueError, match="crs_max_grade"):
+        draw_grade_bars(tab)
+
+
+def test_logistic_fit_recovers_known_coefficients():
+    # synthetic truth: logit P = -3 + 2·log10(x), log10 x ~ U(0, 3)
+    b0, b1, n = -3.0, 2.0, 4000
+    rng = np.random.default_rng(20261125)
+    lx = rng.uniform(0.0, 3.0, n)
+    y = rng.random(n) < 1 / (1 + np.exp(-(b0 + b1 * lx)))
+    fit = logistic_fit(10**lx, y)
+    assert fit.estimable and fit.converged and fit.n == n
+    # standard errors from the Fisher information at the true coefficients
+    X = np.column_stack([np.ones(n), lx])
+    p = 1 / (1 + np.exp(-(X @ [b0, b1])))
+    se_true = np.sqrt(np.diag(np.linalg.inv((X * (p * (1 - p))[:, None]).T @ X)))
+    assert abs(fit.intercept - b0) < 4 * se_true[0]
+    assert abs(fit.slope - b1) < 4 * se_true[1]
+    np.testing.assert_allclose(fit.se, se_true, rtol=0.1)  # observed vs expected information
+    assert fit.ec50 == pytest.approx(10 ** (-fit.intercept / fit.slope))
+
+
+def test_logistic_fit_matches_the_two_group_closed_form():
+    # with two exposure levels the MLE reproduces both observed proportions exactly:
+    # β1 = (logit p̂2 − logit p̂1)/(x2 − x1), Var = Σ 1/(n_g p̂_g (1 − p̂_g)) / (x2 − x1)²
+    x = np.r_[np.full(40, 10.0), np.full(60, 1000.0)]
+    y = np.r_[np.arange(40) < 10, np.arange(60) < 45]
+    fit = logistic_fit(x, y)
+    logit = lambda q: math.log(q / (1 - q))  # noqa: E731
+    slope = (logit(45 / 60) - logit(10 / 40)) / 2.0
+    np.testing.assert_allclose([fit.intercept, fit.slope], [logit(10 / 40) - slope * 1.0, slope], rtol=1e-6)
+    var = (1 / (40 * 0.25 * 0.75) + 1 / (60 * 0.75 * 0.25)) / 4.0
+    assert fit.se[1] == pytest.approx(math.sqrt(var), rel=1e-6)
+
+
+def test_logistic_fit_reports_separation():
+    fit = logistic_fit([1, 2, 3, 10, 20, 30], [0, 0, 0, 1, 1, 1])
+    assert not fit.estimable and math.isnan(fit.slope)
+    assert not logistic_fit([1, 2, 3], [1, 1, 1]).estimable
+    # non-positive or missing exposures are left out
+    assert logistic_fit([np.nan, 0.0, 1, 10, 100, 1000], [1, 1, 0, 1, 0, 1]).n == 4
+
+
+def test_exposure_response_draws_the_fitted_curve():
+    tab = _table(n_per_arm=150)
+    fig = draw_exposure_response(tab)
+    ax = fig.axes[0]
+    (line,) = [ln for ln in ax.lines if ln.get_gid() == "logistic"]
+    fit = logistic_fit(tab["car_cmax"], tab["responded"])
+    np.testing.assert_allclose(line.get_ydata(), fit.predict(line.get_xdata()), rtol=1e-12)
+    (pts,) = [ln for ln in ax.lines if ln.get_gid() == "binned"]
+    ok = np.isfinite(tab["car_cmax"])
+    assert len(pts.get_xdata()) == 5
+    # binned proportions average back to the overall response rate, weighted by bin size
+    assert 0.0 <= min(pts.get_ydata()) and max(pts.get_ydata()) <= 1.0
+    assert np.mean(tab["responded"][ok]) == pytest.approx(
+        np.average(pts.get_ydata(), weights=[int(t.get_text()[2:]) for t in ax.texts if t.get_text().startswith("n=")])
+    )
+
+
+def test_kinetics_bands_median_and_failed_rows():
+    t = np.linspace(0, 28, 15)
+    rng = np.random.default_rng(7)
+    vals = 10 ** rng.normal(1, 0.5, (50, 1)) * np.exp(-0.1 * t)[None, :]
+    vals[4, 3] = np.nan  # a failed simulation
+    fig = draw_kinetics_bands(t, vals, "CAR-T in blood", "cells/µL")
+    ax = fig.axes[0]
+    (med,) = [ln for ln in ax.lines if ln.get_gid() == "median"]
+    np.testing.assert_allclose(med.get_ydata(), np.median(np.delete(vals, 4, axis=0), axis=0), rtol=1e-12)
+    assert "49 virtual patients; 1 failed" in ax.get_title()
+    assert ax.get_yscale() == "log"
+    with pytest.raises(ValueError, match=r"expected values \(n, 15\)"):
+        draw_kinetics_bands(t, vals[:, :5], "CAR-T in blood", "cells/µL")
+
+
+def test_missing_column_is_named():
+    tab = _table()
+    del tab["tumour_nadir"]
+    with pytest.raises(ValueError, match="no column 'tumour_nadir'"):
+        draw_waterfall(tab)
