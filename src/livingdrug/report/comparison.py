@@ -111,24 +111,19 @@ def _figures(result: Any, out: Path) -> list[Path]:
     ax.legend(loc="lower right", fontsize=8)
     save(fig, "endpoints.png")
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for j, a in enumerate(arms):
-        e = result.curves[a]["efs"]
-        t = np.concatenate(([0.0], e["time"]))
-        col = _COLOURS[j % len(_COLOURS)]
-        ax.step(t, np.concatenate(([1.0], e["survival"])), where="post", color=col, label=a)
-        ax.fill_between(t, np.concatenate(([1.0], e["low"])), np.concatenate(([1.0], e["high"])), step="post",
-                        color=col, alpha=0.15, lw=0)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("days since referral")
-    ax.set_ylabel("event-free survival")
-    ax.set_title("Event-free survival from referral (Kaplan–Meier, 95 % band)\n"
-                 "events: drop-out before infusion, no response, relapse", fontsize=10)
-    ax.legend(fontsize=8)
-    save(fig, "efs_from_referral.png")
+    from . import trial_figures as tf
 
-    fig, ax = plt.subplots(figsize=(7, 4))
     pt = result.patients
+    paths.append(tf.km_figure(pt, out / "efs_from_referral.png", time_col="efs_day", event_col="efs_event", by="arm",
+                              xlabel="days since referral",
+                              title="Event-free survival from referral\n(events: drop-out, no response, relapse)"))
+    treated = {k: v[(pt["outcome"] == "infused") & (pt["status"] == 0)] for k, v in pt.items()}
+    if treated["patient"].size:
+        paths.append(tf.grade_bars(treated, out / "grade_bars.png"))
+        paths.append(tf.waterfall(treated, out / "waterfall.png", baseline="tumour_at_infusion", nadir="tumour_nadir"))
+        if np.isfinite(treated["car_cmax"]).any() and np.all(treated["car_cmax"][np.isfinite(treated["car_cmax"])] > 0):
+            paths.append(tf.exposure_response(treated, out / "exposure_response.png"))
+    fig, ax = plt.subplots(figsize=(7, 4))
     all_w = pt["referral_to_infusion"][np.isfinite(pt["referral_to_infusion"])]
     if all_w.size:
         bins = np.linspace(0, max(float(all_w.max()), 1.0) * 1.02, 40)
