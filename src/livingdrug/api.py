@@ -355,6 +355,12 @@ def load_manifest(path: str | Path, *, models: Any = None) -> tuple[Any, dict]:
     path = Path(path)
     try:
         m = json.loads(path.read_text())
+        if isinstance(m, dict) and m.get("kind") in ("comparison", "trial", "logistics"):
+            cmd = {"comparison": "compare", "trial": "trial", "logistics": "logistics"}[m["kind"]]
+            raise ScenarioError(file=str(path), field="kind", value=m["kind"],
+                                expected="the manifest.json of a 'livingdrug run'",
+                                hint=f"this is a {m['kind']} run; re-run it with 'livingdrug {cmd}' and the "
+                                     "name, --patients and --seed shown in its report")
         toml_text = m["scenario"]["toml"]
         int(m["seed"])  # present and a whole number
     except FileNotFoundError:

@@ -63,6 +63,14 @@ def _guard(fn):  # noqa: ANN001, ANN202
             _fail(str(exc))
         except (OutputError, MonitoringError) as exc:
             _fail(str(exc))
+        except ValueError as exc:
+            # input errors of the science layers (populations, designs, calibration, logistics)
+            from .logistics import LogisticsInputError
+            from .trials import CalibrationInputError, DesignInputError, PopulationInputError
+
+            if isinstance(exc, (PopulationInputError, DesignInputError, CalibrationInputError, LogisticsInputError)):
+                _fail(str(exc))
+            raise
         except KeyboardInterrupt:
             _console(stderr=True).print(
                 "interrupted: files already written are complete; a run folder without "
@@ -358,7 +366,13 @@ def scenarios() -> None:
 def validate(path: Annotated[Path, typer.Argument(help="Scenario .toml file to check.")]) -> None:
     """Check a scenario file: syntax, fields, units and value ranges."""
     from .scenarios import validate_scenario
+    from .scenarios.comparison import is_comparison, load_comparison
 
+    if is_comparison(path):
+        c = load_comparison(path)
+        arms = ", ".join(f"{a.name!r} ({a.scenario.name}{' + ' + a.logistics.name if a.logistics else ''})" for a in c.arms)
+        _console().print(f"{path}: ok — comparison {c.name!r}, {c.population.size} patients, arms {arms}")
+        return
     s = validate_scenario(path)
     _console().print(f"{path}: ok — scenario {s.name!r}, model {s.model!r}")
 

@@ -65,6 +65,8 @@ __all__ = ["ComparisonResult", "ArmPlan", "ArmInputs", "run_comparison", "plan_a
 PRE_STEP = 0.25
 #: day after infusion by which a B-ALL complete remission counts as a response
 RESPONSE_DAY = 28.0
+#: day after infusion of the lymphoma (Lugano) and myeloma (IMWG) response assessment
+LATE_RESPONSE_DAY = 90.0
 _LATE_DAY = "day_90"
 _DROPPED = ("ineligible", "progression", "death", "manufacturing failure")
 
@@ -382,7 +384,8 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
         _score(cols, idx, np.asarray(sol.t), obs, status, net, t_dose, ds)
         if ds is not None and with_dataset:
             ds = with_grades(ds, net)
-    cols["efs_day"], cols["efs_event"] = _efs(cols, arm, float(rs.t_end) - t_dose)
+    assess = RESPONSE_DAY if net.observable_by_role("blasts_pct") is not None else LATE_RESPONSE_DAY
+    cols["efs_day"], cols["efs_event"] = _efs(cols, float(rs.t_end) - t_dose, assess)
     return cols, ds
 
 
@@ -521,8 +524,9 @@ def _response(d: dict) -> tuple[bool, float, float]:
     return False, nan, nan
 
 
-def _efs(cols: dict, arm: Any, follow: float) -> tuple[np.ndarray, np.ndarray]:
-    """Event-free survival from referral (d) and whether the event was observed."""
+def _efs(cols: dict, follow: float, assess: float) -> tuple[np.ndarray, np.ndarray]:
+    """Event-free survival from referral (d) and whether the event was observed; no response
+    is an event at the response assessment ``assess`` (d after infusion)."""
     n = cols["patient"].size
     day = np.zeros(n)
     event = np.zeros(n, dtype=bool)
@@ -533,7 +537,7 @@ def _efs(cols: dict, arm: Any, follow: float) -> tuple[np.ndarray, np.ndarray]:
         elif out == "infused":
             w = cols["referral_to_infusion"][i]
             if not cols["responded"][i]:
-                day[i], event[i] = w + RESPONSE_DAY, True
+                day[i], event[i] = w + assess, True
             elif np.isfinite(cols["relapse_day"][i]):
                 day[i], event[i] = w + cols["relapse_day"][i], True
             else:

@@ -88,3 +88,22 @@ def test_bad_comparison_input_gets_one_clear_line(tmp_path):
     assert p.returncode == 2 and 'did you mean "cart-vs-carnk"' in p.stderr
     p = run("compare", str(tmp_path / "small.toml"), "--patients", "0")
     assert p.returncode == 2 and "--patients 0" in p.stderr
+
+
+def test_validate_and_rerun_of_a_comparison_give_clear_answers(tmp_path):
+    f = tmp_path / "small.toml"
+    f.write_text(SMALL)
+    p = run("validate", str(f))
+    assert p.returncode == 0 and "comparison 'small'" in p.stdout and "CAR-NK" in p.stdout
+    out = tmp_path / "cmp"
+    assert run("compare", str(f), "--out", str(out), "--patients", "2", "--no-figures").returncode == 0
+    p = run("run", "--from", str(out / "manifest.json"))
+    assert p.returncode == 2 and "livingdrug compare" in p.stderr and "Traceback" not in p.stderr
+    bad = tmp_path / "median.toml"
+    bad.write_text(SMALL.replace('upper = "2.2e11 cell"', 'upper = "5e10 cell"'))
+    p = run("compare", str(bad))
+    assert p.returncode == 2 and "population.covariates.leukaemia.median" in p.stderr and "within" in p.stderr
+    hyb = tmp_path / "hybrid.toml"
+    hyb.write_text(SMALL.replace('scenario = "cd19-ball"', 'scenario = "one-cell-kills"'))
+    p = run("compare", str(hyb))
+    assert p.returncode == 2 and "arms[0].scenario" in p.stderr and "ODE" in p.stderr

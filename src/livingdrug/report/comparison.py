@@ -240,7 +240,7 @@ remission by day 28 (lymphoma: Lugano CR/PR, myeloma: IMWG ≥ PR at day 90). Gr
 {''.join(figure_html(p) for p in figs)}
 <h2>Provenance</h2>
 <table>{prov_rows}</table>
-<p>Re-run with <code>livingdrug {kind if kind == "trial" else "compare"} {html.escape(c.source)} --patients {m['patients']} --seed {m['seed']}</code>.</p>
+<p>Re-run with <code>livingdrug {kind if kind == "trial" else "compare"} {html.escape(c.source if Path(c.source).is_file() else c.name)} --patients {m['patients']} --seed {m['seed']}</code>.</p>
 </body></html>
 """
     atomic_write_text(out / "report.html", page)

@@ -190,6 +190,10 @@ def _validate(ctx: _Ctx, raw: Mapping[str, Any], text: str, base: Path | None) -
                 raise ctx.error(f"{f}.product", product,
                                 expected=f"a model with the product parameters {', '.join(MANUFACTURED_PARAMS)}",
                                 hint=f"model {sc.model!r} lacks {', '.join(missing)}; write product = \"scenario\"")
+        if sc.simulation.engine != "ode":
+            raise ctx.error(f"{f}.scenario", sc.name, expected="a scenario for the ODE engine",
+                            hint=f"comparisons and trials run every arm with the ODE engine, but this scenario "
+                                 f"asks for {sc.simulation.engine!r}; use a deterministic scenario")
         if sc.dosing is None:
             raise ctx.error(f"{f}.scenario", sc.name, expected="a scenario with a dose of cells",
                             hint="comparisons compare treatments; pick a scenario with [dosing]")

@@ -85,6 +85,9 @@ class Variability:
                 raise PopulationInputError(f"{f}.{b}", v, "a number")
         if not self.lower < self.upper:
             raise PopulationInputError(f"{f}.lower", self.lower, f"below upper = {self.upper:g}")
+        if self.median is not None and not self.lower <= self.median <= self.upper:
+            raise PopulationInputError(f"{f}.median", self.median,
+                                       f"within [lower, upper] = [{self.lower:g}, {self.upper:g}]")
 
     def typical(self, model_value: float) -> float:
         """The typical value: ``median`` or the model's."""
