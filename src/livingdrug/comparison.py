@@ -263,7 +263,7 @@ def arm_inputs(c: Any, plan: ArmPlan, patients: np.ndarray) -> ArmInputs:
     (module docstring, steps 1–4)."""
     from .logistics.manufacturing import K_EXP_REFERENCE
     from .models import MODELS
-    from .trials.population import sample_population
+    from .trials.population import apply_effects, sample_population
 
     a, arm, rs = plan.index, plan.arm, plan.rs
     patients = np.asarray(patients, dtype=np.int64)
@@ -277,7 +277,9 @@ def arm_inputs(c: Any, plan: ArmPlan, patients: np.ndarray) -> ArmInputs:
     state_fn = spec.patient_state if spec is not None else None
     cov_typ = _covariate_defaults(state_fn) if state_fn is not None else {}
     pop = c.population
-    shared = sample_population(pop.variables, {**typical, **cov_typ}, c.seed, patients)
+    shared = sample_population(pop.variables, {**typical, **cov_typ}, c.seed, patients,
+                               correlation=pop.correlation_matrix())
+    shared = apply_effects(shared, pop.effects, typical)
     own = sample_population(arm.parameters, typical, c.seed, patients, stream=2 + a) if arm.parameters else {}
 
     # referral → infusion (the programme was simulated once for the whole cohort)

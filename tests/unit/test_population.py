@@ -81,3 +81,100 @@ def test_bad_population_and_unknown_names():
         sample_population([Variability("a", cv=0.1)], {"b": 1.0}, seed=0, patients=range(3))
     with pytest.raises(PopulationInputError, match="within"):
         sample_population([Variability("a", cv=0.1, lower=2.0)], {"a": 1.0}, seed=0, patients=range(3))
+
+
+def test_uniform_and_discrete_laws():
+    u = sample_population([Variability("a", distribution="uniform", lower=2.0, upper=6.0)], {}, 4, range(N))["a"]
+    assert u.min() >= 2.0 and u.max() <= 6.0
+    assert abs(u.mean() - 4.0) < 5 * math.sqrt(16 / 12 / N) and abs(u.var() - 16 / 12) < 0.05
+    v = Variability("lines", distribution="discrete", values=(1.0, 2.0, 3.0, 4.0), probabilities=(0.4, 0.3, 0.2, 0.1))
+    x = sample_population([v], {}, 5, range(N))["lines"]
+    for val, p in zip(v.values, v.probabilities, strict=True):
+        assert abs(np.mean(x == val) - p) < 5 * math.sqrt(p * (1 - p) / N)
+    with pytest.raises(PopulationInputError, match="probabilities"):
+        Variability("x", distribution="discrete", values=(1.0, 2.0), probabilities=(0.5, 0.6))
+    with pytest.raises(PopulationInputError, match="finite bounds"):
+        Variability("x", distribution="uniform", lower=0.0)
+
+
+def test_correlated_scores_through_a_gaussian_copula():
+    pop = Population(N, (Variability("a", cv=0.5), Variability("b", cv=1.0)), correlations=(("a", "b", -0.6),))
+    x = sample_population(pop.variables, {"a": 1.0, "b": 3.0}, 6, range(N), correlation=pop.correlation_matrix())
+    r = np.corrcoef(np.log(x["a"]), np.log(x["b"]))[0, 1]  # log-normal: scores are the logs
+    assert abs(r + 0.6) < 5 * (1 - 0.36) / math.sqrt(N)
+    omega = math.sqrt(math.log1p(0.25))
+    assert abs(np.log(x["a"]).std() - omega) < 0.01  # margins unchanged
+    with pytest.raises(PopulationInputError, match="positive-definite"):
+        Population(5, (Variability("a", cv=0.1), Variability("b", cv=0.1), Variability("c", cv=0.1)),
+                   correlations=(("a", "b", 0.9), ("b", "c", 0.9), ("a", "c", -0.9)))
+    with pytest.raises(PopulationInputError, match="between"):
+        Population(5, (Variability("a", cv=0.1),), correlations=(("a", "zz", 0.3),))
+
+
+def test_covariate_effects_scale_their_parameter():
+    from livingdrug.trials.population import Effect, apply_effects
+
+    vals = {"age": np.array([25.0, 50.0, 100.0]), "k": np.array([1.0, 2.0, 3.0])}
+    out = apply_effects(vals, [Effect("k", "age", "power", 50.0, -0.5)], {"k": 9.0})
+    np.testing.assert_allclose(out["k"], [1.0 * 2**0.5, 2.0, 3.0 / 2**0.5])
+    out = apply_effects(vals, [Effect("m", "age", "exponential", 50.0, 0.01)], {"m": 4.0})
+    np.testing.assert_allclose(out["m"], 4.0 * np.exp(0.01 * (vals["age"] - 50)))
+    with pytest.raises(PopulationInputError, match="positive"):
+        apply_effects(vals, [Effect("k", "age", "linear", 50.0, -0.05)], {})
+    with pytest.raises(PopulationInputError, match="model"):
+        Effect("k", "age", "quadratic", 50.0, 1.0)
+
+
+def test_a_scenario_population_with_characteristics_effects_and_correlations(tmp_path):
+    from livingdrug.comparison import arm_inputs, plan_arm
+    from livingdrug.scenarios import (
+        ScenarioError,
+        dump_scenario,
+        load_scenario,
+        scenario_from_toml,
+        scenario_hash,
+    )
+    from livingdrug.trial import trial_design
+
+    base = dump_scenario(load_scenario("cd19-ball"))
+    extra = """
+[population.characteristics.age]
+unit = "year"
+distribution = "uniform"
+lower = 18
+upper = 80
+
+[population.characteristics.prior_lines]
+unit = "1"
+distribution = "discrete"
+values = [1, 2, 3, 4]
+probabilities = [0.1, 0.4, 0.3, 0.2]
+
+[[population.effects]]
+parameter = "k_exp"
+covariate = "age"
+model = "power"
+reference = 50
+coefficient = -0.4
+
+[[population.correlations]]
+between = ["age", "weight"]
+rho = 0.3
+"""
+    s = scenario_from_toml(base + extra, source="pop.toml")
+    again = scenario_from_toml(dump_scenario(s), source="again.toml")
+    assert again == s and scenario_hash(again) == scenario_hash(s) != scenario_hash(load_scenario("cd19-ball"))
+    c = trial_design(s)
+    inp = arm_inputs(c, plan_arm(c, 0, 40), np.arange(40))
+    j = s.network.param_names.index("k_exp")
+    typ = s.network.param("k_exp").value
+    # k_exp = typical x its own log-normal draw x (age/50)^-0.4: undo the effect, recover the draw
+    eta = np.log(inp.P[:, j] / typ / (inp.shared["age"] / 50.0) ** -0.4)
+    assert np.all(np.abs(eta) < 5 * math.sqrt(math.log1p(0.09)))
+    assert set(np.unique(inp.shared["prior_lines"])) <= {1.0, 2.0, 3.0, 4.0}
+    bad = base + extra.replace('covariate = "age"', 'covariate = "bmi"')
+    with pytest.raises(ScenarioError, match=r"population.effects\[0\].covariate"):
+        scenario_from_toml(bad, source="bad.toml")
+    bad = base + extra.replace('parameter = "k_exp"', 'parameter = "k_expp"')
+    with pytest.raises(ScenarioError, match=r"population.effects\[0\].parameter"):
+        scenario_from_toml(bad, source="bad.toml")

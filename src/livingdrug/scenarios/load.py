@@ -453,28 +453,46 @@ def _dose_meta(net: Network) -> tuple[str, str] | None:
 # virtual populations ([population] of a scenario or a comparison)
 # ---------------------------------------------------------------------------------------
 
-_POP_KEYS = ("patients", "seed", "parameters", "covariates")
-_VAR_KEYS = ("median", "cv", "distribution", "lower", "upper")
+_POP_KEYS = ("patients", "seed", "parameters", "covariates", "characteristics", "effects", "correlations")
+_VAR_KEYS = ("median", "cv", "distribution", "lower", "upper", "values", "probabilities")
+_CHAR_KEYS = (*_VAR_KEYS, "unit")
+_EFFECT_KEYS = ("parameter", "covariate", "model", "reference", "coefficient")
 #: virtual patients of a population when the file does not say
 DEFAULT_POPULATION_SIZE = 100
 
 
-def parse_variability(ctx: _Ctx, field: str, name: str, raw: Any, unit: str) -> Any:
-    """One ``[... .NAME]`` table (median, cv, distribution, lower, upper; quantities in ``unit``)
-    as a :class:`~livingdrug.trials.population.Variability`."""
+def parse_variability(ctx: _Ctx, field: str, name: str, raw: Any, unit: str | None,
+                      keys: tuple[str, ...] = _VAR_KEYS) -> Any:
+    """One ``[... .NAME]`` table (median, cv, distribution, lower, upper, values,
+    probabilities; quantities in ``unit``, plain numbers when ``unit`` is ``None``) as a
+    :class:`~livingdrug.trials.population.Variability`."""
     from ..trials.population import PopulationInputError, Variability
 
     t = _table(ctx, field, raw)
-    _check_keys(ctx, field, t, _VAR_KEYS)
-    if "cv" not in t:
+    _check_keys(ctx, field, t, keys)
+    dist = _text(ctx, f"{field}.distribution", t["distribution"], maxlen=20) if "distribution" in t else "lognormal"
+    kw: dict[str, Any] = {"distribution": dist}
+
+    def qty(f: str, v: Any) -> float:
+        if unit is None:
+            return _number(ctx, f, v, expected="a number (in the unit named by unit = …)")
+        return _quantity(ctx, f, v, unit)
+
+    if "cv" in t:
+        kw["cv"] = _number(ctx, f"{field}.cv", t["cv"], expected="a coefficient of variation in [0, 10]")
+    elif dist in ("lognormal", "normal"):
         raise ctx.error(f"{field}.cv", expected="a coefficient of variation (e.g. cv = 0.3 for 30 %)",
                         hint="add cv = …")
-    kw: dict[str, Any] = {"cv": _number(ctx, f"{field}.cv", t["cv"], expected="a coefficient of variation in [0, 10]")}
-    if "distribution" in t:
-        kw["distribution"] = _text(ctx, f"{field}.distribution", t["distribution"], maxlen=20)
     for key in ("median", "lower", "upper"):
         if key in t:
-            kw[key] = _quantity(ctx, f"{field}.{key}", t[key], unit)
+            kw[key] = qty(f"{field}.{key}", t[key])
+    for key in ("values", "probabilities"):
+        if key in t:
+            if not isinstance(t[key], list) or not 0 < len(t[key]) <= 1000:
+                raise ctx.error(f"{field}.{key}", t[key], expected="a list such as [1, 2, 3]")
+            kw[key] = tuple(qty(f"{field}.{key}[{k}]", v) if key == "values" else
+                            _number(ctx, f"{field}.{key}[{k}]", v, expected="a probability")
+                            for k, v in enumerate(t[key]))
     try:
         return Variability(name, **kw)
     except PopulationInputError as exc:
@@ -486,8 +504,9 @@ def parse_population(ctx: _Ctx, raw: Any, param_unit: Callable[[str, str], str],
                      covariate_unit: Callable[[str, str], str]) -> tuple[Any, int]:
     """``([population] as a Population, seed)``.  ``param_unit(field, name)`` and
     ``covariate_unit(field, name)`` give the canonical unit of a parameter / state covariate or
-    raise the :class:`ScenarioError` naming an unknown one."""
-    from ..trials.population import MAX_PATIENTS, Population
+    raise the :class:`ScenarioError` naming an unknown one.  Characteristics are plain numbers
+    in the unit they name (``unit = "year"``)."""
+    from ..trials.population import MAX_PATIENTS, Effect, Population, PopulationInputError
 
     pop = _table(ctx, "population", raw)
     _check_keys(ctx, "population", pop, _POP_KEYS)
@@ -502,11 +521,61 @@ def parse_population(ctx: _Ctx, raw: Any, param_unit: Callable[[str, str], str],
                    for p, v in _table(ctx, "population.parameters", pop.get("parameters", {})).items())
     covs = tuple(parse_variability(ctx, f"population.covariates.{c}", c, v, covariate_unit(f"population.covariates.{c}", c))
                  for c, v in _table(ctx, "population.covariates", pop.get("covariates", {})).items())
-    names = [v.name for v in (*params, *covs)]
+    chars = []
+    for c, v in _table(ctx, "population.characteristics", pop.get("characteristics", {})).items():
+        f = f"population.characteristics.{c}"
+        if isinstance(v, Mapping) and "unit" in v:
+            _text(ctx, f"{f}.unit", v["unit"], maxlen=40)
+        chars.append(parse_variability(ctx, f, c, v, None, _CHAR_KEYS))
+    names = [v.name for v in (*params, *covs, *chars)]
     for n in names:
         if names.count(n) > 1:
-            raise ctx.error(f"population.covariates.{n}", n, expected="each quantity varied once")
-    return Population(int(size), params, covs), int(seed)
+            raise ctx.error(f"population.characteristics.{n}", n, expected="each quantity varied once")
+    effects = []
+    eff_raw = pop.get("effects", [])
+    if not isinstance(eff_raw, list):
+        raise ctx.error("population.effects", eff_raw, expected="[[population.effects]] tables")
+    for k, e in enumerate(eff_raw):
+        f = f"population.effects[{k}]"
+        t = _table(ctx, f, e)
+        _check_keys(ctx, f, t, _EFFECT_KEYS)
+        for key in _EFFECT_KEYS:
+            if key not in t:
+                raise ctx.error(f"{f}.{key}", expected=f"the effect's {key}",
+                                hint='e.g. parameter = "k_exp", covariate = "age", model = "power", '
+                                     "reference = 50, coefficient = -0.3")
+        par = _text(ctx, f"{f}.parameter", t["parameter"], maxlen=100)
+        param_unit(f"{f}.parameter", par)  # a parameter of the model (else a named error)
+        cov = _text(ctx, f"{f}.covariate", t["covariate"], maxlen=100)
+        if cov not in names:
+            raise ctx.error(f"{f}.covariate", cov, expected=f"a varying quantity of the population ({_listing(names)})",
+                            hint="vary it under [population.characteristics.NAME] (or parameters/covariates)")
+        cunit = next((param_unit(f, cov) for v in params if v.name == cov), None) or \
+            next((covariate_unit(f, cov) for v in covs if v.name == cov), None)
+        ref = _quantity(ctx, f"{f}.reference", t["reference"], cunit) if cunit else \
+            _number(ctx, f"{f}.reference", t["reference"], expected="the covariate's reference value")
+        try:
+            effects.append(Effect(par, cov, _text(ctx, f"{f}.model", t["model"], maxlen=20), ref,
+                                  _number(ctx, f"{f}.coefficient", t["coefficient"], expected="a number")))
+        except PopulationInputError as exc:
+            raise ctx.error(f"{f}.{exc.field.rsplit('.', 1)[-1]}", exc.value, expected=exc.expected, hint=exc.hint) from None
+    corr = []
+    corr_raw = pop.get("correlations", [])
+    if not isinstance(corr_raw, list):
+        raise ctx.error("population.correlations", corr_raw, expected="[[population.correlations]] tables")
+    for k, c in enumerate(corr_raw):
+        f = f"population.correlations[{k}]"
+        t = _table(ctx, f, c)
+        _check_keys(ctx, f, t, ("between", "rho"))
+        pair = t.get("between")
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
+            raise ctx.error(f"{f}.between", pair, expected='two names, e.g. between = ["k_exp", "leukaemia"]')
+        corr.append((pair[0], pair[1], _number(ctx, f"{f}.rho", t.get("rho"), expected="a correlation in (−1, 1)")))
+    try:
+        population = Population(int(size), params, covs, tuple(chars), tuple(effects), tuple(corr))
+    except PopulationInputError as exc:
+        raise ctx.error(exc.field, exc.value, expected=exc.expected, hint=exc.hint) from None
+    return population, int(seed)
 
 
 def model_covariates(ctx: _Ctx, model: str) -> dict[str, str]:
@@ -1169,9 +1238,13 @@ def dump_scenario(s: Scenario) -> str:
         pop = raw["population"]
         lines += ["", "[population]"]
         lines += [f"{k} = {_toml_value(pop[k])}" for k in ("patients", "seed") if k in pop]
-        for group in ("parameters", "covariates"):
+        for group in ("parameters", "covariates", "characteristics"):
             for vname, vt in (pop.get(group) or {}).items():
                 lines += ["", f"[population.{group}.{_toml_key(vname)}]"]
+                lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in vt.items()]
+        for group in ("effects", "correlations"):
+            for vt in pop.get(group) or []:
+                lines += ["", f"[[population.{group}]]"]
                 lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in vt.items()]
     return "\n".join(lines) + "\n"
 
@@ -1200,8 +1273,13 @@ def _canonical(s: Scenario) -> dict[str, Any]:
             "patients": s.population.size,
             "seed": int((thaw(s.raw).get("population") or {}).get("seed", 0)),
             "variables": [[g, v.name, v.distribution, v.median, v.cv, _bound(v.lower), _bound(v.upper)]
-                          for g, vs in (("parameters", s.population.parameters), ("covariates", s.population.covariates))
+                          + ([list(v.values), list(v.probabilities)] if v.values else [])
+                          for g, vs in (("parameters", s.population.parameters), ("covariates", s.population.covariates),
+                                        ("characteristics", s.population.characteristics))
                           for v in vs],
+            **({"effects": [[e.parameter, e.covariate, e.model, e.reference, e.coefficient] for e in s.population.effects]}
+               if s.population.effects else {}),
+            **({"correlations": [list(c) for c in s.population.correlations]} if s.population.correlations else {}),
         }
     # stochastic settings count only where they change the simulation, so the hash of an
     # ODE scenario is what it was before these fields existed
