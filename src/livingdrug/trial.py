@@ -37,7 +37,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,10 +122,19 @@ def trial_design(name_or_path: Any) -> Any:
 
 
 def _recipe(c: Any) -> dict:
-    """What a worker needs to rebuild the design (plain data, small)."""
+    """What a worker needs to rebuild the design (plain data, small).  ``inputs`` is the
+    SHA-256 of the design *and* of every arm's scenario and logistics programme as loaded
+    (a comparison's own hash covers only its file, not the arm files it names), so that a
+    resume notices an arm file edited in between."""
+    from .scenarios import dump_scenario
+
     kind = "comparison" if (c.text and "[[arms]]" in c.text) else "scenario"
+    h = hashlib.sha256(c.hash.encode())
+    for a in c.arms:
+        h.update(b"\0scenario\0" + dump_scenario(a.scenario).encode())
+        h.update(b"\0logistics\0" + (a.logistics.sha256 if a.logistics is not None else "-").encode())
     return {"kind": kind, "text": c.text, "source": str(c.source), "patients": c.population.size, "seed": c.seed,
-            "hash": c.hash}
+            "hash": c.hash, "inputs": h.hexdigest()}
 
 
 @functools.lru_cache(maxsize=8)
@@ -195,7 +204,10 @@ def _write_part(out: Path, k: int, cols: dict[str, np.ndarray], units: dict[str,
         atomic_write_text(check, _sha(part) + "\n")
     except OSError as exc:
         for p in (check, part):
-            p.unlink(missing_ok=True)
+            try:
+                p.unlink(missing_ok=True)
+            except OSError:  # e.g. the folder became read-only: the part stays unchecked, never trusted
+                pass
         raise OutputError(f"{part}: cannot write the results of chunk {k} ({exc.strerror or exc}); "
                           f"free disk space or choose another --out, then re-run with --resume") from None
 
@@ -235,13 +247,20 @@ def _np(col: Any) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 
 
-def _local(recipe: dict, tasks: list[tuple[int, int, int]]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+def _local(recipe: dict, tasks: list[tuple[int, int, int]]) -> Generator[tuple[int, dict[str, np.ndarray]], None, None]:
     for k, lo, hi in tasks:
         yield k, trial_chunk(recipe, lo, hi)
 
 
+def _task_key(recipe: dict, lo: int, hi: int) -> str:
+    """Dask key of a chunk: the same only for the same inputs, patients, seed and bounds (the
+    scheduler hands back a result it holds under the same key, e.g. from another client)."""
+    ident = json.dumps([recipe["inputs"], recipe["patients"], recipe["seed"], lo, hi])
+    return f"livingdrug-chunk-{hashlib.sha256(ident.encode()).hexdigest()[:24]}-{lo}-{hi}"
+
+
 def _dask(recipe: dict, tasks: list[tuple[int, int, int]], scheduler: str | None,
-          workers: int | None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+          workers: int | None) -> Generator[tuple[int, dict[str, np.ndarray]], None, None]:
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -256,8 +275,8 @@ def _dask(recipe: dict, tasks: list[tuple[int, int, int]], scheduler: str | None
         cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     try:
-        futures = {client.submit(trial_chunk, recipe, lo, hi, key=f"livingdrug-chunk-{recipe['hash'][:12]}-{k}",
-                                 pure=True, retries=3): k for k, lo, hi in tasks}
+        futures = {client.submit(trial_chunk, recipe, lo, hi, key=_task_key(recipe, lo, hi), pure=True, retries=3): k
+                   for k, lo, hi in tasks}
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
     finally:
@@ -305,8 +324,19 @@ def run_trial(
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ScenarioError(file=src, field="seed", value=seed, expected="a whole number ≥ 0")
         c = dataclasses.replace(c, seed=int(seed))
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer))
+                                   or chunk_size < 1):
+        raise ScenarioError(file=src, field="chunk_size", value=chunk_size,
+                            expected="a whole number ≥ 1 (patients per part)", hint="e.g. --chunk-size 256")
     if executor not in ("local", "dask"):
-        raise ScenarioError(file="--executor", value=executor, expected='"local" or "dask"')
+        raise ScenarioError(file=src, field="executor", value=executor, expected='"local" or "dask"')
+    if (scheduler is not None or workers is not None) and executor != "dask":
+        raise ScenarioError(file=src, field="executor", value=executor,
+                            expected='"dask" when a scheduler or workers are given',
+                            hint="add --executor dask, or drop --scheduler/--workers")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))
+                                or workers < 1):
+        raise ScenarioError(file=src, field="workers", value=workers, expected="a whole number ≥ 1")
     plan_path = out / "trial.json"
     recipe = _recipe(c)
     if resume:
@@ -315,23 +345,27 @@ def run_trial(
         except (OSError, ValueError):
             raise ScenarioError(file=str(plan_path), expected="the trial.json of an interrupted trial",
                                 hint="nothing to resume in this folder; run without --resume") from None
-        cs = int(chunk_size or old.get("chunk_size", DEFAULT_CHUNK))
-        for key, now in (("hash", recipe["hash"]), ("patients", recipe["patients"]), ("seed", recipe["seed"]),
-                         ("chunk_size", cs)):
+        cs = int(chunk_size) if chunk_size is not None else old.get("chunk_size", DEFAULT_CHUNK)
+        for key, now in (("hash", recipe["hash"]), ("inputs", recipe["inputs"]), ("patients", recipe["patients"]),
+                         ("seed", recipe["seed"]), ("chunk_size", cs)):
             if old.get(key) != now:
+                what = ("the same design file" if key == "hash" else
+                        "the same arm scenario and logistics files" if key == "inputs" else f"the same {key}")
                 raise ScenarioError(file=str(plan_path), field=key, value=old.get(key),
-                                    expected=f"the same {key} as this run ({now})",
+                                    expected=f"{what} as this run ({now})",
                                     hint="resume with the same design, --patients, --seed and --chunk-size, "
                                          "or start a new trial in another folder")
     else:
-        cs = int(chunk_size or DEFAULT_CHUNK)
+        cs = int(chunk_size) if chunk_size is not None else DEFAULT_CHUNK
         if plan_path.exists():
             raise ScenarioError(file=str(plan_path), expected="a new folder for a new trial",
                                 hint="this folder holds a trial; add --resume to finish it or choose another --out")
-    if cs < 1:
-        raise ScenarioError(file=src, field="chunk_size", value=cs, expected="a whole number ≥ 1")
+    if isinstance(cs, bool) or not isinstance(cs, int) or cs < 1:  # only a damaged trial.json gets here
+        raise ScenarioError(file=str(plan_path), field="chunk_size", value=cs, expected="a whole number ≥ 1")
+    cs = int(cs)
     ensure_writable_dir(out)
     ensure_writable_dir(out / "parts")
+    _remove_stale_temporaries(out)
     n = c.population.size
     n_arms = len(c.arms)
     if not resume:
@@ -349,18 +383,38 @@ def run_trial(
                              n, time.perf_counter() - t0, True))
     patients_done = sum(hi - lo for _, lo, hi in bounds) - sum(hi - lo for _, lo, hi in pending)
     sizes = {k: hi - lo for k, lo, hi in bounds}
-    stream: Iterable[tuple[int, dict[str, np.ndarray]]]
+    reused = done
+    stream: Generator[tuple[int, dict[str, np.ndarray]], None, None]
     if executor == "dask" and pending:
         stream = _dask(recipe, pending, scheduler, workers)
     else:
         stream = _local(recipe, pending)
-    for k, cols in stream:
-        _write_part(out, k, cols, units)
-        done += 1
-        patients_done += sizes[k]
-        if on_chunk is not None:
-            on_chunk(ChunkReport(k, done, len(bounds), patients_done, n, time.perf_counter() - t0, False))
-    return _finish(c, recipe, out, bounds, units, figures, cs, executor, time.perf_counter() - t0)
+    try:
+        for k, cols in stream:
+            _write_part(out, k, cols, units)
+            done += 1
+            patients_done += sizes[k]
+            if on_chunk is not None:
+                on_chunk(ChunkReport(k, done, len(bounds), patients_done, n, time.perf_counter() - t0, False))
+    finally:
+        # on an error (disk full, Ctrl-C, a failed task) close the Dask client and cluster now,
+        # not whenever the generator happens to be collected
+        stream.close()
+    return _finish(c, recipe, out, bounds, units, figures, cs, executor, time.perf_counter() - t0, reused)
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporary files a killed run left behind (``.NAME.*.tmp`` of
+    :func:`~livingdrug.io.atomic.atomic_write_with`; never a finished file)."""
+    patterns = [out / "parts" / ".part-*.tmp",
+                *(out / f".{name}.*.tmp" for name in ("trial.json", "endpoints.parquet", "summary.json",
+                                                      "manifest.json", "report.html", "*.png"))]
+    for pattern in patterns:
+        for tmp in pattern.parent.glob(pattern.name):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
 
 def _units(c: Any) -> dict[str, str]:
@@ -381,7 +435,7 @@ def _units(c: Any) -> dict[str, str]:
 
 
 def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures: bool, cs: int,
-            executor: str, seconds: float) -> TrialResult:
+            executor: str, seconds: float, reused: int) -> TrialResult:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -432,8 +486,8 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
     from .comparison import _manifest
 
     manifest = _manifest(c)
-    manifest.update(kind="trial", chunk_size=cs, chunks=len(bounds), executor=executor, seconds=seconds,
-                    outputs={"endpoints.parquet": _sha(out / "endpoints.parquet")})
+    manifest.update(kind="trial", chunk_size=cs, chunks=len(bounds), reused_chunks=reused, executor=executor,
+                    seconds=seconds, inputs_sha256=recipe["inputs"], outputs={"endpoints.parquet": _sha(out / "endpoints.parquet")})
     result = TrialResult(c, out, cols, summary, curves, manifest)
     if figures:
         from .report.comparison import write_comparison_report
