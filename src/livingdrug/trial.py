@@ -133,29 +133,37 @@ def _recipe(c: Any) -> dict:
     for a in c.arms:
         h.update(b"\0scenario\0" + dump_scenario(a.scenario).encode())
         h.update(b"\0logistics\0" + (a.logistics.sha256 if a.logistics is not None else "-").encode())
-    return {"kind": kind, "text": c.text, "source": str(c.source), "patients": c.population.size, "seed": c.seed,
-            "hash": c.hash, "inputs": h.hexdigest()}
+    # relative arm paths are read relative to the comparison file: give workers its absolute
+    # folder (a worker's working directory need not be ours)
+    base = str(Path(c.source).resolve().parent) if kind == "comparison" and Path(c.source).is_file() else ""
+    return {"kind": kind, "text": c.text, "source": str(c.source), "base": base, "patients": c.population.size,
+            "seed": c.seed, "hash": c.hash, "inputs": h.hexdigest()}
+
+
+def _key(recipe: dict) -> tuple[str, str, str, str, int, int]:
+    return (recipe["kind"], recipe["text"], recipe["source"], recipe.get("base", ""), int(recipe["patients"]),
+            int(recipe["seed"]))
 
 
 @functools.lru_cache(maxsize=8)
-def _design_from_text(kind: str, text: str, source: str, patients: int, seed: int) -> Any:
+def _design_from_text(kind: str, text: str, source: str, base: str, patients: int, seed: int) -> Any:
     from .scenarios import scenario_from_toml
     from .scenarios.comparison import comparison_from_dict
     from .scenarios.load import parse_toml_bytes
 
     if kind == "comparison":
-        base = Path(source).parent if Path(source).is_file() else None
-        c = comparison_from_dict(parse_toml_bytes(text.encode(), source), source=source, text=text, base=base)
+        c = comparison_from_dict(parse_toml_bytes(text.encode(), source), source=source, text=text,
+                                 base=Path(base) if base else None)
     else:
         c = trial_design(scenario_from_toml(text, source=source))
     return dataclasses.replace(c, population=dataclasses.replace(c.population, size=patients), seed=seed)
 
 
 @functools.lru_cache(maxsize=8)
-def _plans(kind: str, text: str, source: str, patients: int, seed: int) -> tuple:
+def _plans(kind: str, text: str, source: str, base: str, patients: int, seed: int) -> tuple:
     from .comparison import plan_arm
 
-    c = _design_from_text(kind, text, source, patients, seed)
+    c = _design_from_text(kind, text, source, base, patients, seed)
     return tuple(plan_arm(c, a, patients) for a in range(len(c.arms)))
 
 
@@ -164,7 +172,7 @@ def trial_chunk(recipe: dict, lo: int, hi: int) -> dict[str, np.ndarray]:
     runs; pure: same inputs, same bytes)."""
     from .comparison import arm_chunk
 
-    key = (recipe["kind"], recipe["text"], recipe["source"], int(recipe["patients"]), int(recipe["seed"]))
+    key = _key(recipe)
     c = _design_from_text(*key)
     plans = _plans(*key)
     idx = np.arange(lo, hi, dtype=np.int64)
@@ -454,8 +462,8 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
     per_arm: dict[str, dict[str, np.ndarray]] = {}
     arms: dict[str, dict] = {}
     curves: dict[str, dict] = {}
-    plans = _plans(recipe["kind"], recipe["text"], recipe["source"], int(recipe["patients"]), int(recipe["seed"]))
-    d = _design_from_text(recipe["kind"], recipe["text"], recipe["source"], int(recipe["patients"]), int(recipe["seed"]))
+    plans = _plans(*_key(recipe))
+    d = _design_from_text(*_key(recipe))
     for a, plan in zip(c.arms, plans, strict=True):
         m = cols["arm"] == a.name
         sub = {k: v[m] for k, v in cols.items()}

@@ -448,3 +448,19 @@ def test_copying_a_finished_folder_keeps_it_resumable(scenario_file, tmp_path):
     reports: list[ChunkReport] = []
     run_trial(scenario_file, tmp_path / "b", resume=True, figures=False, on_chunk=reports.append)
     assert [x.reused for x in reports] == [True]
+
+
+def test_a_worker_elsewhere_finds_the_arm_files_of_a_relative_comparison_path(comparison_file, cmp_reference,
+                                                                             tmp_path, monkeypatch):
+    """A chunk is rebuilt from the recipe on a worker whose working directory is not ours:
+    relative arm paths must still resolve against the comparison file's folder."""
+    from livingdrug.trial import _recipe, trial_chunk, trial_design
+
+    monkeypatch.chdir(comparison_file.parent)
+    recipe = _recipe(trial_design(comparison_file.name))
+    assert recipe["source"] == "cmp.toml"
+    monkeypatch.chdir(tmp_path)
+    cols = trial_chunk(recipe, 2, 5)
+    ref = cmp_reference.patients
+    rows = np.flatnonzero(np.isin(ref["patient"], [2, 3, 4]))
+    assert_same_endpoints(cols, {k: v[rows] for k, v in ref.items()})
