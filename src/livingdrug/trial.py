@@ -37,7 +37,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,31 +122,48 @@ def trial_design(name_or_path: Any) -> Any:
 
 
 def _recipe(c: Any) -> dict:
-    """What a worker needs to rebuild the design (plain data, small)."""
+    """What a worker needs to rebuild the design (plain data, small).  ``inputs`` is the
+    SHA-256 of the design *and* of every arm's scenario and logistics programme as loaded
+    (a comparison's own hash covers only its file, not the arm files it names), so that a
+    resume notices an arm file edited in between."""
+    from .scenarios import dump_scenario
+
     kind = "comparison" if (c.text and "[[arms]]" in c.text) else "scenario"
-    return {"kind": kind, "text": c.text, "source": str(c.source), "patients": c.population.size, "seed": c.seed,
-            "hash": c.hash}
+    h = hashlib.sha256(c.hash.encode())
+    for a in c.arms:
+        h.update(b"\0scenario\0" + dump_scenario(a.scenario).encode())
+        h.update(b"\0logistics\0" + (a.logistics.sha256 if a.logistics is not None else "-").encode())
+    # relative arm paths are read relative to the comparison file: give workers its absolute
+    # folder (a worker's working directory need not be ours)
+    base = str(Path(c.source).resolve().parent) if kind == "comparison" and Path(c.source).is_file() else ""
+    return {"kind": kind, "text": c.text, "source": str(c.source), "base": base, "patients": c.population.size,
+            "seed": c.seed, "hash": c.hash, "inputs": h.hexdigest()}
+
+
+def _key(recipe: dict) -> tuple[str, str, str, str, int, int]:
+    return (recipe["kind"], recipe["text"], recipe["source"], recipe.get("base", ""), int(recipe["patients"]),
+            int(recipe["seed"]))
 
 
 @functools.lru_cache(maxsize=8)
-def _design_from_text(kind: str, text: str, source: str, patients: int, seed: int) -> Any:
+def _design_from_text(kind: str, text: str, source: str, base: str, patients: int, seed: int) -> Any:
     from .scenarios import scenario_from_toml
     from .scenarios.comparison import comparison_from_dict
     from .scenarios.load import parse_toml_bytes
 
     if kind == "comparison":
-        base = Path(source).parent if Path(source).is_file() else None
-        c = comparison_from_dict(parse_toml_bytes(text.encode(), source), source=source, text=text, base=base)
+        c = comparison_from_dict(parse_toml_bytes(text.encode(), source), source=source, text=text,
+                                 base=Path(base) if base else None)
     else:
         c = trial_design(scenario_from_toml(text, source=source))
     return dataclasses.replace(c, population=dataclasses.replace(c.population, size=patients), seed=seed)
 
 
 @functools.lru_cache(maxsize=8)
-def _plans(kind: str, text: str, source: str, patients: int, seed: int) -> tuple:
+def _plans(kind: str, text: str, source: str, base: str, patients: int, seed: int) -> tuple:
     from .comparison import plan_arm
 
-    c = _design_from_text(kind, text, source, patients, seed)
+    c = _design_from_text(kind, text, source, base, patients, seed)
     return tuple(plan_arm(c, a, patients) for a in range(len(c.arms)))
 
 
@@ -155,7 +172,7 @@ def trial_chunk(recipe: dict, lo: int, hi: int) -> dict[str, np.ndarray]:
     runs; pure: same inputs, same bytes)."""
     from .comparison import arm_chunk
 
-    key = (recipe["kind"], recipe["text"], recipe["source"], int(recipe["patients"]), int(recipe["seed"]))
+    key = _key(recipe)
     c = _design_from_text(*key)
     plans = _plans(*key)
     idx = np.arange(lo, hi, dtype=np.int64)
@@ -195,7 +212,10 @@ def _write_part(out: Path, k: int, cols: dict[str, np.ndarray], units: dict[str,
         atomic_write_text(check, _sha(part) + "\n")
     except OSError as exc:
         for p in (check, part):
-            p.unlink(missing_ok=True)
+            try:
+                p.unlink(missing_ok=True)
+            except OSError:  # e.g. the folder became read-only: the part stays unchecked, never trusted
+                pass
         raise OutputError(f"{part}: cannot write the results of chunk {k} ({exc.strerror or exc}); "
                           f"free disk space or choose another --out, then re-run with --resume") from None
 
@@ -235,13 +255,20 @@ def _np(col: Any) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 
 
-def _local(recipe: dict, tasks: list[tuple[int, int, int]]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+def _local(recipe: dict, tasks: list[tuple[int, int, int]]) -> Generator[tuple[int, dict[str, np.ndarray]], None, None]:
     for k, lo, hi in tasks:
         yield k, trial_chunk(recipe, lo, hi)
 
 
+def _task_key(recipe: dict, lo: int, hi: int) -> str:
+    """Dask key of a chunk: the same only for the same inputs, patients, seed and bounds (the
+    scheduler hands back a result it holds under the same key, e.g. from another client)."""
+    ident = json.dumps([recipe["inputs"], recipe["patients"], recipe["seed"], lo, hi])
+    return f"livingdrug-chunk-{hashlib.sha256(ident.encode()).hexdigest()[:24]}-{lo}-{hi}"
+
+
 def _dask(recipe: dict, tasks: list[tuple[int, int, int]], scheduler: str | None,
-          workers: int | None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+          workers: int | None) -> Generator[tuple[int, dict[str, np.ndarray]], None, None]:
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -256,8 +283,8 @@ def _dask(recipe: dict, tasks: list[tuple[int, int, int]], scheduler: str | None
         cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     try:
-        futures = {client.submit(trial_chunk, recipe, lo, hi, key=f"livingdrug-chunk-{recipe['hash'][:12]}-{k}",
-                                 pure=True, retries=3): k for k, lo, hi in tasks}
+        futures = {client.submit(trial_chunk, recipe, lo, hi, key=_task_key(recipe, lo, hi), pure=True, retries=3): k
+                   for k, lo, hi in tasks}
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
     finally:
@@ -305,8 +332,19 @@ def run_trial(
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ScenarioError(file=src, field="seed", value=seed, expected="a whole number ≥ 0")
         c = dataclasses.replace(c, seed=int(seed))
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer))
+                                   or chunk_size < 1):
+        raise ScenarioError(file=src, field="chunk_size", value=chunk_size,
+                            expected="a whole number ≥ 1 (patients per part)", hint="e.g. --chunk-size 256")
     if executor not in ("local", "dask"):
-        raise ScenarioError(file="--executor", value=executor, expected='"local" or "dask"')
+        raise ScenarioError(file=src, field="executor", value=executor, expected='"local" or "dask"')
+    if (scheduler is not None or workers is not None) and executor != "dask":
+        raise ScenarioError(file=src, field="executor", value=executor,
+                            expected='"dask" when a scheduler or workers are given',
+                            hint="add --executor dask, or drop --scheduler/--workers")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))
+                                or workers < 1):
+        raise ScenarioError(file=src, field="workers", value=workers, expected="a whole number ≥ 1")
     plan_path = out / "trial.json"
     recipe = _recipe(c)
     if resume:
@@ -315,23 +353,27 @@ def run_trial(
         except (OSError, ValueError):
             raise ScenarioError(file=str(plan_path), expected="the trial.json of an interrupted trial",
                                 hint="nothing to resume in this folder; run without --resume") from None
-        cs = int(chunk_size or old.get("chunk_size", DEFAULT_CHUNK))
-        for key, now in (("hash", recipe["hash"]), ("patients", recipe["patients"]), ("seed", recipe["seed"]),
-                         ("chunk_size", cs)):
+        cs = int(chunk_size) if chunk_size is not None else old.get("chunk_size", DEFAULT_CHUNK)
+        for key, now in (("hash", recipe["hash"]), ("inputs", recipe["inputs"]), ("patients", recipe["patients"]),
+                         ("seed", recipe["seed"]), ("chunk_size", cs)):
             if old.get(key) != now:
+                what = ("the same design file" if key == "hash" else
+                        "the same arm scenario and logistics files" if key == "inputs" else f"the same {key}")
                 raise ScenarioError(file=str(plan_path), field=key, value=old.get(key),
-                                    expected=f"the same {key} as this run ({now})",
+                                    expected=f"{what} as this run ({now})",
                                     hint="resume with the same design, --patients, --seed and --chunk-size, "
                                          "or start a new trial in another folder")
     else:
-        cs = int(chunk_size or DEFAULT_CHUNK)
+        cs = int(chunk_size) if chunk_size is not None else DEFAULT_CHUNK
         if plan_path.exists():
             raise ScenarioError(file=str(plan_path), expected="a new folder for a new trial",
                                 hint="this folder holds a trial; add --resume to finish it or choose another --out")
-    if cs < 1:
-        raise ScenarioError(file=src, field="chunk_size", value=cs, expected="a whole number ≥ 1")
+    if isinstance(cs, bool) or not isinstance(cs, int) or cs < 1:  # only a damaged trial.json gets here
+        raise ScenarioError(file=str(plan_path), field="chunk_size", value=cs, expected="a whole number ≥ 1")
+    cs = int(cs)
     ensure_writable_dir(out)
     ensure_writable_dir(out / "parts")
+    _remove_stale_temporaries(out)
     n = c.population.size
     n_arms = len(c.arms)
     if not resume:
@@ -349,18 +391,38 @@ def run_trial(
                              n, time.perf_counter() - t0, True))
     patients_done = sum(hi - lo for _, lo, hi in bounds) - sum(hi - lo for _, lo, hi in pending)
     sizes = {k: hi - lo for k, lo, hi in bounds}
-    stream: Iterable[tuple[int, dict[str, np.ndarray]]]
+    reused = done
+    stream: Generator[tuple[int, dict[str, np.ndarray]], None, None]
     if executor == "dask" and pending:
         stream = _dask(recipe, pending, scheduler, workers)
     else:
         stream = _local(recipe, pending)
-    for k, cols in stream:
-        _write_part(out, k, cols, units)
-        done += 1
-        patients_done += sizes[k]
-        if on_chunk is not None:
-            on_chunk(ChunkReport(k, done, len(bounds), patients_done, n, time.perf_counter() - t0, False))
-    return _finish(c, recipe, out, bounds, units, figures, cs, executor, time.perf_counter() - t0)
+    try:
+        for k, cols in stream:
+            _write_part(out, k, cols, units)
+            done += 1
+            patients_done += sizes[k]
+            if on_chunk is not None:
+                on_chunk(ChunkReport(k, done, len(bounds), patients_done, n, time.perf_counter() - t0, False))
+    finally:
+        # on an error (disk full, Ctrl-C, a failed task) close the Dask client and cluster now,
+        # not whenever the generator happens to be collected
+        stream.close()
+    return _finish(c, recipe, out, bounds, units, figures, cs, executor, time.perf_counter() - t0, reused)
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporary files a killed run left behind (``.NAME.*.tmp`` of
+    :func:`~livingdrug.io.atomic.atomic_write_with`; never a finished file)."""
+    patterns = [out / "parts" / ".part-*.tmp",
+                *(out / f".{name}.*.tmp" for name in ("trial.json", "endpoints.parquet", "summary.json",
+                                                      "manifest.json", "report.html", "*.png"))]
+    for pattern in patterns:
+        for tmp in pattern.parent.glob(pattern.name):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
 
 def _units(c: Any) -> dict[str, str]:
@@ -381,7 +443,7 @@ def _units(c: Any) -> dict[str, str]:
 
 
 def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures: bool, cs: int,
-            executor: str, seconds: float) -> TrialResult:
+            executor: str, seconds: float, reused: int) -> TrialResult:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -400,8 +462,8 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
     per_arm: dict[str, dict[str, np.ndarray]] = {}
     arms: dict[str, dict] = {}
     curves: dict[str, dict] = {}
-    plans = _plans(recipe["kind"], recipe["text"], recipe["source"], int(recipe["patients"]), int(recipe["seed"]))
-    d = _design_from_text(recipe["kind"], recipe["text"], recipe["source"], int(recipe["patients"]), int(recipe["seed"]))
+    plans = _plans(*_key(recipe))
+    d = _design_from_text(*_key(recipe))
     for a, plan in zip(c.arms, plans, strict=True):
         m = cols["arm"] == a.name
         sub = {k: v[m] for k, v in cols.items()}
@@ -432,8 +494,8 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
     from .comparison import _manifest
 
     manifest = _manifest(c)
-    manifest.update(kind="trial", chunk_size=cs, chunks=len(bounds), executor=executor, seconds=seconds,
-                    outputs={"endpoints.parquet": _sha(out / "endpoints.parquet")})
+    manifest.update(kind="trial", chunk_size=cs, chunks=len(bounds), reused_chunks=reused, executor=executor,
+                    seconds=seconds, inputs_sha256=recipe["inputs"], outputs={"endpoints.parquet": _sha(out / "endpoints.parquet")})
     result = TrialResult(c, out, cols, summary, curves, manifest)
     if figures:
         from .report.comparison import write_comparison_report
