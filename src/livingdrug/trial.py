@@ -53,8 +53,10 @@ __all__ = ["TrialResult", "ChunkReport", "run_trial", "trial_design", "DEFAULT_C
 DEFAULT_CHUNK = 256
 #: version of the trial folder layout (trial.json)
 TRIAL_FORMAT = 1
-#: the kinetics bands of the report are computed from the first this many patients
-BAND_PATIENTS = 400
+#: the kinetics bands of the report and the NONMEM-style file come from the first this many patients
+BAND_PATIENTS = 200
+#: sampling days (after infusion) of the NONMEM-style export: a CAR-T cellular-kinetics schedule
+NONMEM_DAYS = (0, 1, 2, 4, 7, 10, 14, 21, 28, 42, 60, 90, 120, 180, 270, 365)
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ def trial_chunk(recipe: dict, lo: int, hi: int) -> dict[str, np.ndarray]:
     c = _design_from_text(*key)
     plans = _plans(*key)
     idx = np.arange(lo, hi, dtype=np.int64)
-    parts = [arm_chunk(c, plan, idx)[0] for plan in plans]
+    parts = [arm_chunk(c, plan, idx, with_dataset=False)[0] for plan in plans]
     return _concat(parts)
 
 
@@ -464,14 +466,16 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
     curves: dict[str, dict] = {}
     plans = _plans(*_key(recipe))
     d = _design_from_text(*_key(recipe))
+    kinetics: list[tuple[str, Any, dict, Any]] = []
     for a, plan in zip(c.arms, plans, strict=True):
         m = cols["arm"] == a.name
         sub = {k: v[m] for k, v in cols.items()}
         per_arm[a.name] = sub
         curve: dict[str, Any] = {"t": np.asarray(plan.rs.t_out) - _t_dose(plan.rs)}
-        _, ds = arm_chunk(d, plan, np.arange(min(BAND_PATIENTS, c.population.size)))
+        band_cols, ds = arm_chunk(d, plan, np.arange(min(BAND_PATIENTS, c.population.size)))
         if ds is not None:
             curve.update(_bands(ds, plan.rs.network))
+            kinetics.append((a.name, plan, band_cols, ds))
         arms[a.name] = _arm_summary(sub, curve, plan.programme)
         curves[a.name] = curve
     summary = {
@@ -491,6 +495,10 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
         },
     }
     write_json(out / "summary.json", summary)
+    nonmem = _write_nonmem(out, kinetics, units)
+    if nonmem is not None:
+        summary["nonmem"] = nonmem
+        write_json(out / "summary.json", summary)
     from .comparison import _manifest
 
     manifest = _manifest(c)
@@ -503,6 +511,62 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
         write_comparison_report(_AsComparison(c, cols, summary, curves, manifest), out, kind="trial")
     write_json(out / "manifest.json", manifest)
     return result
+
+
+def _write_nonmem(out: Path, kinetics: list[tuple[str, Any, dict, Any]], units: dict[str, str]) -> dict | None:
+    """``nonmem.csv`` (+ ``nonmem.json`` units): product cells in blood of the first
+    :data:`BAND_PATIENTS` infused patients of every arm at :data:`NONMEM_DAYS`, one dose record
+    each, the varying quantities as covariates and ``ARM`` (1, 2, …) — the layout of
+    :mod:`livingdrug.io.nonmem`.  IDs are ``arm_index · 10⁷ + patient + 1``."""
+    from .io.nonmem import nonmem_table, write_nonmem_csv
+
+    tables = []
+    skip = set(_FIXED_COLUMNS)
+    shared = set.intersection(*({k for k, v in cols.items() if k not in skip and not k.startswith("product_")
+                                 and np.asarray(v).dtype.kind in "fi"} for _, _, cols, _ in kinetics)) if kinetics else set()
+    for a, (_name, plan, cols, ds) in enumerate(kinetics):
+        net = plan.rs.network
+        o = net.observable_by_role("cart_blood")
+        if o is None or o.name not in ds:
+            continue
+        inf = np.flatnonzero(cols["outcome"] == "infused")
+        ok = np.asarray(ds["status"].values) == 0
+        if not ok.any():
+            continue
+        t = np.asarray(ds["time"].values, dtype=float)
+        t_dose = _t_dose_of(plan.rs)
+        days = [x for x in NONMEM_DAYS if t_dose + x <= t[-1] + 1e-9]
+        covs = {k: np.asarray(cols[k], dtype=float)[inf][ok] for k in sorted(shared)}
+        covs["arm"] = np.full(int(ok.sum()), float(a + 1))
+        tables.append(nonmem_table(
+            t, np.asarray(ds[o.name].values)[ok], dose_amounts=cols["dose"][inf][ok], dose_time=t_dose,
+            observable=o.name, unit=o.unit, time_unit="d", covariates=covs,
+            covariate_units={**{k: units.get(k, "") or "1" for k in covs}, "arm": "1"},
+            sample_times=[t_dose + x for x in days], ids=a * 10_000_000 + cols["patient"][inf][ok] + 1))
+    if not tables:
+        return None
+    merged = tables[0] if len(tables) == 1 else _merge_nonmem(tables)
+    path = write_nonmem_csv(merged, out / "nonmem.csv")
+    return {"file": path.name, "patients": int(len(np.unique(merged["ID"]))), "records": int(merged.n_records),
+            "observable": "product cells per µL blood", "time_unit": "d", "sampling_days": list(NONMEM_DAYS)}
+
+
+def _merge_nonmem(tables: list) -> Any:
+    import dataclasses as dc
+
+    cols = {k: np.concatenate([np.asarray(t[k]) for t in tables]) for k in tables[0]}
+    return dc.replace(tables[0], columns=cols) if hasattr(tables[0], "columns") else cols
+
+
+def _t_dose_of(rs: Any) -> float:
+    return float(rs.dose_time if rs.dose_time is not None else 0.0)
+
+
+#: endpoint columns that are not patient covariates
+_FIXED_COLUMNS = ("arm", "patient", "outcome", "status", "referral_to_infusion", "dropout_day", "untreated_days",
+                  "bridged", "dose", "tumour_at_infusion", "responded", "response_day", "mrd_negative_day",
+                  "relapse_day", "crs_max_grade", "icans_max_grade", "car_cmax", "car_tmax", "car_auc28",
+                  "tumour_nadir", "efs_day", "efs_event")
 
 
 @dataclass(frozen=True)

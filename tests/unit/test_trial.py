@@ -464,3 +464,32 @@ def test_a_worker_elsewhere_finds_the_arm_files_of_a_relative_comparison_path(co
     ref = cmp_reference.patients
     rows = np.flatnonzero(np.isin(ref["patient"], [2, 3, 4]))
     assert_same_endpoints(cols, {k: v[rows] for k, v in ref.items()})
+
+
+def test_nonmem_file_of_the_first_patients(cmp_reference):
+    """nonmem.csv: the product kinetics of the first patients of every arm in the layout
+    pharmacometricians read (ID TIME DV AMT EVID CMT MDV + covariates); one dose record per
+    patient with that patient's dose, observations at the sampling days, DV = the simulated
+    product cells in blood (cross-checked against the patient's Cmax)."""
+    from livingdrug.io.nonmem import read_nonmem_csv
+    from livingdrug.trial import BAND_PATIENTS, NONMEM_DAYS
+
+    folder = cmp_reference.folder
+    tab = read_nonmem_csv(folder / "nonmem.csv")  # checks the layout
+    cols = cmp_reference.patients
+    dose_rows = tab["EVID"] == 1
+    ids = tab["ID"][dose_rows]
+    first = (cols["patient"] < BAND_PATIENTS) & (cols["outcome"] == "infused") & (cols["status"] == 0)
+    assert ids.size == int(first.sum()) == len(np.unique(tab["ID"]))
+    arm_index = {a: k for k, a in enumerate(dict.fromkeys(cols["arm"]))}
+    expected_ids = np.array([arm_index[a] * 10_000_000 + p + 1 for a, p in zip(cols["arm"][first], cols["patient"][first],
+                                                                                strict=True)])
+    np.testing.assert_array_equal(np.sort(ids), np.sort(expected_ids))
+    by_id = dict(zip(expected_ids, cols["dose"][first], strict=True))
+    np.testing.assert_allclose(tab["AMT"][dose_rows], [by_id[i] for i in ids], rtol=1e-7)
+    obs = ~dose_rows
+    assert set(np.unique(tab["TIME"][obs])) <= set(map(float, NONMEM_DAYS))
+    cmax = dict(zip(expected_ids, cols["car_cmax"][first], strict=True))
+    for i in ids:  # sampled values never exceed the simulated peak
+        assert tab["DV"][obs & (tab["ID"] == i)].max() <= cmax[i] * (1 + 1e-7)
+    assert set(np.unique(tab["ARM"])) == {1.0, 2.0}
