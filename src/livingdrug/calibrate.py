@@ -52,7 +52,7 @@ import numpy as np
 
 from . import __version__
 
-__all__ = ["CalibrationResult", "calibrate_population", "save_calibration", "calibrated_sample",
+__all__ = ["CalibrationResult", "calibrate_population", "simulate_plausible", "save_calibration", "calibrated_sample",
            "calibration_markdown", "METHODS", "CALIBRATION_FORMAT"]
 
 #: calibration methods: maximum-entropy weights or Allen 2016 selection
