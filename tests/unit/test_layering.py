@@ -14,7 +14,7 @@ LAYERS = {
     "engines": 3,
     "clinical": 4, "trials": 4, "logistics": 4, "fit": 4,
     "scenarios": 5,
-    "io": 6, "report": 6, "api": 6, "ensemble": 6, "comparison": 6, "trial": 6,
+    "io": 6, "report": 6, "api": 6, "ensemble": 6, "comparison": 6, "trial": 6, "calibrate": 6, "escalation": 6,
     "cli": 7, "web": 7, "__main__": 7,
 }
 

@@ -32,10 +32,14 @@ BUILTINS = [
     "cd19-lbcl",
     "crs-management",
     "cure-probability",
+    "eliana",
+    "karmma",
     "kimmel2021",
+    "liu2020-carnk",
     "one-cell-kills",
     "one-clone-saves",
     "stein2019",
+    "zuma-1",
 ]
 
 

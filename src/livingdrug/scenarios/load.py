@@ -90,6 +90,7 @@ _TOP_KEYS = (
     "initial",
     "simulation",
     "population",
+    "targets",
 )
 _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "patient": ("weight",),
@@ -578,6 +579,43 @@ def parse_population(ctx: _Ctx, raw: Any, param_unit: Callable[[str, str], str],
     return population, int(seed)
 
 
+#: most published targets of one scenario
+MAX_TARGETS = 100
+
+
+def parse_targets(ctx: _Ctx, raw: Any) -> tuple[Any, ...]:
+    """``[[targets]]``: published figures to calibrate the virtual population to, each table
+    read by :meth:`livingdrug.trials.calibration.Target.from_dict`; an error names
+    ``targets[k].field`` (k counted from 0)."""
+    from ..trials.calibration import CalibrationInputError, Target
+
+    if not isinstance(raw, (list, tuple)) or not raw:
+        raise ctx.error("targets", raw, expected="an array of [[targets]] tables (at least one)",
+                        hint='write [[targets]] with name, kind, column, value and source (see docs/calibration.md)')
+    if len(raw) > MAX_TARGETS:
+        raise ctx.error("targets", f"{len(raw)} tables", expected=f"at most {MAX_TARGETS} targets")
+    out = []
+    for k, item in enumerate(raw):
+        field = f"targets[{k}]"
+        if not isinstance(item, Mapping):
+            raise ctx.error(field, item, expected="a [[targets]] table", hint="name, kind, column, value, source, …")
+        try:
+            out.append(Target.from_dict(thaw(freeze(item))))
+        except CalibrationInputError as exc:
+            # exc.field is "target 'NAME'.FIELD" (or "target"/"target.name"): keep FIELD
+            sub = exc.field.rsplit(".", 1)[-1] if "." in exc.field else ""
+            raise ctx.error(f"{field}.{sub}" if sub else field, exc.value, expected=exc.expected,
+                            hint=exc.hint) from None
+        except TypeError as exc:  # a value of the wrong type that the dataclass cannot take
+            raise ctx.error(field, item, expected="target fields of the documented types", hint=str(exc)) from None
+    names = [t.name for t in out]
+    for k, n in enumerate(names):
+        if names.index(n) != k:
+            raise ctx.error(f"targets[{k}].name", n, expected="a name not used by another target",
+                            hint=f"targets[{names.index(n)}] is already called {n!r}")
+    return tuple(out)
+
+
 def model_covariates(ctx: _Ctx, model: str) -> dict[str, str]:
     """State covariates (name → unit) of a registered model, ``{}`` if it has none."""
     spec = _registry(ctx.models).get(model)
@@ -917,6 +955,11 @@ def _validate(
         population, _pseed = parse_population(ctx, d["population"], param_unit, cov_unit)
         raw["population"] = thaw(freeze(d["population"]))
 
+    targets: tuple[Any, ...] = ()
+    if "targets" in d:
+        targets = parse_targets(ctx, d["targets"])
+        raw["targets"] = thaw(freeze(d["targets"]))
+
     return Scenario(
         name=name,
         title=title,
@@ -932,6 +975,7 @@ def _validate(
         source=ctx.file,
         network=net,
         population=population,
+        targets=targets,
     )
 
 
@@ -1246,6 +1290,9 @@ def dump_scenario(s: Scenario) -> str:
             for vt in pop.get(group) or []:
                 lines += ["", f"[[population.{group}]]"]
                 lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in vt.items()]
+    for tt in raw.get("targets") or ():
+        lines += ["", "[[targets]]"]
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in tt.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -1281,6 +1328,8 @@ def _canonical(s: Scenario) -> dict[str, Any]:
                if s.population.effects else {}),
             **({"correlations": [list(c) for c in s.population.correlations]} if s.population.correlations else {}),
         }
+    if s.targets:  # only when present: hashes of scenarios without targets are unchanged
+        out["targets"] = [_target_json(t) for t in s.targets]
     # stochastic settings count only where they change the simulation, so the hash of an
     # ODE scenario is what it was before these fields existed
     if r.engine in STOCHASTIC_ENGINES:
@@ -1290,6 +1339,16 @@ def _canonical(s: Scenario) -> dict[str, Any]:
     if r.engine == "tau":
         out["tau_epsilon"] = r.tau_epsilon
     return out
+
+
+def _target_json(t: Any) -> dict[str, Any]:
+    """A target as plain JSON data (tuples as lists)."""
+    import dataclasses
+
+    def plain(v: Any) -> Any:
+        return [plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+    return {f.name: plain(getattr(t, f.name)) for f in dataclasses.fields(t)}
 
 
 def _bound(x: float) -> float | str:

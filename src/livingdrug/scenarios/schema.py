@@ -268,6 +268,9 @@ class Scenario:
     * ``population``: the scenario's virtual population
       (:class:`~livingdrug.trials.population.Population`, used by ``livingdrug trial``) or
       ``None``; its seed is ``population_seed``.
+    * ``targets``: published figures the population is calibrated to (``[[targets]]``,
+      :class:`~livingdrug.trials.calibration.Target`, used by :mod:`livingdrug.calibrate`);
+      ``()`` when the file has none.
 
     ``raw`` is the document as written (validated, unknown keys impossible), used to dump it
     back; ``source`` says where it came from; ``network`` is the model it was validated
@@ -288,6 +291,7 @@ class Scenario:
     source: str = field(default="<dict>", compare=False)
     network: Network | None = field(default=None, compare=False, hash=False, repr=False)
     population: Any = None
+    targets: tuple[Any, ...] = ()
 
     @property
     def population_seed(self) -> int:
