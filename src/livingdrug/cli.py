@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -754,6 +754,68 @@ def escalate(
         write_json(Path(out) / "escalation.json", {"dose_toxicity": dt.summary, "operating_characteristics": oc})
         con.print(f"wrote {escape(str(out))}/escalation.json")
     con.print(f"[dim]{time.perf_counter() - t0:.1f} s. Research and education use only; not medical advice.[/]")
+
+
+@app.command()
+@_guard
+def calibrate(
+    scenario: Annotated[str, typer.Argument(help="Scenario with [population] and [[targets]] (e.g. eliana, zuma-1, karmma, liu2020-carnk).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder (default: runs/<scenario>-calibration-<time>).")] = None,
+    patients: Annotated[int | None, typer.Option("--patients", "-n", help="Plausible virtual patients (default: the population's).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Population seed (default: the file's).")] = None,
+    method: Annotated[str, typer.Option("--method", help="weights (maximum entropy) or selection (Allen et al. 2016).")] = "weights",
+    figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Write calibration.png.")] = True,
+) -> None:
+    """Calibrate a virtual population to published trial figures.
+
+    Simulates the scenario's plausible patients, then weights them (maximum entropy: every
+    target reproduced exactly, weights as close to equal as possible) or selects them (Allen
+    et al. 2016); prints each target against its simulated value before and after, with
+    intervals, and writes calibration.json, calibration.md, weights.parquet and calibration.png.
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .calibrate import calibrate_population, save_calibration
+
+    t0 = time.perf_counter()
+    if method not in ("weights", "selection"):
+        _fail(f"--method {method}: expected weights or selection")
+    if patients is not None and not (1 <= patients <= 10_000_000):
+        _fail(f"--patients {patients}: expected a whole number from 1 to 10,000,000")
+    if seed is not None and seed < 0:
+        _fail(f"--seed {seed}: expected a non-negative integer")
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{Path(scenario).stem}-calibration-{stamp}"
+    from .io.atomic import ensure_writable_dir
+
+    ensure_writable_dir(out)
+    r = calibrate_population(scenario, patients=patients, seed=seed, method=method)
+    folder = save_calibration(r, out, figures=figures)
+    table = Table(title=f"{r.title}: {r.n} plausible patients, effective sample size {r.n_effective:.0f}",
+                  title_justify="left")
+    for col in ("target", "published", "plausible (unweighted)", "calibrated (95 % CI)", "within"):
+        table.add_column(col, justify="left" if col == "target" else "right")
+
+    def fmt(x: Any) -> str:
+        if x is None:
+            return "—"
+        if isinstance(x, (tuple, list)):
+            return "–".join(fmt(v) for v in x)
+        return f"{100 * x:.1f} %" if 0 <= x <= 1 else f"{x:.4g}"
+
+    for row in r.table:
+        table.add_row(escape(str(row["target"])), f"{fmt(row['published'])} ({fmt(row['published_interval'])})",
+                      fmt(row.get("unweighted")), f"{fmt(row['simulated'])} ({fmt(row['simulated_interval'])})",
+                      "yes" if row["within"] else "NO")
+    con = _console()
+    con.print(table)
+    con.print(f"wrote {escape(str(folder))}/ (calibration.json, calibration.md, weights.parquet"
+              f"{', calibration.png' if figures else ''}) in {time.perf_counter() - t0:.1f} s")
+    con.print("[dim]Research and education use only; not medical advice.[/]")
+    if not r.all_within:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -181,3 +181,20 @@ def test_kill_9_then_resume_keeps_finished_parts(design, tmp_path):
     # bitwise the table of an uninterrupted run in one chunk
     ref = run_trial(design, tmp_path / "ref", patients=n, chunk_size=n, figures=False)
     assert sha(out / "endpoints.parquet") == sha(ref.folder / "endpoints.parquet")
+
+
+def test_calibrate_command_writes_the_calibration(tmp_path):
+    """`livingdrug calibrate liu2020-carnk`: every published target reproduced (Liu E et al.
+    2020 NEJM 382:545: response 8/11, no CRS, no ICANS), files written, exit 0."""
+    out = tmp_path / "cal"
+    p = subprocess.run([sys.executable, "-m", "livingdrug", "calibrate", "liu2020-carnk", "--out", str(out),
+                        "--no-figures"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    names = {f.name for f in out.iterdir()}
+    assert {"calibration.json", "calibration.md", "weights.parquet"} <= names
+    cal = json.loads((out / "calibration.json").read_text())
+    assert "effective sample size" in p.stdout and "NO" not in p.stdout
+    assert cal["all_within"] and cal["n_effective"] > 0.2 * cal["patients"]
+    p = subprocess.run([sys.executable, "-m", "livingdrug", "calibrate", "liu2020-carnk", "--method", "magic"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "--method magic" in p.stderr and "Traceback" not in p.stderr
