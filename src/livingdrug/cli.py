@@ -563,13 +563,30 @@ def compare(
     _compare(scenario or "cart-vs-carnk", out, patients, seed, figures)
 
 
-def _compare(scenario: str, out: Path | None, patients: int | None, seed: int | None, figures: bool) -> None:
+def _print_endpoints(con, title: str, s: dict) -> list[str]:  # noqa: ANN001
+    """Print the endpoint table of a comparison or trial summary; return the arm names."""
     from rich.markup import escape
     from rich.table import Table
 
+    from .report.comparison import comparison_rows
+
+    arms, rows = comparison_rows(s)
+    table = Table(title=f"{title} — {s['patients']} virtual patients, seed {s['seed']}", title_justify="left")
+    table.add_column("")
+    for a in arms:
+        table.add_column(escape(a), justify="right")
+    for label, vals in rows:
+        table.add_row(escape(label), *(escape(v) for v in vals))
+    con.print(table)
+    return arms
+
+
+def _compare(scenario: str, out: Path | None, patients: int | None, seed: int | None, figures: bool) -> None:
+    from rich.markup import escape
+
     from .comparison import run_comparison
     from .io.atomic import ensure_writable_dir
-    from .report.comparison import comparison_rows, save_comparison_run
+    from .report.comparison import save_comparison_run
     from .scenarios.comparison import load_comparison
 
     t0 = time.perf_counter()
@@ -588,14 +605,7 @@ def _compare(scenario: str, out: Path | None, patients: int | None, seed: int | 
                                                              f"{s['infused']} infused ({time.perf_counter() - t0:.1f} s)"))
     folder = save_comparison_run(result, out, figures=figures)
     s = result.summary
-    arms, rows = comparison_rows(s)
-    table = Table(title=f"{c.title} — {s['patients']} virtual patients, seed {s['seed']}", title_justify="left")
-    table.add_column("")
-    for a in arms:
-        table.add_column(escape(a), justify="right")
-    for label, vals in rows:
-        table.add_row(escape(label), *(escape(v) for v in vals))
-    con.print(table)
+    arms = _print_endpoints(con, c.title, s)
     for p in s["paired"]:
         con.print(f"paired, {escape(p['arm'])} vs {escape(p['reference'])}: ITT response "
                   f"{100 * p['response_itt_difference']:+.1f} % (McNemar exact p = {p['mcnemar_p']:.2g}; "
@@ -640,9 +650,7 @@ def trial(
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
-    from rich.table import Table
 
-    from .report.comparison import comparison_rows
     from .scenarios import default_scenario_name
     from .trial import run_trial, trial_design
 
@@ -677,14 +685,7 @@ def trial(
         result = run_trial(design, out, patients=patients, seed=seed, chunk_size=chunk_size, resume=resume,
                            executor=executor, scheduler=scheduler, workers=workers, figures=figures, on_chunk=report)
     s = result.summary
-    arms, rows = comparison_rows(s)
-    table = Table(title=f"{design.title} — {s['patients']} virtual patients, seed {s['seed']}", title_justify="left")
-    table.add_column("")
-    for a in arms:
-        table.add_column(escape(a), justify="right")
-    for label, vals in rows:
-        table.add_row(escape(label), *(escape(v) for v in vals))
-    con.print(table)
+    arms = _print_endpoints(con, design.title, s)
     secs = time.perf_counter() - t0
     con.print(f"wrote {escape(str(result.folder))}/ (endpoints.parquet, parts/, summary.json, "
               f"{'report.html, ' if figures else ''}manifest.json) in {secs:.1f} s ({s['patients'] / secs:,.0f} patients/s)")

@@ -69,6 +69,15 @@ RESPONSE_DAY = 28.0
 LATE_RESPONSE_DAY = 90.0
 _LATE_DAY = "day_90"
 _DROPPED = ("ineligible", "progression", "death", "manufacturing failure")
+#: what the endpoints of a comparison or trial mean (stored in every summary)
+DEFINITIONS = {
+    "response": "B-ALL: complete remission (< 5 % marrow blasts) by day 28; lymphoma: Lugano CR/PR at "
+                "day 90; myeloma: IMWG PR or better at day 90",
+    "itt": "every referred virtual patient is in the denominator; drop-outs count as non-responders",
+    "efs": "event-free survival from referral: drop-out before infusion, no response (at day 28 for B-ALL, "
+           "day 90 otherwise), relapse/progression",
+    "grading": "ASTCT consensus (Lee DW et al. 2019, Biol Blood Marrow Transplant 25:625)",
+}
 
 
 @dataclass(frozen=True)
@@ -130,13 +139,7 @@ def run_comparison(comparison: Any, *, patients: int | None = None, seed: int | 
         "seed": c.seed,
         "arms": arms,
         "paired": _paired(per_arm),
-        "definitions": {
-            "response": "B-ALL: complete remission (< 5 % marrow blasts) by day 28; lymphoma: Lugano CR/PR at "
-                        "day 90; myeloma: IMWG PR or better at day 90",
-            "itt": "every referred virtual patient is in the denominator; drop-outs count as non-responders",
-            "efs": "event-free survival from referral: drop-out before infusion, no response, relapse/progression",
-            "grading": "ASTCT consensus (Lee DW et al. 2019, Biol Blood Marrow Transplant 25:625)",
-        },
+        "definitions": dict(DEFINITIONS),
     }
     return ComparisonResult(c, table, summary, curves, _manifest(c))
 

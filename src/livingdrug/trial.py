@@ -449,7 +449,7 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .comparison import _arm_summary, _bands, _paired, _t_dose, arm_chunk
+    from .comparison import DEFINITIONS, _arm_summary, _bands, _paired, _t_dose, arm_chunk
     from .io.atomic import atomic_write_with
     from .io.results import write_json
 
@@ -485,14 +485,8 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
         "seed": c.seed,
         "arms": arms,
         "paired": _paired(per_arm) if len(per_arm) > 1 else [],
-        "definitions": {
-            "response": "B-ALL: complete remission (< 5 % marrow blasts) by day 28; lymphoma: Lugano CR/PR at "
-                        "day 90; myeloma: IMWG PR or better at day 90",
-            "itt": "every referred virtual patient is in the denominator; drop-outs count as non-responders",
-            "efs": "event-free survival from referral: drop-out before infusion, no response, relapse/progression",
-            "grading": "ASTCT consensus (Lee DW et al. 2019, Biol Blood Marrow Transplant 25:625)",
-            "bands": f"kinetics bands from the first {min(BAND_PATIENTS, c.population.size)} patients",
-        },
+        "definitions": {**DEFINITIONS,
+                        "bands": f"kinetics bands from the first {min(BAND_PATIENTS, c.population.size)} patients"},
     }
     write_json(out / "summary.json", summary)
     nonmem = _write_nonmem(out, kinetics, units)
