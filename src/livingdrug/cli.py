@@ -686,6 +686,13 @@ def trial(
                            executor=executor, scheduler=scheduler, workers=workers, figures=figures, on_chunk=report)
     s = result.summary
     arms = _print_endpoints(con, design.title, s)
+    cal = s.get("calibration")
+    if cal and "error" in cal:
+        con.print(f"[yellow]calibration to the published targets failed:[/] {escape(cal['error'])}")
+    elif cal:
+        wtd = ", ".join(f"{k} {100 * v:.1f} %" for k, v in cal["weighted"].items() if v is not None)
+        con.print(f"calibrated to the published targets (effective sample size {cal['n_effective']:.0f} of "
+                  f"{s['patients']}; every target within its interval: {'yes' if cal['all_within'] else 'NO'}): {wtd}")
     secs = time.perf_counter() - t0
     con.print(f"wrote {escape(str(result.folder))}/ (endpoints.parquet, parts/, summary.json, "
               f"{'report.html, ' if figures else ''}manifest.json) in {secs:.1f} s ({s['patients'] / secs:,.0f} patients/s)")

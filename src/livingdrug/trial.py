@@ -488,6 +488,9 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
         "definitions": {**DEFINITIONS,
                         "bands": f"kinetics bands from the first {min(BAND_PATIENTS, c.population.size)} patients"},
     }
+    cal = _calibration(c, per_arm, out)
+    if cal is not None:
+        summary["calibration"] = cal
     write_json(out / "summary.json", summary)
     nonmem = _write_nonmem(out, kinetics, units)
     if nonmem is not None:
@@ -505,6 +508,50 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
         write_comparison_report(_AsComparison(c, cols, summary, curves, manifest), out, kind="trial")
     write_json(out / "manifest.json", manifest)
     return result
+
+
+def _calibration(c: Any, per_arm: dict[str, dict[str, np.ndarray]], out: Path) -> dict | None:
+    """For a one-arm trial of a scenario with ``[[targets]]``: maximum-entropy weights of its
+    patients that reproduce the published figures (:func:`livingdrug.calibrate.calibrate_population`
+    on the trial's own endpoints), the calibration table, the effective sample size, the
+    weighted endpoints, and ``weights.parquet``.  ``None`` without targets; an unreachable
+    target is reported, not raised (the unweighted trial stands)."""
+    if len(c.arms) != 1 or not getattr(c.arms[0].scenario, "targets", ()):
+        return None
+    from .calibrate import calibrate_population
+    from .io.results import write_columns
+    from .trials.calibration import CalibrationInputError
+
+    cols = next(iter(per_arm.values()))
+    try:
+        r = calibrate_population(c.arms[0].scenario, endpoints=cols)
+    except CalibrationInputError as exc:
+        return {"error": str(exc)}
+    w = np.asarray(r.weights, dtype=float)
+    write_columns({"patient": np.asarray(cols["patient"], dtype=np.int64), "weight": w}, out / "weights.parquet",
+                  {"patient": "1", "weight": "1"})
+    infused = (cols["outcome"] == "infused") & (cols["status"] == 0)
+
+    def wmean(x: np.ndarray, among: np.ndarray) -> float | None:
+        ww = w * among
+        return float(np.sum(ww * x) / ww.sum()) if ww.sum() > 0 else None
+
+    crs = np.nan_to_num(cols["crs_max_grade"])
+    icans = np.nan_to_num(cols["icans_max_grade"])
+    return {
+        "method": "maximum-entropy weights reproducing the scenario's [[targets]] (docs/calibration.md)",
+        "n_effective": r.n_effective,
+        "all_within": r.all_within,
+        "table": r.table,
+        "weighted": {
+            "response_itt": wmean(cols["responded"].astype(float), np.ones_like(w, dtype=bool)),
+            "crs_grade_ge_1": wmean((crs >= 1).astype(float), infused),
+            "crs_grade_ge_3": wmean((crs >= 3).astype(float), infused),
+            "icans_grade_ge_1": wmean((icans >= 1).astype(float), infused),
+            "icans_grade_ge_3": wmean((icans >= 3).astype(float), infused),
+        },
+        "weights_file": "weights.parquet",
+    }
 
 
 def _write_nonmem(out: Path, kinetics: list[tuple[str, Any, dict, Any]], units: dict[str, str]) -> dict | None:
