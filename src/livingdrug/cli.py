@@ -563,6 +563,22 @@ def compare(
     _compare(scenario or "cart-vs-carnk", out, patients, seed, figures)
 
 
+def _print_differences(con, s: dict) -> None:  # noqa: ANN001
+    """Print the between-arm differences: paired (same patients) or randomised."""
+    from rich.markup import escape
+
+    for p in s.get("paired") or []:
+        con.print(f"paired, {escape(p['arm'])} vs {escape(p['reference'])}: ITT response "
+                  f"{100 * p['response_itt_difference']:+.1f} % (McNemar exact p = {p['mcnemar_p']:.2g}; "
+                  f"discordant {p['discordant_pairs']['only_arm']}/{p['discordant_pairs']['only_reference']})")
+    for p in s.get("randomised") or []:
+        r = p["response_itt"]
+        lr = "—" if p["efs_logrank_p"] is None else f"{p['efs_logrank_p']:.2g}"
+        con.print(f"randomised, {escape(p['arm'])} vs {escape(p['reference'])}: ITT response "
+                  f"{100 * r['difference']:+.1f} % (95 % CI {100 * r['low']:+.1f} to {100 * r['high']:+.1f}; "
+                  f"Fisher exact p = {r['fisher_p']:.2g}); EFS log-rank p = {lr}")
+
+
 def _print_endpoints(con, title: str, s: dict) -> list[str]:  # noqa: ANN001
     """Print the endpoint table of a comparison or trial summary; return the arm names."""
     from rich.markup import escape
@@ -606,10 +622,7 @@ def _compare(scenario: str, out: Path | None, patients: int | None, seed: int | 
     folder = save_comparison_run(result, out, figures=figures)
     s = result.summary
     arms = _print_endpoints(con, c.title, s)
-    for p in s["paired"]:
-        con.print(f"paired, {escape(p['arm'])} vs {escape(p['reference'])}: ITT response "
-                  f"{100 * p['response_itt_difference']:+.1f} % (McNemar exact p = {p['mcnemar_p']:.2g}; "
-                  f"discordant {p['discordant_pairs']['only_arm']}/{p['discordant_pairs']['only_reference']})")
+    _print_differences(con, s)
     files = ("report.html", "patients.parquet", "summary.json", "manifest.json")
     written = ", ".join(n for n in files if (folder / n).exists())
     con.print(f"wrote {escape(str(folder))}/ ({written}) in {time.perf_counter() - t0:.1f} s")
@@ -686,6 +699,7 @@ def trial(
                            executor=executor, scheduler=scheduler, workers=workers, figures=figures, on_chunk=report)
     s = result.summary
     arms = _print_endpoints(con, design.title, s)
+    _print_differences(con, s)
     cal = s.get("calibration")
     if cal and "error" in cal:
         con.print(f"[yellow]calibration to the published targets failed:[/] {escape(cal['error'])}")

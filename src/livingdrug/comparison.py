@@ -59,6 +59,7 @@ import numpy as np
 from . import __version__
 
 __all__ = ["ComparisonResult", "ArmPlan", "ArmInputs", "run_comparison", "plan_arm", "arm_inputs", "arm_chunk",
+           "allocation", "arm_patients",
            "advance_untreated", "PRE_STEP", "RESPONSE_DAY"]
 
 #: resolution (d) of the untreated interval simulated before the scenario's start
@@ -138,7 +139,9 @@ def run_comparison(comparison: Any, *, patients: int | None = None, seed: int | 
         "patients": n,
         "seed": c.seed,
         "arms": arms,
-        "paired": _paired(per_arm),
+        "allocation": c.allocation,
+        "paired": _paired(per_arm) if c.allocation == "paired" else [],
+        "randomised": _randomised(per_arm) if c.allocation == "randomised" else [],
         "definitions": dict(DEFINITIONS),
     }
     return ComparisonResult(c, table, summary, curves, _manifest(c))
@@ -227,9 +230,35 @@ def plan_arm(c: Any, a: int, n: int) -> ArmPlan:
     return ArmPlan(a, arm, rs, n, fates, programme, untreated, float(untreated.max(initial=0.0)))
 
 
+#: spawn-key stream of the randomisation draw of each patient
+ALLOCATION_STREAM = 0xA110C
+
+
+def allocation(c: Any, patients: np.ndarray) -> np.ndarray:
+    """Arm index of each patient under ``c.allocation``: ``-1`` (every arm) when paired; when
+    randomised, patient *i* draws u ~ U(0, 1) from its own stream (seed, spawn key
+    ``(i, ALLOCATION_STREAM)``) and joins the arm whose share of the cumulative ``ratio``
+    contains u (simple randomisation; independent of chunking and of the other patients)."""
+    patients = np.asarray(patients, dtype=np.int64)
+    if getattr(c, "allocation", "paired") != "randomised":
+        return np.full(patients.size, -1, dtype=np.int64)
+    cum = np.cumsum(c.ratio) / np.sum(c.ratio)
+    u = np.array([np.random.default_rng(np.random.SeedSequence(entropy=int(c.seed), spawn_key=(int(i), ALLOCATION_STREAM)))
+                  .random() for i in patients])
+    return np.minimum(np.searchsorted(cum, u, side="right"), len(c.ratio) - 1).astype(np.int64)
+
+
+def arm_patients(c: Any, a: int, patients: np.ndarray) -> np.ndarray:
+    """The ``patients`` (cohort indices) that arm ``a`` treats: all of them when paired, the
+    ones randomised to it otherwise."""
+    patients = np.asarray(patients, dtype=np.int64)
+    alloc = allocation(c, patients)
+    return patients if getattr(c, "allocation", "paired") != "randomised" else patients[alloc == a]
+
+
 def _run_arm(c: Any, a: int, arm: Any, n: int) -> tuple[dict[str, np.ndarray], dict, Any]:
     plan = plan_arm(c, a, n)
-    cols, ds = arm_chunk(c, plan, np.arange(n))
+    cols, ds = arm_chunk(c, plan, arm_patients(c, a, np.arange(n)))
     curve: dict[str, Any] = {"t": np.asarray(plan.rs.t_out) - _t_dose(plan.rs)}
     if ds is not None:
         curve.update(_bands(ds, plan.rs.network))
@@ -613,6 +642,46 @@ def _arm_summary(cols: dict, curve: dict, programme: Any) -> dict:
         s["programme"] = {"months": programme.programme.months, "referred": programme.summary["referred"],
                           "vein_to_vein_days": programme.summary["vein_to_vein_days"]}
     return s
+
+
+def _randomised(per_arm: dict[str, dict[str, np.ndarray]]) -> list[dict]:
+    """Each arm against the first in a randomised trial (different patients): difference in
+    ITT response with Newcombe's hybrid-score 95 % interval (Newcombe RG 1998 Stat Med 17:873,
+    method 10) and Fisher's exact test; CRS ≥ 3 among the infused likewise; event-free
+    survival by the log-rank test (scipy.stats.logrank)."""
+    from scipy.stats import CensoredData, fisher_exact, logrank
+
+    from .clinical.probability import proportion
+
+    def diff(k1: int, n1: int, k0: int, n0: int) -> dict:
+        p1, p0 = proportion(k1, n1), proportion(k0, n0)
+        d = p1.estimate - p0.estimate
+        lo = d - math.sqrt((p1.estimate - p1.low) ** 2 + (p0.high - p0.estimate) ** 2)
+        hi = d + math.sqrt((p1.high - p1.estimate) ** 2 + (p0.estimate - p0.low) ** 2)
+        p = float(fisher_exact([[k1, n1 - k1], [k0, n0 - k0]]).pvalue) if n1 and n0 else None
+        return {"difference": d, "low": lo, "high": hi, "fisher_p": p, "arm": [k1, n1], "reference": [k0, n0]}
+
+    names = list(per_arm)
+    ref = per_arm[names[0]]
+    out = []
+    for name in names[1:]:
+        o = per_arm[name]
+        inf0 = (ref["outcome"] == "infused") & (ref["status"] == 0)
+        inf1 = (o["outcome"] == "infused") & (o["status"] == 0)
+        c0, c1 = np.nan_to_num(ref["crs_max_grade"]) >= 3, np.nan_to_num(o["crs_max_grade"]) >= 3
+        lr = None
+        if ref["efs_day"].size and o["efs_day"].size and (ref["efs_event"].any() or o["efs_event"].any()):
+            x = CensoredData(uncensored=o["efs_day"][o["efs_event"]], right=o["efs_day"][~o["efs_event"]])
+            y = CensoredData(uncensored=ref["efs_day"][ref["efs_event"]], right=ref["efs_day"][~ref["efs_event"]])
+            lr = float(logrank(x, y).pvalue)
+        out.append({
+            "arm": name, "reference": names[0],
+            "response_itt": diff(int(o["responded"].sum()), o["responded"].size, int(ref["responded"].sum()),
+                                 ref["responded"].size),
+            "crs_grade_ge_3": diff(int((c1 & inf1).sum()), int(inf1.sum()), int((c0 & inf0).sum()), int(inf0.sum())),
+            "efs_logrank_p": lr,
+        })
+    return out
 
 
 def _paired(per_arm: dict[str, dict[str, np.ndarray]]) -> list[dict]:

@@ -172,13 +172,13 @@ def _plans(kind: str, text: str, source: str, base: str, patients: int, seed: in
 def trial_chunk(recipe: dict, lo: int, hi: int) -> dict[str, np.ndarray]:
     """Endpoint columns of patients ``lo … hi − 1`` in every arm (the unit of work a worker
     runs; pure: same inputs, same bytes)."""
-    from .comparison import arm_chunk
+    from .comparison import arm_chunk, arm_patients
 
     key = _key(recipe)
     c = _design_from_text(*key)
     plans = _plans(*key)
     idx = np.arange(lo, hi, dtype=np.int64)
-    parts = [arm_chunk(c, plan, idx, with_dataset=False)[0] for plan in plans]
+    parts = [arm_chunk(c, plan, arm_patients(c, a, idx), with_dataset=False)[0] for a, plan in enumerate(plans)]
     return _concat(parts)
 
 
@@ -222,7 +222,7 @@ def _write_part(out: Path, k: int, cols: dict[str, np.ndarray], units: dict[str,
                           f"free disk space or choose another --out, then re-run with --resume") from None
 
 
-def _valid_part(out: Path, k: int, lo: int, hi: int, n_arms: int) -> bool:
+def _valid_part(out: Path, k: int, lo: int, hi: int, expected: Callable[[int, int], np.ndarray]) -> bool:
     """A part is kept only if its checksum matches and it holds exactly the expected patients."""
     import pyarrow.parquet as pq
 
@@ -233,7 +233,7 @@ def _valid_part(out: Path, k: int, lo: int, hi: int, n_arms: int) -> bool:
         pat = pq.read_table(part, columns=["patient"]).column("patient").to_numpy()
     except Exception:  # unreadable or corrupt: recompute, never trust it
         return False
-    return bool(np.array_equal(pat, np.tile(np.arange(lo, hi), n_arms)))
+    return bool(np.array_equal(pat, expected(lo, hi)))
 
 
 def read_endpoints(folder: str | Path) -> dict[str, np.ndarray]:
@@ -385,7 +385,13 @@ def run_trial(
         atomic_write_text(plan_path, json.dumps({"format": TRIAL_FORMAT, "livingdrug_version": __version__,
                                                  "chunk_size": cs, **recipe}, indent=1))
     bounds = [(k, lo, min(lo + cs, n)) for k, lo in enumerate(range(0, n, cs))]
-    pending = [b for b in bounds if not (resume and _valid_part(out, *b, n_arms))]
+    from .comparison import arm_patients
+
+    def expected(lo: int, hi: int) -> np.ndarray:
+        idx = np.arange(lo, hi, dtype=np.int64)
+        return np.concatenate([arm_patients(c, a, idx) for a in range(n_arms)])
+
+    pending = [b for b in bounds if not (resume and _valid_part(out, *b, expected))]
     done = len(bounds) - len(pending)
     units = _units(c)
     if on_chunk is not None and done:
@@ -449,7 +455,16 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .comparison import DEFINITIONS, _arm_summary, _bands, _paired, _t_dose, arm_chunk
+    from .comparison import (
+        DEFINITIONS,
+        _arm_summary,
+        _bands,
+        _paired,
+        _randomised,
+        _t_dose,
+        arm_chunk,
+        arm_patients,
+    )
     from .io.atomic import atomic_write_with
     from .io.results import write_json
 
@@ -472,7 +487,7 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
         sub = {k: v[m] for k, v in cols.items()}
         per_arm[a.name] = sub
         curve: dict[str, Any] = {"t": np.asarray(plan.rs.t_out) - _t_dose(plan.rs)}
-        band_cols, ds = arm_chunk(d, plan, np.arange(min(BAND_PATIENTS, c.population.size)))
+        band_cols, ds = arm_chunk(d, plan, arm_patients(d, plan.index, np.arange(min(BAND_PATIENTS, c.population.size))))
         if ds is not None:
             curve.update(_bands(ds, plan.rs.network))
             kinetics.append((a.name, plan, band_cols, ds))
@@ -484,7 +499,9 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
         "patients": c.population.size,
         "seed": c.seed,
         "arms": arms,
-        "paired": _paired(per_arm) if len(per_arm) > 1 else [],
+        "allocation": c.allocation,
+        "paired": _paired(per_arm) if len(per_arm) > 1 and c.allocation == "paired" else [],
+        "randomised": _randomised(per_arm) if c.allocation == "randomised" else [],
         "definitions": {**DEFINITIONS,
                         "bands": f"kinetics bands from the first {min(BAND_PATIENTS, c.population.size)} patients"},
     }

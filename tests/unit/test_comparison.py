@@ -204,3 +204,55 @@ def test_a_patient_without_variability_is_the_patient_of_livingdrug_run():
         assert a["car_cmax"][0] == s["exposure"]["cmax"] and a["car_tmax"][0] == s["exposure"]["tmax"]
         assert a["car_auc28"][0] == s["exposure"]["auc_0_28"]
         np.testing.assert_array_equal(a["car_cmax"][0], a["car_cmax"][1])  # two identical patients
+
+
+def _randomised_raw(n=80):
+    return {"name": "rand", "population": {"patients": n, "seed": 2,
+                                           "parameters": {"weight": {"median": "70 kg", "cv": 0.2}}},
+            "design": {"allocation": "randomised", "ratio": [1, 1]},
+            "arms": [{"name": "CAR-T", "scenario": "cd19-ball"}, {"name": "CAR-NK", "scenario": "cd19-carnk"}]}
+
+
+def test_randomised_allocation_gives_each_patient_one_arm(tmp_path):
+    from scipy.stats import fisher_exact
+
+    from livingdrug.trial import run_trial
+
+    c = comparison_from_dict(_randomised_raw(), source="rand.toml")
+    r = run_comparison(c)
+    t, nk = _arm(r, "CAR-T"), _arm(r, "CAR-NK")
+    assert t["patient"].size + nk["patient"].size == 80
+    assert not set(t["patient"]) & set(nk["patient"])
+    assert 20 <= t["patient"].size <= 60  # 1:1 simple randomisation, 80 patients (|z| < 4.5)
+    d = r.summary["randomised"][0]
+    k1, n1 = int(nk["responded"].sum()), nk["responded"].size
+    k0, n0 = int(t["responded"].sum()), t["responded"].size
+    assert d["response_itt"]["difference"] == pytest.approx(k1 / n1 - k0 / n0)
+    assert d["response_itt"]["fisher_p"] == pytest.approx(fisher_exact([[k1, n1 - k1], [k0, n0 - k0]]).pvalue)
+    assert d["response_itt"]["low"] <= d["response_itt"]["difference"] <= d["response_itt"]["high"]
+    assert r.summary["paired"] == []
+    # a trial of the same design: the same allocation, whatever the chunk size
+    toml = tmp_path / "rand.toml"
+    toml.write_text('name = "rand"\n[population]\npatients = 30\nseed = 2\n[population.parameters.weight]\n'
+                    'median = "70 kg"\ncv = 0.2\n[design]\nallocation = "randomised"\nratio = [1, 1]\n'
+                    '[[arms]]\nname = "CAR-T"\nscenario = "cd19-ball"\n[[arms]]\nname = "CAR-NK"\nscenario = "cd19-carnk"\n')
+    a = run_trial(toml, tmp_path / "a", chunk_size=7, figures=False).patients
+    b = run_trial(toml, tmp_path / "b", chunk_size=30, figures=False).patients
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert a["patient"].size == 30
+
+
+def test_randomised_allocation_checks_its_inputs():
+    raw = _randomised_raw()
+    raw["design"]["ratio"] = [1]
+    with pytest.raises(ScenarioError, match="design.ratio"):
+        comparison_from_dict(raw, source="r.toml")
+    raw = _randomised_raw()
+    raw["arms"][0]["logistics"] = "autologous-centre"
+    with pytest.raises(ScenarioError, match="design.allocation"):
+        comparison_from_dict(raw, source="r.toml")
+    raw = _randomised_raw()
+    raw["design"]["allocation"] = "stratified"
+    with pytest.raises(ScenarioError, match="design.allocation"):
+        comparison_from_dict(raw, source="r.toml")

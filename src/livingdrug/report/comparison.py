@@ -202,7 +202,21 @@ def write_comparison_report(result: Any, out: Path, *, kind: str = "comparison")
         f"<td class=num>{p['discordant_pairs']['only_arm']} / {p['discordant_pairs']['only_reference']}</td>"
         f"<td class=num>{p['mcnemar_p']:.2g}</td>"
         f"<td class=num>{'—' if p['crs_grade_ge_1_difference_both_infused'] is None else format(100 * p['crs_grade_ge_1_difference_both_infused'], '+.1f') + ' %'}</td></tr>"
-        for p in result.summary["paired"])
+        for p in result.summary.get("paired") or [])
+    randomised = "\n".join(
+        f"<tr><td>{html.escape(p['arm'])} vs {html.escape(p['reference'])}</td>"
+        f"<td class=num>{100 * p['response_itt']['difference']:+.1f} % ({100 * p['response_itt']['low']:+.1f} to "
+        f"{100 * p['response_itt']['high']:+.1f})</td><td class=num>{p['response_itt']['fisher_p']:.2g}</td>"
+        f"<td class=num>{100 * p['crs_grade_ge_3']['difference']:+.1f} %</td>"
+        f"<td class=num>{'—' if p['efs_logrank_p'] is None else format(p['efs_logrank_p'], '.2g')}</td></tr>"
+        for p in result.summary.get("randomised") or [])
+    paired_html = ("<h2>Paired comparison (same patients)</h2>\n<table><tr><th>arms</th><th>ITT response difference</th>"
+                   "<th>discordant pairs (only arm / only reference)</th><th>McNemar exact p</th>"
+                   f"<th>CRS ≥ 1 difference (infused in both)</th></tr>\n{paired}\n</table>") if paired else ""
+    randomised_html = ("<h2>Randomised comparison</h2>\n<table><tr><th>arms</th>"
+                       "<th>ITT response difference (Newcombe 95 % CI)</th><th>Fisher exact p</th>"
+                       f"<th>CRS ≥ 3 difference (infused)</th><th>EFS log-rank p</th></tr>\n{randomised}\n</table>"
+                       ) if randomised else ""
     arms_html = "\n".join(
         f"<tr><td>{html.escape(a.name)}</td><td>{html.escape(a.scenario.name)}: {html.escape(a.scenario.title)}</td>"
         f"<td>{html.escape(a.logistics.name + ': ' + a.logistics.title) if a.logistics else 'none (infused at once)'}</td>"
@@ -231,11 +245,8 @@ def write_comparison_report(result: Any, out: Path, *, kind: str = "comparison")
 counts; patients who drop out before infusion are non-responders. Response: B-ALL complete
 remission by day 28 (lymphoma: Lugano CR/PR, myeloma: IMWG ≥ PR at day 90). Grades: ASTCT
 (Lee 2019).</p>
-<h2>Paired comparison (same patients)</h2>
-<table><tr><th>arms</th><th>ITT response difference</th><th>discordant pairs (only arm / only reference)</th>
-<th>McNemar exact p</th><th>CRS ≥ 1 difference (infused in both)</th></tr>
-{paired}
-</table>
+{paired_html}
+{randomised_html}
 <h2>Figures</h2>
 {''.join(figure_html(p) for p in figs)}
 <h2>Provenance</h2>

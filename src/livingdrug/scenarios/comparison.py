@@ -27,6 +27,7 @@ from .load import (
     _check_keys,
     _closest,
     _Ctx,
+    _is_number,
     _listing,
     _network_of,
     _table,
@@ -51,7 +52,9 @@ PRODUCT_SOURCES = ("scenario", "manufactured")
 #: ``eta_tx`` too where the model has it, i.e. with ``car_leukaemia``)
 MANUFACTURED_PARAMS = ("dose", "f_S", "f_E", "f_M", "VCN", "k_exp")
 MAX_ARMS = 8
-_TOP = ("name", "title", "description", "population", "arms")
+_TOP = ("name", "title", "description", "population", "arms", "design")
+#: how patients meet the arms: every patient every arm (in silico cross-over), or one arm each
+ALLOCATIONS = ("paired", "randomised")
 _ARM = ("name", "scenario", "logistics", "product", "parameters")
 
 
@@ -82,6 +85,8 @@ class ComparisonScenario:
     source: str
     text: str
     hash: str
+    allocation: str = "paired"
+    ratio: tuple[float, ...] = ()
 
 
 def comparison_builtin_dir() -> Path:
@@ -231,8 +236,31 @@ def _validate(ctx: _Ctx, raw: Mapping[str, Any], text: str, base: Path | None) -
                             hint="vary it once: in [population.parameters] (all arms) or in the arm")
     canon = json.dumps(_plain(raw), sort_keys=True, separators=(",", ":"), default=str)
     arms = tuple(ComparisonArm(n, sc, lg, prod, ap) for n, sc, lg, prod, ap, _ in arm_specs)
+    allocation: str = "paired"
+    ratio: tuple[float, ...] = ()
+    if "design" in raw:
+        dt = _table(ctx, "design", raw["design"])
+        _check_keys(ctx, "design", dt, ("allocation", "ratio"))
+        allocation = dt.get("allocation", "paired")
+        if allocation not in ALLOCATIONS:
+            raise ctx.error("design.allocation", allocation, expected=" or ".join(f'"{a}"' for a in ALLOCATIONS),
+                            hint='"paired": every patient receives every arm; "randomised": one arm each')
+        if allocation == "randomised":
+            if len(arms_raw) < 2:
+                raise ctx.error("design.allocation", allocation, expected="at least two arms to randomise between")
+            if any(a[2] is not None for a in arm_specs):
+                raise ctx.error("design.allocation", allocation, expected="arms without a logistics programme",
+                                hint="randomised arms with programmes would each see every referral (capacity "
+                                     "load); compare programmes with allocation = \"paired\"")
+            r = dt.get("ratio", [1] * len(arms_raw))
+            if not (isinstance(r, list) and len(r) == len(arms_raw) and all(_is_number(x) and x > 0 for x in r)):
+                raise ctx.error("design.ratio", r, expected=f"{len(arms_raw)} positive numbers, one per arm",
+                                hint="e.g. ratio = [1, 1] or [2, 1]")
+            ratio = tuple(float(x) for x in r)
+        elif "ratio" in dt:
+            raise ctx.error("design.ratio", dt["ratio"], expected='no ratio for allocation = "paired"')
     return ComparisonScenario(name, title, description, population, seed, arms, ctx.file, text,
-                              hashlib.sha256(canon.encode()).hexdigest())
+                              hashlib.sha256(canon.encode()).hexdigest(), allocation, ratio)
 
 
 def _param_unit(ctx: _Ctx, field: str, net: Any, name: str, arm: str = "") -> str:
