@@ -647,6 +647,7 @@ def trial(
     scheduler: Annotated[str | None, typer.Option("--scheduler", help="Dask scheduler address, e.g. tcp://host:8786 (default: a new local cluster).")] = None,
     workers: Annotated[int | None, typer.Option("--workers", help="Worker processes of a new local Dask cluster (default 2).")] = None,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Write PNG figures and report.html.")] = True,
+    trajectories: Annotated[float | None, typer.Option("--trajectories", help="Also keep every patient's clinical observables and grades every DAYS days (trajectories/*.parquet).")] = None,
 ) -> None:
     """Run a virtual clinical trial: N virtual patients in chunks, resumable, optionally on Dask.
 
@@ -696,7 +697,8 @@ def trial(
             bar.update(task, completed=r.patients_done, rate=f"{rate:,.0f}/s")
 
         result = run_trial(design, out, patients=patients, seed=seed, chunk_size=chunk_size, resume=resume,
-                           executor=executor, scheduler=scheduler, workers=workers, figures=figures, on_chunk=report)
+                           executor=executor, scheduler=scheduler, workers=workers, figures=figures,
+                           trajectories=trajectories, on_chunk=report)
     s = result.summary
     arms = _print_endpoints(con, design.title, s)
     _print_differences(con, s)

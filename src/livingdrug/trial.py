@@ -170,16 +170,43 @@ def _plans(kind: str, text: str, source: str, base: str, patients: int, seed: in
 
 
 def trial_chunk(recipe: dict, lo: int, hi: int) -> dict[str, np.ndarray]:
-    """Endpoint columns of patients ``lo … hi − 1`` in every arm (the unit of work a worker
-    runs; pure: same inputs, same bytes)."""
-    from .comparison import arm_chunk, arm_patients
+    """Endpoint columns of patients ``lo … hi − 1`` in every arm (pure: same inputs, same bytes)."""
+    return chunk_task(recipe, lo, hi)[0]
+
+
+def chunk_task(recipe: dict, lo: int, hi: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """The unit of work a worker runs: ``(endpoint columns, trajectories or None)`` of patients
+    ``lo … hi − 1`` in every arm.  With ``recipe["trajectories"]`` = Δ (d) the trajectories
+    are a long table (``arm``, ``patient``, ``time`` in days after infusion, one column per
+    observable with a clinical role) of the infused patients every Δ days on the output grid."""
+    from .comparison import _t_dose, arm_chunk, arm_patients
 
     key = _key(recipe)
     c = _design_from_text(*key)
     plans = _plans(*key)
     idx = np.arange(lo, hi, dtype=np.int64)
-    parts = [arm_chunk(c, plan, arm_patients(c, a, idx), with_dataset=False)[0] for a, plan in enumerate(plans)]
-    return _concat(parts)
+    every = recipe.get("trajectories")
+    parts, traj = [], []
+    for a, plan in enumerate(plans):
+        cols, ds = arm_chunk(c, plan, arm_patients(c, a, idx), with_dataset=bool(every))
+        parts.append(cols)
+        if every and ds is not None:
+            traj.append(_long_trajectories(ds, plan.rs.network, cols, c.arms[a].name, _t_dose(plan.rs), float(every)))
+    return _concat(parts), (_concat(traj) if traj else ({} if every else None))
+
+
+def _long_trajectories(ds: Any, net: Any, cols: dict, arm: str, t_dose: float, every: float) -> dict[str, np.ndarray]:
+    t = np.asarray(ds["time"].values, dtype=float) - t_dose
+    grid = np.arange(np.ceil(t[0] / every) * every, t[-1] + 1e-9, every)
+    k = np.unique(np.clip(np.searchsorted(t, grid - 1e-9), 0, t.size - 1))
+    pats = cols["patient"][cols["outcome"] == "infused"]
+    names = [o.name for o in net.observables if o.role] + [g for g in ("crs_grade", "icans_grade") if g in ds]
+    n, m = pats.size, k.size
+    out: dict[str, np.ndarray] = {"arm": np.array([arm] * (n * m), dtype=object),
+                                  "patient": np.repeat(pats, m), "time": np.tile(t[k], n)}
+    for name in names:
+        out[name] = np.asarray(ds[name].values, dtype=float)[:, k].reshape(-1)
+    return out
 
 
 def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -204,12 +231,19 @@ def _sha(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_part(out: Path, k: int, cols: dict[str, np.ndarray], units: dict[str, str]) -> None:
+def _write_part(out: Path, k: int, cols: dict[str, np.ndarray], units: dict[str, str],
+                traj: dict[str, np.ndarray] | None = None, traj_units: dict[str, str] | None = None) -> None:
+    """Trajectories first (if any), then the endpoints, then the checksum: a part with its
+    checksum is complete, trajectories included."""
     from .io.atomic import OutputError, atomic_write_text
     from .io.results import write_columns
 
     part, check = _part_paths(out, k)
     try:
+        if traj is not None:
+            (out / "trajectories").mkdir(exist_ok=True)
+            if traj:
+                write_columns(traj, out / "trajectories" / f"part-{k:06d}.parquet", traj_units or {})
         write_columns(cols, part, units)
         atomic_write_text(check, _sha(part) + "\n")
     except OSError as exc:
@@ -257,20 +291,20 @@ def _np(col: Any) -> np.ndarray:
 # ---------------------------------------------------------------------------------------
 
 
-def _local(recipe: dict, tasks: list[tuple[int, int, int]]) -> Generator[tuple[int, dict[str, np.ndarray]], None, None]:
+def _local(recipe: dict, tasks: list[tuple[int, int, int]]) -> Generator[tuple[int, Any], None, None]:
     for k, lo, hi in tasks:
-        yield k, trial_chunk(recipe, lo, hi)
+        yield k, chunk_task(recipe, lo, hi)
 
 
 def _task_key(recipe: dict, lo: int, hi: int) -> str:
     """Dask key of a chunk: the same only for the same inputs, patients, seed and bounds (the
     scheduler hands back a result it holds under the same key, e.g. from another client)."""
-    ident = json.dumps([recipe["inputs"], recipe["patients"], recipe["seed"], lo, hi])
+    ident = json.dumps([recipe["inputs"], recipe["patients"], recipe["seed"], recipe.get("trajectories"), lo, hi])
     return f"livingdrug-chunk-{hashlib.sha256(ident.encode()).hexdigest()[:24]}-{lo}-{hi}"
 
 
 def _dask(recipe: dict, tasks: list[tuple[int, int, int]], scheduler: str | None,
-          workers: int | None) -> Generator[tuple[int, dict[str, np.ndarray]], None, None]:
+          workers: int | None) -> Generator[tuple[int, Any], None, None]:
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -285,7 +319,7 @@ def _dask(recipe: dict, tasks: list[tuple[int, int, int]], scheduler: str | None
         cluster = LocalCluster(n_workers=workers or 2, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     try:
-        futures = {client.submit(trial_chunk, recipe, lo, hi, key=_task_key(recipe, lo, hi), pure=True, retries=3): k
+        futures = {client.submit(chunk_task, recipe, lo, hi, key=_task_key(recipe, lo, hi), pure=True, retries=3): k
                    for k, lo, hi in tasks}
         for fut in as_completed(futures):
             yield futures[fut], fut.result()
@@ -312,13 +346,16 @@ def run_trial(
     scheduler: str | None = None,
     workers: int | None = None,
     figures: bool = True,
+    trajectories: float | None = None,
     on_chunk: Callable[[ChunkReport], None] | None = None,
 ) -> TrialResult:
     """Run a trial (a design, built-in name or path; see :func:`trial_design`) into the folder
     ``out`` and summarise it.  ``patients``/``seed`` override the design's; ``chunk_size``
     patients per part (default :data:`DEFAULT_CHUNK`); ``resume`` continues an interrupted
     run in ``out``; ``executor`` ``"local"`` or ``"dask"`` (``scheduler`` address, else a new
-    local cluster of ``workers`` processes); ``on_chunk(ChunkReport)`` after every chunk."""
+    local cluster of ``workers`` processes); ``trajectories`` = Δ (d): also keep every
+    infused patient's role observables and grades every Δ days (``trajectories/part-*.parquet``,
+    long format); ``on_chunk(ChunkReport)`` after every chunk."""
     from .io.atomic import atomic_write_text, ensure_writable_dir
     from .scenarios import ScenarioError
 
@@ -347,8 +384,13 @@ def run_trial(
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer))
                                 or workers < 1):
         raise ScenarioError(file=src, field="workers", value=workers, expected="a whole number ≥ 1")
+    if trajectories is not None and (isinstance(trajectories, bool) or not isinstance(trajectories, (int, float))
+                                     or not 0 < trajectories <= 365 or not np.isfinite(trajectories)):
+        raise ScenarioError(file=src, field="trajectories", value=trajectories,
+                            expected="a sampling interval in (0, 365] days", hint="e.g. --trajectories 1")
     plan_path = out / "trial.json"
     recipe = _recipe(c)
+    recipe["trajectories"] = None if trajectories is None else float(trajectories)
     if resume:
         try:
             old = json.loads(plan_path.read_text())
@@ -357,7 +399,7 @@ def run_trial(
                                 hint="nothing to resume in this folder; run without --resume") from None
         cs = int(chunk_size) if chunk_size is not None else old.get("chunk_size", DEFAULT_CHUNK)
         for key, now in (("hash", recipe["hash"]), ("inputs", recipe["inputs"]), ("patients", recipe["patients"]),
-                         ("seed", recipe["seed"]), ("chunk_size", cs)):
+                         ("seed", recipe["seed"]), ("chunk_size", cs), ("trajectories", recipe["trajectories"])):
             if old.get(key) != now:
                 what = ("the same design file" if key == "hash" else
                         "the same arm scenario and logistics files" if key == "inputs" else f"the same {key}")
@@ -394,20 +436,22 @@ def run_trial(
     pending = [b for b in bounds if not (resume and _valid_part(out, *b, expected))]
     done = len(bounds) - len(pending)
     units = _units(c)
+    traj_units = {"arm": "", "patient": "1", "time": "d", "crs_grade": "1", "icans_grade": "1",
+                  **{o.name: o.unit for a in c.arms if a.scenario.network is not None for o in a.scenario.network.observables}}
     if on_chunk is not None and done:
         on_chunk(ChunkReport(-1, done, len(bounds), sum(hi - lo for k, lo, hi in bounds if (k, lo, hi) not in pending),
                              n, time.perf_counter() - t0, True))
     patients_done = sum(hi - lo for _, lo, hi in bounds) - sum(hi - lo for _, lo, hi in pending)
     sizes = {k: hi - lo for k, lo, hi in bounds}
     reused = done
-    stream: Generator[tuple[int, dict[str, np.ndarray]], None, None]
+    stream: Generator[tuple[int, Any], None, None]
     if executor == "dask" and pending:
         stream = _dask(recipe, pending, scheduler, workers)
     else:
         stream = _local(recipe, pending)
     try:
-        for k, cols in stream:
-            _write_part(out, k, cols, units)
+        for k, (cols, traj) in stream:
+            _write_part(out, k, cols, units, traj, traj_units)
             done += 1
             patients_done += sizes[k]
             if on_chunk is not None:

@@ -493,3 +493,30 @@ def test_nonmem_file_of_the_first_patients(cmp_reference):
     for i in ids:  # sampled values never exceed the simulated peak
         assert tab["DV"][obs & (tab["ID"] == i)].max() <= cmax[i] * (1 + 1e-7)
     assert set(np.unique(tab["ARM"])) == {1.0, 2.0}
+
+
+def test_optional_trajectories_are_kept_and_do_not_depend_on_chunking(scenario_file, reference, tmp_path):
+    import pyarrow as pa
+
+    a = run_trial(scenario_file, tmp_path / "a", chunk_size=N, figures=False, trajectories=7)
+    b = run_trial(scenario_file, tmp_path / "b", chunk_size=7, figures=False, trajectories=7)
+    assert_same_endpoints(a.patients, reference.patients)  # trajectories change no endpoint
+
+    def load(folder):
+        t = pa.concat_tables([pq.read_table(p) for p in sorted((folder / "trajectories").glob("part-*.parquet"))])
+        return {k: t.column(k).to_numpy(zero_copy_only=False) for k in t.column_names}
+
+    ta, tb = load(tmp_path / "a"), load(tmp_path / "b")
+    for k in ta:
+        np.testing.assert_array_equal(ta[k], tb[k])
+    times = np.unique(ta["time"])
+    np.testing.assert_allclose(times, np.arange(-7.0, 61.0, 7.0)[np.arange(-7.0, 61.0, 7.0) >= -6 - 1e-9])
+    assert ta["patient"].size == N * times.size  # every infused patient at every sampling time
+    cmax = dict(zip(reference.patients["patient"], reference.patients["car_cmax"], strict=True))
+    for p in range(N):  # sampled product cells never exceed the simulated peak
+        assert ta["car_t_blood"][ta["patient"] == p].max() <= cmax[p] * (1 + 1e-9)
+    assert {"crs_grade", "icans_grade", "blasts_pct"} <= set(ta)
+    with pytest.raises(ScenarioError, match="trajectories"):
+        run_trial(scenario_file, tmp_path / "a", chunk_size=N, resume=True, figures=False, trajectories=1)
+    with pytest.raises(ScenarioError, match="trajectories"):
+        run_trial(scenario_file, tmp_path / "c", figures=False, trajectories=0)
