@@ -354,10 +354,12 @@ def use_cache_dir_for_numba(module_file: str, depends_on: tuple[str, ...] = ()) 
     impl._locator_classes = [_Locator, *impl._locator_classes]
 
 
-# rhs and jac are compiled with fastmath flags that allow FMA contraction, reassociation and
-# reciprocal division (~25 % faster on the default model, same accuracy against Radau; see
-# benchmarks/), but never "nnan"/"ninf": engines must still see NaN and inf to report a
-# failed patient.  Results stay bitwise reproducible for a given machine and build.
+# rhs and jac are compiled without fastmath: with FMA contraction and reassociation (tried:
+# ~25 % faster) LLVM's choice depends on where a function is inlined and whether it was
+# compiled now or loaded from numba's cache, so the same patient could differ in the last bit
+# between a fresh process and a cached one (seen between Dask workers and the client) — and
+# trial results must be bitwise identical on any worker.  Plain IEEE arithmetic in source
+# order is reproducible everywhere on a given machine and build.
 # error_model="numpy": a division by zero in a rate law gives inf/NaN (reported per patient as a
 # non-finite state by the engines) instead of raising inside compiled code.
 class _Printer(PythonCodePrinter):
@@ -406,11 +408,11 @@ def generate_source(net: Network) -> str:
         f"N_OBS = {len(net.observables)}",
         f"N_EVENTS = {len(net.events)}",
         "",
-        "@njit(cache=True, nogil=True, error_model=\"numpy\", fastmath={\"nsz\", \"arcp\", \"contract\", \"reassoc\"})",
+        "@njit(cache=True, nogil=True, error_model=\"numpy\")",
         "def rhs(t, y, p, dy):",
     ]
     L += _emit_block(odes, [f"dy[{k}]" for k in range(len(odes))], pr, "    ") or ["    pass"]
-    L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\", fastmath={\"nsz\", \"arcp\", \"contract\", \"reassoc\"})", "def jac(t, y, p, J):"]
+    L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def jac(t, y, p, J):"]
     jt, je = [], []
     for k, f in enumerate(odes):
         for j, y in enumerate(ys):

@@ -499,7 +499,7 @@ def test_optional_trajectories_are_kept_and_do_not_depend_on_chunking(scenario_f
     import pyarrow as pa
 
     a = run_trial(scenario_file, tmp_path / "a", chunk_size=N, figures=False, trajectories=7)
-    b = run_trial(scenario_file, tmp_path / "b", chunk_size=7, figures=False, trajectories=7)
+    run_trial(scenario_file, tmp_path / "b", chunk_size=7, figures=False, trajectories=7)
     assert_same_endpoints(a.patients, reference.patients)  # trajectories change no endpoint
 
     def load(folder):
