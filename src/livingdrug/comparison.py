@@ -483,7 +483,6 @@ def _score(cols: dict, idx: np.ndarray, t: np.ndarray, obs: np.ndarray, status: 
     exposure, ASTCT grades (:func:`~livingdrug.clinical.grading.grade_signs`); lymphoma and
     myeloma responses from the dataset ``ds``."""
     from .api import disease_responses, sign_observables
-    from .clinical.grading import grade_signs, replicate_grades
     from .clinical.probability import replicate_endpoints
 
     where = {o.name: j for j, o in enumerate(net.observables)}
@@ -530,11 +529,46 @@ def _score(cols: dict, idx: np.ndarray, t: np.ndarray, obs: np.ndarray, status: 
             cols["responded"][i], cols["response_day"][i], cols["relapse_day"][i] = responded, day, relapse
     names = sign_observables(net)
     if names:
-        g = grade_signs({r: obs[:, :, where[n]] for r, n in names.items()})
-        tox = replicate_grades(t, {k: g[k] for k in ("crs_grade", "icans_grade")}, t_dose=t_dose)
-        for key in ("crs", "icans"):
-            if f"{key}_max_grade" in tox:
-                cols[f"{key}_max_grade"][idx] = np.where(ok, tox[f"{key}_max_grade"], np.nan)
+        for key, grade in max_grades({r: obs[:, after, where[n]] for r, n in names.items()}).items():
+            cols[f"{key}_max_grade"][idx] = np.where(ok, grade, np.nan)
+
+
+def max_grades(signs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Maximum ASTCT CRS and ICANS grade per patient of sign arrays ``[n, T]`` (contract roles
+    of :mod:`livingdrug.clinical.grading`), equal to the maximum over time of
+    :func:`~livingdrug.clinical.grading.grade_signs` but grading only the (patient, time)
+    points where a grade can be above 0: CRS needs fever (T ≥ 38 °C) or anti-cytokine therapy
+    (Lee 2019: no fever and no therapy is grade 0); ICANS needs an ICE score below 10 or a
+    consciousness, seizure, motor or oedema level ≥ 1.  Same rules, a few per cent of the work."""
+    from .clinical.grading import FEVER_C, grade_signs
+
+    n = next(iter(signs.values())).shape[0]
+    out: dict[str, np.ndarray] = {}
+    with np.errstate(invalid="ignore"):
+        crs_on = np.zeros(next(iter(signs.values())).shape, dtype=bool)
+        if "temperature_c" in signs:
+            crs_on |= signs["temperature_c"] >= FEVER_C
+        if "anticytokine_given" in signs:
+            crs_on |= signs["anticytokine_given"] >= 1
+        icans_on = np.zeros_like(crs_on)
+        if "ice_score" in signs:
+            icans_on |= signs["ice_score"] < 10
+        for r in ("consciousness_level", "seizure_level", "motor_weakness", "cerebral_edema_level"):
+            if r in signs:
+                icans_on |= signs[r] >= 1
+    crs_roles = ("temperature_c", "sbp_mmhg", "vasopressors_n", "o2_level", "o2_flow_l_min", "anticytokine_given",
+                 "vasopressin")
+    for key, on, roles in (("crs", crs_on, crs_roles), ("icans", icans_on, None)):
+        present = [r for r in signs if (r in crs_roles) == (roles is not None)]
+        if not present:
+            continue
+        grade = np.zeros(n, dtype=np.int64)
+        rows, _ = np.nonzero(on)
+        if rows.size:
+            g = grade_signs({r: signs[r][on] for r in present})[f"{key}_grade"]
+            np.maximum.at(grade, rows, g)
+        out[key] = grade
+    return out
 
 
 def _response(d: dict) -> tuple[bool, float, float]:

@@ -256,3 +256,45 @@ def test_randomised_allocation_checks_its_inputs():
     raw["design"]["allocation"] = "stratified"
     with pytest.raises(ScenarioError, match="design.allocation"):
         comparison_from_dict(raw, source="r.toml")
+
+
+def test_max_grades_equal_the_full_grading():
+    """max_grades grades only the points where a grade can be above 0; on random sign
+    tables (with NaN = not recorded) it must equal the maximum of grade_signs over time."""
+    from livingdrug.clinical.grading import grade_signs
+    from livingdrug.comparison import max_grades
+
+    rng = np.random.default_rng(7)
+    shape = (60, 40)
+
+    def pick(values, p_nan=0.1):
+        x = rng.choice(np.asarray(values, dtype=float), size=shape)
+        x[rng.random(shape) < p_nan] = np.nan
+        return x
+
+    signs = {
+        "temperature_c": pick(np.linspace(36.5, 40.0, 15)), "sbp_mmhg": pick(np.linspace(70, 130, 13)),
+        "vasopressors_n": pick([0, 0, 0, 1, 2]), "o2_level": pick([0, 0, 0, 1, 2, 3]),
+        "o2_flow_l_min": pick([0.0, 2.0, 8.0]), "anticytokine_given": pick([0, 0, 0, 1]),
+        "ice_score": pick([10] * 8 + list(range(10))), "consciousness_level": pick([0] * 6 + [1, 2, 3]),
+        "seizure_level": pick([0] * 8 + [1, 2]), "motor_weakness": pick([0] * 9 + [1]),
+        "cerebral_edema_level": pick([0] * 9 + [1, 2]),
+    }
+    full = grade_signs(signs)
+    fast = max_grades(signs)
+    np.testing.assert_array_equal(fast["crs"], full["crs_grade"].max(axis=1))
+    np.testing.assert_array_equal(fast["icans"], full["icans_grade"].max(axis=1))
+    assert fast["crs"].max() >= 3 and fast["icans"].max() >= 3  # the test covers high grades
+
+
+def test_trial_grades_equal_the_dataset_grades_of_the_same_patients():
+    c = load_comparison("cart-vs-carnk")
+    from livingdrug.comparison import _t_dose, arm_chunk, plan_arm
+
+    plan = plan_arm(c, 0, 30)
+    cols, ds = arm_chunk(c, plan, np.arange(30), with_dataset=True)
+    inf = np.flatnonzero(cols["outcome"] == "infused")
+    t = ds["time"].values
+    after = t >= _t_dose(plan.rs)
+    np.testing.assert_array_equal(cols["crs_max_grade"][inf], ds["crs_grade"].values[:, after].max(axis=1))
+    np.testing.assert_array_equal(cols["icans_max_grade"][inf], ds["icans_grade"].values[:, after].max(axis=1))
