@@ -19,7 +19,6 @@ Data flow (DESIGN.md): Scenario → (build) Network → (solve) trajectories →
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import platform
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from . import __version__
 from .clinical.endpoints import ball_response, exposure
 from .clinical.grading import CRS_SIGNS, ICANS_SIGNS, grade_signs, toxicity_summary
 from .engines.common import STATUS_OK
+from .io.atomic import sha256_file
 from .network import Network, compile_network
 
 __all__ = ["SimulationResult", "simulate", "sweep", "with_overrides", "save_run", "load_manifest", "rerun_manifest", "summarise", "with_grades", "grades_of", "sign_observables"]
@@ -411,12 +411,6 @@ def rerun_manifest(path: str | Path, *, models: Any = None, on_chunk: Any = None
     return simulate(s, seed=seed)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_run(result: Any, out: str | Path, *, figures: bool = True) -> Path:
@@ -447,6 +441,6 @@ def save_run(result: Any, out: str | Path, *, figures: bool = True) -> Path:
         files += figs
         files.append(write_report(result, out, figs))
     manifest = dict(result.manifest)
-    manifest["outputs"] = {p.name: _sha256(p) for p in files}
+    manifest["outputs"] = {p.name: sha256_file(p) for p in files}
     write_json(out / "manifest.json", manifest)
     return out

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .io.atomic import sha256_file
 
 __all__ = ["TrialResult", "ChunkReport", "run_trial", "trial_design", "DEFAULT_CHUNK", "TRIAL_FORMAT",
            "BAND_PATIENTS", "read_endpoints"]
@@ -223,12 +224,6 @@ def _part_paths(out: Path, k: int) -> tuple[Path, Path]:
     return out / "parts" / f"part-{k:06d}.parquet", out / "parts" / f"part-{k:06d}.sha256"
 
 
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_part(out: Path, k: int, cols: dict[str, np.ndarray], units: dict[str, str],
@@ -245,7 +240,7 @@ def _write_part(out: Path, k: int, cols: dict[str, np.ndarray], units: dict[str,
             if traj:
                 write_columns(traj, out / "trajectories" / f"part-{k:06d}.parquet", traj_units or {})
         write_columns(cols, part, units)
-        atomic_write_text(check, _sha(part) + "\n")
+        atomic_write_text(check, sha256_file(part) + "\n")
     except OSError as exc:
         for p in (check, part):
             try:
@@ -262,7 +257,7 @@ def _valid_part(out: Path, k: int, lo: int, hi: int, expected: Callable[[int, in
 
     part, check = _part_paths(out, k)
     try:
-        if not (part.is_file() and check.is_file()) or check.read_text().strip() != _sha(part):
+        if not (part.is_file() and check.is_file()) or check.read_text().strip() != sha256_file(part):
             return False
         pat = pq.read_table(part, columns=["patient"]).column("patient").to_numpy()
     except Exception:  # unreadable or corrupt: recompute, never trust it
@@ -561,7 +556,7 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
 
     manifest = _manifest(c)
     manifest.update(kind="trial", chunk_size=cs, chunks=len(bounds), reused_chunks=reused, executor=executor,
-                    seconds=seconds, inputs_sha256=recipe["inputs"], outputs={"endpoints.parquet": _sha(out / "endpoints.parquet")})
+                    seconds=seconds, inputs_sha256=recipe["inputs"], outputs={"endpoints.parquet": sha256_file(out / "endpoints.parquet")})
     result = TrialResult(c, out, cols, summary, curves, manifest)
     if figures:
         from .report.comparison import write_comparison_report

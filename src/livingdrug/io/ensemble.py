@@ -27,7 +27,6 @@ deterministic run; the schema key ``livingdrug.manifest`` carries the provenance
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Mapping
@@ -38,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import atomic_write_with, ensure_writable_dir
+from .atomic import atomic_write_with, ensure_writable_dir, sha256_file
 from .results import to_jsonable, write_json
 
 __all__ = [
@@ -107,12 +106,6 @@ def read_parts(out: Path) -> Any:
     return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _frame_columns(df: Any) -> dict[str, np.ndarray]:
@@ -198,6 +191,6 @@ def save_ensemble_run(result: Any, out: Path, *, figures: bool = True) -> Path:
         files += figs
         files.append(write_ensemble_report(result, out, figs))
     shutil.rmtree(parts_dir(out), ignore_errors=True)  # replicates.parquet now holds every part
-    manifest["outputs"] = {p.name: _sha256(p) for p in files}
+    manifest["outputs"] = {p.name: sha256_file(p) for p in files}
     write_json(out / "manifest.json", manifest)
     return out

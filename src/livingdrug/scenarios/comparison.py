@@ -13,8 +13,6 @@ docs/comparison.md.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from .load import (
     _table,
     _text,
     builtin_titles,
+    content_hash,
     load_scenario,
     model_covariates,
     parse_population,
@@ -234,8 +233,7 @@ def _validate(ctx: _Ctx, raw: Mapping[str, Any], text: str, base: Path | None) -
         if both:
             raise ctx.error(f"arms[{k}].parameters.{both[0]}", both[0], expected="a parameter not already varied in [population]",
                             hint="vary it once: in [population.parameters] (all arms) or in the arm")
-    canon = json.dumps(_plain(raw), sort_keys=True, separators=(",", ":"), default=str)
-    arms = tuple(ComparisonArm(n, sc, lg, prod, ap) for n, sc, lg, prod, ap, _ in arm_specs)
+        arms = tuple(ComparisonArm(n, sc, lg, prod, ap) for n, sc, lg, prod, ap, _ in arm_specs)
     allocation: str = "paired"
     ratio: tuple[float, ...] = ()
     if "design" in raw:
@@ -260,7 +258,7 @@ def _validate(ctx: _Ctx, raw: Mapping[str, Any], text: str, base: Path | None) -
         elif "ratio" in dt:
             raise ctx.error("design.ratio", dt["ratio"], expected='no ratio for allocation = "paired"')
     return ComparisonScenario(name, title, description, population, seed, arms, ctx.file, text,
-                              hashlib.sha256(canon.encode()).hexdigest(), allocation, ratio)
+                              content_hash(raw), allocation, ratio)
 
 
 def _param_unit(ctx: _Ctx, field: str, net: Any, name: str, arm: str = "") -> str:
@@ -272,12 +270,6 @@ def _param_unit(ctx: _Ctx, field: str, net: Any, name: str, arm: str = "") -> st
     return str(net.param(name).unit)
 
 
-def _plain(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_plain(v) for v in x]
-    return x
 
 
 def load_comparison(name_or_path: str | Path) -> ComparisonScenario:

@@ -1131,6 +1131,20 @@ def parse_toml_bytes(data: bytes, shown: str = "<bytes>") -> dict[str, Any]:
         ) from None
 
 
+def content_hash(raw: Any) -> str:
+    """SHA-256 of parsed TOML data in canonical JSON (sorted keys), so that formatting and
+    comments do not change it."""
+    def plain(x: Any) -> Any:
+        if isinstance(x, Mapping):
+            return {str(k): plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        return x
+
+    canon = json.dumps(plain(raw), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canon.encode()).hexdigest()
+
+
 def builtin_titles(folder: Path) -> list[tuple[str, str]]:
     """``(name, title)`` of every ``*.toml`` in ``folder`` (a built-in collection)."""
     out = []

@@ -10,8 +10,6 @@ Built-ins live in ``livingdrug/logistics/builtin/*.toml``.  The format is in doc
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from .load import (
     _table,
     _text,
     builtin_titles,
+    content_hash,
     read_named_toml,
 )
 from .schema import ScenarioError
@@ -212,17 +211,10 @@ def _validate(ctx: _Ctx, raw: Mapping[str, Any], text: str) -> LogisticsScenario
     process = Process(**kw["process"])
     inventory = Inventory(**kw["inventory"]) if kind == "off-the-shelf" else None
     programme = Programme(kind=kind, process=process, inventory=inventory, **kw["programme"])
-    canon = json.dumps(_plain(raw), sort_keys=True, separators=(",", ":"), default=str)
     return LogisticsScenario(name, title, description, programme, seed, ctx.file, text,
-                             hashlib.sha256(canon.encode()).hexdigest())
+                             content_hash(raw))
 
 
-def _plain(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_plain(v) for v in x]
-    return x
 
 
 def load_logistics(name_or_path: str | Path) -> LogisticsScenario:
