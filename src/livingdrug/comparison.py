@@ -42,7 +42,8 @@ the same patients, differences between arms are *paired*: discordant pairs give 
 difference in ITT response with McNemar's exact test (McNemar Q 1947 Psychometrika 12:153).
 
 Response means: B-ALL complete remission (< 5 % marrow blasts) by day 28; lymphoma (Lugano
-2014) CR or PR by day 90; myeloma (IMWG 2016) PR or better by day 90.
+2014) CR or PR by day 90; myeloma (IMWG 2016) PR or better by day 90.  ``complete_response``:
+the B-ALL remission, Lugano CR, IMWG CR or sCR at day 90.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ RESPONSE_DAY = 28.0
 #: day after infusion of the lymphoma (Lugano) and myeloma (IMWG) response assessment
 LATE_RESPONSE_DAY = 90.0
 _LATE_DAY = "day_90"
+#: categories that count as a complete response at the late assessment (Lugano 2014 CR; IMWG 2016 CR or sCR)
+_COMPLETE = {"response_lugano": ("CR",), "response_imwg": ("sCR", "CR")}
 _DROPPED = ("ineligible", "progression", "death", "manufacturing failure")
 #: what the endpoints of a comparison or trial mean (stored in every summary)
 DEFINITIONS = {
@@ -463,6 +466,7 @@ def _empty_columns(n: int, arm: str) -> dict[str, np.ndarray]:
         "dose": nan.copy(),
         "tumour_at_infusion": nan.copy(),
         "responded": np.zeros(n, dtype=bool),
+        "complete_response": np.zeros(n, dtype=bool),
         "response_day": nan.copy(),
         "mrd_negative_day": nan.copy(),
         "relapse_day": nan.copy(),
@@ -518,6 +522,7 @@ def _score(cols: dict, idx: np.ndarray, t: np.ndarray, obs: np.ndarray, status: 
         ttr = ep["time_to_remission"]
         resp = ok & (ttr <= RESPONSE_DAY)
         cols["responded"][idx] = resp
+        cols["complete_response"][idx] = resp  # a B-ALL response is a complete remission
         cols["response_day"][idx] = np.where(resp, ttr, np.nan)
         cols["relapse_day"][idx] = np.where(resp, ep["relapse_time"], np.nan)
         cols["mrd_negative_day"][idx] = np.where(ok, ep["time_to_mrd_negative"], np.nan)
@@ -527,6 +532,8 @@ def _score(cols: dict, idx: np.ndarray, t: np.ndarray, obs: np.ndarray, status: 
             d["status"] = int(status[row])
             responded, day, relapse = _response(d)
             cols["responded"][i], cols["response_day"][i], cols["relapse_day"][i] = responded, day, relapse
+            cols["complete_response"][i] = responded and any(
+                (d.get(k) or {}).get(_LATE_DAY) in cr for k, cr in _COMPLETE.items())
     names = sign_observables(net)
     if names:
         for key, grade in max_grades({r: obs[:, after, where[n]] for r, n in names.items()}).items():
@@ -662,6 +669,7 @@ def _arm_summary(cols: dict, curve: dict, programme: Any) -> dict:
         "tumour_at_infusion": quart(cols["tumour_at_infusion"]),
         "response_itt": proportion(int(resp.sum()), n).as_dict(),
         "response_if_infused": proportion(int((resp & ok).sum()), int(ok.sum())).as_dict(),
+        "complete_response_itt": proportion(int(cols["complete_response"].sum()), n).as_dict(),
         "relapse_among_responders": proportion(int(rel.sum()), int(resp.sum())).as_dict(),
         "crs_grade_ge_1": grade_ge("crs_max_grade", 1, ok),
         "crs_grade_ge_3": grade_ge("crs_max_grade", 3, ok),

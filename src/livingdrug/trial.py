@@ -661,7 +661,8 @@ def _t_dose_of(rs: Any) -> float:
 
 #: endpoint columns that are not patient covariates
 _FIXED_COLUMNS = ("arm", "patient", "outcome", "status", "referral_to_infusion", "dropout_day", "untreated_days",
-                  "bridged", "dose", "tumour_at_infusion", "responded", "response_day", "mrd_negative_day",
+                  "bridged", "dose", "tumour_at_infusion", "responded", "complete_response", "response_day",
+                  "mrd_negative_day",
                   "relapse_day", "crs_max_grade", "icans_max_grade", "car_cmax", "car_tmax", "car_auc28",
                   "tumour_nadir", "efs_day", "efs_event")
 

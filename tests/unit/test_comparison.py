@@ -298,3 +298,24 @@ def test_trial_grades_equal_the_dataset_grades_of_the_same_patients():
     after = t >= _t_dose(plan.rs)
     np.testing.assert_array_equal(cols["crs_max_grade"][inf], ds["crs_grade"].values[:, after].max(axis=1))
     np.testing.assert_array_equal(cols["icans_max_grade"][inf], ds["icans_grade"].values[:, after].max(axis=1))
+
+
+def test_complete_response_for_lymphoma_is_lugano_cr_at_day_90():
+    """Lugano 2014 (Cheson BD et al. 2014 J Clin Oncol 32:3059): a complete response is the CR
+    category at the day-90 assessment, recomputed here patient by patient from the dataset
+    with livingdrug.api.disease_responses; a CR is also a response."""
+    from livingdrug.api import disease_responses
+    from livingdrug.comparison import _t_dose, arm_chunk, plan_arm
+
+    raw = {"name": "lbcl", "population": {"patients": 8, "parameters": {"weight": {"median": "70 kg", "cv": 0.2}}},
+           "arms": [{"name": "axi-cel", "scenario": "cd19-lbcl"}]}
+    c = comparison_from_dict(raw, source="lbcl.toml")
+    plan = plan_arm(c, 0, 8)
+    cols, ds = arm_chunk(c, plan, np.arange(8), with_dataset=True)
+    net = plan.rs.network
+    cats = [disease_responses(ds, net, i, t_dose=_t_dose(plan.rs))["response_lugano"]["day_90"] for i in range(8)]
+    np.testing.assert_array_equal(cols["complete_response"], [x == "CR" for x in cats])
+    np.testing.assert_array_equal(cols["responded"], [x in ("CR", "PR") for x in cats])
+    assert np.all(cols["complete_response"] <= cols["responded"])
+    s = run_comparison(c).summary["arms"]["axi-cel"]
+    assert s["complete_response_itt"]["successes"] == int(cols["complete_response"].sum())

@@ -30,6 +30,7 @@ ENDPOINTS = {
     "infused_share": "infused (of referred)",
     "response_itt": "response, ITT (of referred)",
     "response_if_infused": "response (of infused)",
+    "complete_response_itt": "complete response, ITT (of referred)",
     "relapse_among_responders": "relapse (of responders)",
     "crs_grade_ge_1": "CRS grade ≥ 1 (of infused)",
     "crs_grade_ge_3": "CRS grade ≥ 3 (of infused)",
@@ -39,7 +40,7 @@ ENDPOINTS = {
 #: unit of the fixed columns of patients.parquet (varying parameters: their model unit)
 COLUMN_UNITS = {
     "arm": "", "patient": "1", "outcome": "", "status": "1", "referral_to_infusion": "d", "dropout_day": "d",
-    "untreated_days": "d", "bridged": "", "dose": "cell", "tumour_at_infusion": "cell", "responded": "",
+    "untreated_days": "d", "bridged": "", "dose": "cell", "tumour_at_infusion": "cell", "responded": "", "complete_response": "",
     "response_day": "d", "mrd_negative_day": "d", "relapse_day": "d", "crs_max_grade": "1",
     "icans_max_grade": "1", "car_cmax": "cell/uL", "efs_day": "d", "efs_event": "",
     "car_tmax": "d", "car_auc28": "cell/uL*d", "tumour_nadir": "cell",
