@@ -264,3 +264,13 @@ def test_a_trial_of_a_calibrated_scenario_reports_weighted_endpoints(tmp_path):
     assert w.size == 120 and w.sum() == pytest.approx(1.0)
     unweighted = r.summary["arms"][next(iter(r.summary["arms"]))]["response_itt"]["estimate"]
     assert unweighted != pytest.approx(8 / 11, abs=1e-3)  # the weighting did something
+
+
+def test_the_trial_report_shows_the_calibration(tmp_path):
+    from livingdrug.trial import run_trial
+
+    r = run_trial("liu2020-carnk", tmp_path / "t", patients=60, chunk_size=60, figures=True)
+    page = (tmp_path / "t" / "report.html").read_text()
+    assert "Calibration to published figures" in page and "Liu E et al. 2020" in page
+    n_eff = r.summary["calibration"]["n_effective"]
+    assert f"effective sample size {n_eff:.0f}" in page

@@ -114,7 +114,9 @@ def _figures(result: Any, out: Path) -> list[Path]:
 
     from . import trial_figures as tf
 
-    pt = result.patients
+    # arm names label legends and the number-at-risk rows: keep them short enough to leave room
+    pt = dict(result.patients)
+    pt["arm"] = np.array([a if len(a) <= 32 else a[:31] + "…" for a in pt["arm"]], dtype=object)
     paths.append(tf.km_figure(pt, out / "efs_from_referral.png", time_col="efs_day", event_col="efs_event", by="arm",
                               xlabel="days since referral",
                               title="Event-free survival from referral\n(events: drop-out, no response, relapse)"))
@@ -124,20 +126,21 @@ def _figures(result: Any, out: Path) -> list[Path]:
         paths.append(tf.waterfall(treated, out / "waterfall.png", baseline="tumour_at_infusion", nadir="tumour_nadir"))
         if np.isfinite(treated["car_cmax"]).any() and np.all(treated["car_cmax"][np.isfinite(treated["car_cmax"])] > 0):
             paths.append(tf.exposure_response(treated, out / "exposure_response.png"))
-    fig, ax = plt.subplots(figsize=(7, 4))
     all_w = pt["referral_to_infusion"][np.isfinite(pt["referral_to_infusion"])]
-    if all_w.size:
+    if all_w.size and any(a.logistics is not None for a in result.comparison.arms):  # waits need a programme
+        fig, ax = plt.subplots(figsize=(7, 4))
         bins = np.linspace(0, max(float(all_w.max()), 1.0) * 1.02, 40)
+        full = result.patients["arm"]
         for j, a in enumerate(arms):
-            w = pt["referral_to_infusion"][(pt["arm"] == a) & np.isfinite(pt["referral_to_infusion"])]
+            w = pt["referral_to_infusion"][(full == a) & np.isfinite(pt["referral_to_infusion"])]
             if w.size:
                 ax.hist(w, bins=list(bins), alpha=0.6, color=_COLOURS[j % len(_COLOURS)],
                         label=f"{a}: median {np.median(w):.1f} d")
-    ax.set_xlabel("referral → infusion, d")
-    ax.set_ylabel("patients infused")
-    ax.set_title("Time from referral to infusion")
-    ax.legend(fontsize=8)
-    save(fig, "referral_to_infusion.png")
+        ax.set_xlabel("referral → infusion, d")
+        ax.set_ylabel("patients infused")
+        ax.set_title("Time from referral to infusion")
+        ax.legend(fontsize=8)
+        save(fig, "referral_to_infusion.png")
 
     panels = [k for k in ("tumour", "car_blood") if any(k in result.curves[a] for a in arms)]
     if panels:
@@ -187,6 +190,36 @@ def save_comparison_run(result: Any, out: str | Path, *, figures: bool = True) -
         write_comparison_report(result, out)
     write_json(out / "manifest.json", result.manifest)
     return out
+
+
+def _calibration_html(cal: dict | None) -> str:
+    """The calibration section of a trial report (maximum-entropy weights to published figures)."""
+    if not cal:
+        return ""
+    if "error" in cal:
+        return f"<h2>Calibration to published figures</h2><p class=note>Not possible: {html.escape(cal['error'])}</p>"
+
+    def pct(x: Any) -> str:
+        if x is None:
+            return "—"
+        if isinstance(x, (list, tuple)):
+            return "–".join(pct(v) for v in x)
+        return f"{100 * x:.1f} %" if 0 <= x <= 1 else f"{x:.4g}"
+
+    rows = "\n".join(
+        f"<tr><td>{html.escape(str(r['target']))}</td><td class=num>{pct(r['published'])} ({pct(r['published_interval'])})</td>"
+        f"<td class=num>{pct(r.get('unweighted'))}</td><td class=num>{pct(r['simulated'])} ({pct(r['simulated_interval'])})</td>"
+        f"<td>{'yes' if r['within'] else 'NO'}</td><td>{html.escape(str(r.get('source', '')))}</td></tr>" for r in cal["table"])
+    wtd = "".join(f"<tr><td>{html.escape(k)}</td><td class=num>{pct(v)}</td></tr>" for k, v in cal["weighted"].items())
+    return f"""<h2>Calibration to published figures</h2>
+<p>The virtual patients are weighted (maximum entropy: the weights closest to equal that reproduce
+every published figure; effective sample size {cal['n_effective']:.0f}). Published intervals are
+Wilson 95 % intervals from the trial's n; calibrated intervals use the effective sample size.</p>
+<table><tr><th>target</th><th>published (95 % CI)</th><th>plausible, unweighted</th><th>calibrated (95 % CI)</th><th>within</th><th>source</th></tr>
+{rows}
+</table>
+<p>Weighted endpoints of the calibrated population:</p>
+<table>{wtd}</table>"""
 
 
 def write_comparison_report(result: Any, out: Path, *, kind: str = "comparison") -> list[Path]:
@@ -248,6 +281,7 @@ remission by day 28 (lymphoma: Lugano CR/PR, myeloma: IMWG ≥ PR at day 90). Gr
 (Lee 2019).</p>
 {paired_html}
 {randomised_html}
+{_calibration_html(result.summary.get("calibration"))}
 <h2>Figures</h2>
 {''.join(figure_html(p) for p in figs)}
 <h2>Provenance</h2>
