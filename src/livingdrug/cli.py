@@ -469,6 +469,7 @@ def logistics(
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: the scenario's).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the built-in logistics scenarios and exit.")] = False,
     figures: Annotated[bool, typer.Option("--figures/--no-figures", help="Write PNG figures and report.html.")] = True,
+    disease: Annotated[str | None, typer.Option("--disease", help="Also treat every infused patient with this model scenario (e.g. cd19-ball): disease progression while waiting and outcomes by the disease model.")] = None,
 ) -> None:
     """Simulate a treatment programme: referrals, apheresis, manufacturing, drop-out and infusion.
 
@@ -502,7 +503,7 @@ def logistics(
         _fail(f"--seed {seed}: expected a non-negative integer")
     sc = load_logistics(scenario or "autologous-centre")
     prog = sc.programme
-    overrides: dict[str, float] = {}
+    overrides: dict[str, Any] = {}
     if months is not None:
         try:
             prog = dataclasses.replace(prog, months=float(months))
@@ -515,6 +516,12 @@ def logistics(
         out = Path("runs") / f"{sc.name}-{stamp}"
     ensure_writable_dir(out)
     result = simulate_programme(prog, run_seed)
+    if disease is not None:
+        from .comparison import programme_outcomes
+
+        arm = programme_outcomes(dataclasses.replace(sc, programme=prog), disease, seed=run_seed)
+        result.summary["disease_model"] = {"scenario": disease, **arm}
+        overrides["disease"] = disease
     folder = save_logistics_run(result, sc, out, figures=figures, overrides=overrides)
     table = Table(title=f"{sc.title} — {prog.months:g} months, seed {run_seed}", title_justify="left")
     table.add_column("")
@@ -522,6 +529,14 @@ def logistics(
     for label, value in logistics_rows(result.summary):
         table.add_row(escape(label), escape(value))
     con.print(table)
+    dm = result.summary.get("disease_model")
+    if dm:
+        def pct(p: dict) -> str:
+            return f"{100 * p['estimate']:.1f} % ({100 * p['low']:.1f}–{100 * p['high']:.1f})" if p["estimate"] is not None else "—"
+
+        con.print(f"by the disease model ({escape(str(dm['scenario']))}; the leukaemia grows while patients wait): "
+                  f"ITT response {pct(dm['response_itt'])}, response if infused {pct(dm['response_if_infused'])}, "
+                  f"CRS ≥ 3 {pct(dm['crs_grade_ge_3'])}, EFS at 12 months {100 * dm['efs']['at_12_months']:.1f} %")
     files = ("report.html", "patients.parquet", "summary.json", "manifest.json")
     written = ", ".join(n for n in files if (folder / n).exists())
     con.print(f"wrote {escape(str(folder))}/ ({written}) in {time.perf_counter() - t0:.1f} s")

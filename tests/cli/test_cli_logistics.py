@@ -87,3 +87,17 @@ def test_bad_logistics_file_exits_2_with_one_line(tmp_path, text, needle):
 def test_bad_logistics_arguments_exit_2(tmp_path, args, needle):
     p = run("logistics", *args, "--out", str(tmp_path / "o"))
     assert p.returncode == 2 and "Traceback" not in p.stderr and needle in p.stderr
+
+
+def test_logistics_with_the_disease_model(tmp_path):
+    out = tmp_path / "centre"
+    p = run("logistics", "autologous-centre", "--out", str(out), "--months", "3", "--disease", "cd19-ball",
+            "--no-figures")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    dm = summary["disease_model"]
+    assert dm["scenario"] == "cd19-ball" and dm["referred"] == summary["referred"] and dm["infused"] == summary["infused"]
+    assert "by the disease model" in p.stdout
+    assert json.loads((out / "manifest.json").read_text())["overrides"]["disease"] == "cd19-ball"
+    p = run("logistics", "autologous-centre", "--months", "3", "--disease", "cd19-bal", "--out", str(tmp_path / "x"))
+    assert p.returncode == 2 and "cd19-ball" in p.stderr and "Traceback" not in p.stderr

@@ -319,3 +319,27 @@ def test_complete_response_for_lymphoma_is_lugano_cr_at_day_90():
     assert np.all(cols["complete_response"] <= cols["responded"])
     s = run_comparison(c).summary["arms"]["axi-cel"]
     assert s["complete_response_itt"]["successes"] == int(cols["complete_response"].sum())
+
+
+def test_programme_outcomes_by_the_disease_model():
+    """A logistics programme's referred patients treated by the disease model: the same
+    referrals and infusions as the programme itself, and the slower centre (tisa-cel-like,
+    ~48 d vein-to-vein) loses more patients by intention to treat than the axi-cel-like one."""
+    import dataclasses
+
+    from livingdrug.comparison import programme_outcomes
+    from livingdrug.logistics import simulate_programme
+    from livingdrug.scenarios.logistics import load_logistics
+
+    out = {}
+    for name in ("autologous-centre", "autologous-centre-slow"):
+        lg = load_logistics(name)
+        lg = dataclasses.replace(lg, programme=dataclasses.replace(lg.programme, months=12))
+        arm = programme_outcomes(lg, "cd19-ball")
+        prog = simulate_programme(lg.programme, lg.seed).summary
+        assert arm["referred"] == prog["referred"] and arm["infused"] == prog["infused"]
+        out[name] = arm
+    fast, slow = out["autologous-centre"], out["autologous-centre-slow"]
+    assert slow["referral_to_infusion_days"]["median"] > fast["referral_to_infusion_days"]["median"] + 10
+    assert slow["response_itt"]["estimate"] < fast["response_itt"]["estimate"]
+    assert slow["untreated_days"]["median"] > fast["untreated_days"]["median"]
