@@ -314,6 +314,17 @@ def _interval(iv: Any, unit: str) -> str:
     return f"{lo:.4g}–{hi:.4g} {unit}"
 
 
+def calibration_cells(row: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Text of one calibration-table row in its unit: (published with interval, plausible
+    unweighted, calibrated with interval); a distribution target's published value is N(mean, sd²)."""
+    u = row["unit"]
+    pub = row["published"]
+    pub_txt = (f"N({pub[0]:.4g}, {pub[1]:.4g}²) {u}" if isinstance(pub, (tuple, list)) else
+               f"{_fmt(pub, u)} ({_interval(row['published_interval'], u)})")
+    return (pub_txt, _fmt(row.get("unweighted"), u),
+            f"{_fmt(row['simulated'], u)} ({_interval(row['simulated_interval'], u)})")
+
+
 def calibration_markdown(result: CalibrationResult) -> str:
     """The calibration table as Markdown (published, unweighted, calibrated, within)."""
     lines = [f"# Calibration of {result.title} ({result.scenario})", "",
@@ -323,12 +334,8 @@ def calibration_markdown(result: CalibrationResult) -> str:
              "| target | published (95 % CI) | plausible, unweighted | calibrated (95 % CI, n = n_eff) | within | source |",
              "|---|---|---|---|---|---|"]
     for r in result.table:
-        u = r["unit"]
-        pub = r["published"]
-        pub_txt = (f"N({pub[0]:.4g}, {pub[1]:.4g}²) {u}" if isinstance(pub, tuple) else
-                   f"{_fmt(pub, u)} ({_interval(r['published_interval'], u)})")
-        lines.append(f"| {r['target']} | {pub_txt} | {_fmt(r['unweighted'], u)} | "
-                     f"{_fmt(r['simulated'], u)} ({_interval(r['simulated_interval'], u)}) | "
+        pub_txt, unweighted, calibrated = calibration_cells(r)
+        lines.append(f"| {r['target']} | {pub_txt} | {unweighted} | {calibrated} | "
                      f"{'yes' if r['within'] else 'NO'} | {r['source']} |")
     lines += ["", "Research use only: simulated patients, not a prediction for a real patient."]
     return "\n".join(lines) + "\n"

@@ -815,7 +815,7 @@ def calibrate(
     from rich.markup import escape
     from rich.table import Table
 
-    from .calibrate import calibrate_population, save_calibration
+    from .calibrate import calibrate_population, calibration_cells, save_calibration
 
     t0 = time.perf_counter()
     if method not in ("weights", "selection"):
@@ -837,16 +837,8 @@ def calibrate(
     for col in ("target", "published", "plausible (unweighted)", "calibrated (95 % CI)", "within"):
         table.add_column(col, justify="left" if col == "target" else "right")
 
-    def fmt(x: Any) -> str:
-        if x is None:
-            return "—"
-        if isinstance(x, (tuple, list)):
-            return "–".join(fmt(v) for v in x)
-        return f"{100 * x:.1f} %" if 0 <= x <= 1 else f"{x:.4g}"
-
     for row in r.table:
-        table.add_row(escape(str(row["target"])), f"{fmt(row['published'])} ({fmt(row['published_interval'])})",
-                      fmt(row.get("unweighted")), f"{fmt(row['simulated'])} ({fmt(row['simulated_interval'])})",
+        table.add_row(escape(str(row["target"])), *(escape(x) for x in calibration_cells(row)),
                       "yes" if row["within"] else "NO")
     con = _console()
     con.print(table)

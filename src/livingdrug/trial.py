@@ -46,6 +46,7 @@ import numpy as np
 
 from . import __version__
 from .io.atomic import sha256_file
+from .report.comparison import column_units
 
 __all__ = ["TrialResult", "ChunkReport", "run_trial", "trial_design", "DEFAULT_CHUNK", "TRIAL_FORMAT",
            "BAND_PATIENTS", "read_endpoints"]
@@ -430,7 +431,7 @@ def run_trial(
 
     pending = [b for b in bounds if not (resume and _valid_part(out, *b, expected))]
     done = len(bounds) - len(pending)
-    units = _units(c)
+    units = column_units(c)
     traj_units = {"arm": "", "patient": "1", "time": "d", "crs_grade": "1", "icans_grade": "1",
                   **{o.name: o.unit for a in c.arms if a.scenario.network is not None for o in a.scenario.network.observables}}
     if on_chunk is not None and done:
@@ -470,23 +471,6 @@ def _remove_stale_temporaries(out: Path) -> None:
                 tmp.unlink()
             except OSError:
                 pass
-
-
-def _units(c: Any) -> dict[str, str]:
-    from .models import MODELS
-    from .report.comparison import COLUMN_UNITS
-
-    units = dict(COLUMN_UNITS)
-    for a in c.arms:
-        net = a.scenario.network
-        for v in (*c.population.parameters, *a.parameters):
-            if net is not None and v.name in net.param_names:
-                units[v.name] = str(net.param(v.name).unit)
-        spec = MODELS.get(a.scenario.model)
-        for v in c.population.covariates:
-            if spec is not None:
-                units[v.name] = str(spec.covariates.get(v.name, ""))
-    return units
 
 
 def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures: bool, cs: int,

@@ -21,9 +21,10 @@ import numpy as np
 
 from ..io.atomic import atomic_write_text, ensure_writable_dir
 from ..io.results import write_columns, write_json
-from .html import DISCLAIMER_HTML, PAGE_STYLE, figure_html, save_png
+from .html import figure_html, page_html, save_png, scenario_html
 
-__all__ = ["save_comparison_run", "write_comparison_report", "comparison_rows", "ENDPOINTS", "COLUMN_UNITS"]
+__all__ = ["save_comparison_run", "write_comparison_report", "comparison_rows", "column_units", "ENDPOINTS",
+           "COLUMN_UNITS"]
 
 #: summary key → label of the proportion endpoints shown per arm
 ENDPOINTS = {
@@ -167,24 +168,19 @@ def _figures(result: Any, out: Path) -> list[Path]:
     return paths
 
 
+def column_units(c: Any) -> dict[str, str]:
+    """Unit of every column of a comparison's or trial's patient table: the fixed columns
+    (:data:`COLUMN_UNITS`) and each varied quantity's own unit."""
+    return {**COLUMN_UNITS, **{v.name: v.unit for v in (*c.population.variables, *(p for a in c.arms for p in a.parameters))}}
+
+
 def save_comparison_run(result: Any, out: str | Path, *, figures: bool = True) -> Path:
     """Write the run folder of ``result`` (a :class:`~livingdrug.comparison.ComparisonResult`)."""
     out = ensure_writable_dir(Path(out))
     stale = out / "manifest.json"
     if stale.exists():
         stale.unlink()
-    c = result.comparison
-    units = dict(COLUMN_UNITS)
-    for v in (*c.population.parameters, *(p for a in c.arms for p in a.parameters)):
-        net = next((a.scenario.network for a in c.arms if a.scenario.network is not None
-                    and v.name in a.scenario.network.param_names), None)
-        units[v.name] = str(net.param(v.name).unit) if net is not None else ""
-    from ..models import MODELS
-
-    for v in c.population.covariates:
-        spec = MODELS.get(c.arms[0].scenario.model)
-        units[v.name] = str(spec.covariates.get(v.name, "")) if spec is not None else ""
-    write_columns(result.patients, out / "patients.parquet", units)
+    write_columns(result.patients, out / "patients.parquet", column_units(result.comparison))
     write_json(out / "summary.json", result.summary)
     if figures:
         write_comparison_report(result, out)
@@ -199,18 +195,15 @@ def _calibration_html(cal: dict | None) -> str:
     if "error" in cal:
         return f"<h2>Calibration to published figures</h2><p class=note>Not possible: {html.escape(cal['error'])}</p>"
 
-    def pct(x: Any) -> str:
-        if x is None:
-            return "—"
-        if isinstance(x, (list, tuple)):
-            return "–".join(pct(v) for v in x)
-        return f"{100 * x:.1f} %" if 0 <= x <= 1 else f"{x:.4g}"
+    from ..calibrate import calibration_cells
 
     rows = "\n".join(
-        f"<tr><td>{html.escape(str(r['target']))}</td><td class=num>{pct(r['published'])} ({pct(r['published_interval'])})</td>"
-        f"<td class=num>{pct(r.get('unweighted'))}</td><td class=num>{pct(r['simulated'])} ({pct(r['simulated_interval'])})</td>"
-        f"<td>{'yes' if r['within'] else 'NO'}</td><td>{html.escape(str(r.get('source', '')))}</td></tr>" for r in cal["table"])
-    wtd = "".join(f"<tr><td>{html.escape(k)}</td><td class=num>{pct(v)}</td></tr>" for k, v in cal["weighted"].items())
+        f"<tr><td>{html.escape(str(r['target']))}</td>"
+        + "".join(f"<td class=num>{html.escape(x)}</td>" for x in calibration_cells(r))
+        + f"<td>{'yes' if r['within'] else 'NO'}</td><td>{html.escape(str(r.get('source', '')))}</td></tr>"
+        for r in cal["table"])
+    wtd = "".join(f"<tr><td>{html.escape(k)}</td><td class=num>{'—' if v is None else f'{100 * v:.1f} %'}</td></tr>"
+                  for k, v in cal["weighted"].items())
     return f"""<h2>Calibration to published figures</h2>
 <p>The virtual patients are weighted (maximum entropy: the weights closest to equal that reproduce
 every published figure; effective sample size {cal['n_effective']:.0f}). Published intervals are
@@ -255,18 +248,10 @@ def write_comparison_report(result: Any, out: Path, *, kind: str = "comparison")
         f"<tr><td>{html.escape(a.name)}</td><td>{html.escape(a.scenario.name)}: {html.escape(a.scenario.title)}</td>"
         f"<td>{html.escape(a.logistics.name + ': ' + a.logistics.title) if a.logistics else 'none (infused at once)'}</td>"
         f"<td>{html.escape(a.product)}</td></tr>" for a in c.arms)
-    desc = "".join(f"<p>{html.escape(' '.join(b.split()))}</p>" for b in c.description.split("\n\n") if b.strip())
     m = result.manifest
     prov = {"livingdrug": m["livingdrug_version"], kind: c.name, f"{kind} hash": c.hash,
             "patients": m["patients"], "seed": m["seed"], "created": m["created"]}
-    prov_rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in prov.items())
-    title = html.escape(c.title)
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>livingdrug — {title}</title>
-{PAGE_STYLE}</head><body>
-<h1>{title}</h1>
-{DISCLAIMER_HTML}
-<h2>Question</h2>{desc}
+    body = f"""{scenario_html(c, "Question")}
 <h2>Arms</h2>
 <table><tr><th>arm</th><th>model scenario</th><th>logistics</th><th>product</th></tr>
 {arms_html}
@@ -283,11 +268,9 @@ remission by day 28 (lymphoma: Lugano CR/PR, myeloma: IMWG ≥ PR at day 90). Gr
 {randomised_html}
 {_calibration_html(result.summary.get("calibration"))}
 <h2>Figures</h2>
-{''.join(figure_html(p) for p in figs)}
-<h2>Provenance</h2>
-<table>{prov_rows}</table>
-<p>Re-run with <code>livingdrug {kind if kind == "trial" else "compare"} {html.escape(c.source if Path(c.source).is_file() else c.name)} --patients {m['patients']} --seed {m['seed']}</code>.</p>
-</body></html>
-"""
+{''.join(figure_html(p) for p in figs)}"""
+    name = c.source if Path(c.source).is_file() else c.name
+    page = page_html(c.title, body, prov, f"Re-run with <code>livingdrug {kind if kind == 'trial' else 'compare'} "
+                                          f"{html.escape(name)} --patients {m['patients']} --seed {m['seed']}</code>.")
     atomic_write_text(out / "report.html", page)
     return figs

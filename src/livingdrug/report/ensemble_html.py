@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io.atomic import atomic_write_text
-from .html import DISCLAIMER_HTML, PAGE_STYLE, figure_html, scenario_html
+from .html import figure_html, page_html, scenario_html
 
 __all__ = ["probability_rows", "detail_rows", "sweep_rows", "write_ensemble_report"]
 
@@ -131,7 +131,7 @@ def write_ensemble_report(result: Any, out: Path, figures: list[Path]) -> Path:
     from ..ensemble import SweepResult
 
     m = result.manifest
-    title = html.escape(str(getattr(result.scenario, "title", "") or m["scenario"]["name"]))
+    title = str(getattr(result.scenario, "title", "") or m["scenario"]["name"])
     eng = m.get("engine", {})
     parts: list[str] = []
     if isinstance(result, SweepResult):
@@ -185,22 +185,12 @@ def write_ensemble_report(result: Any, out: Path, figures: list[Path]) -> Path:
         "created": m.get("created"),
         "model": f"{result.network.name} — {result.network.reference}",
     }
-    prov_rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in prov.items())
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>livingdrug — {title}</title>
-{PAGE_STYLE}</head><body>
-<h1>{title}</h1>
-{DISCLAIMER_HTML}
-<p>Stochastic run: engine <code>{html.escape(str(eng.get("engine", "")))}</code>,
+    body = f"""<p>Stochastic run: engine <code>{html.escape(str(eng.get("engine", "")))}</code>,
 {html.escape(str(eng.get("replicates", "")))} replicates{" per value" if isinstance(result, SweepResult) else ""}, seed {html.escape(str(m.get("seed")))}.
 Status: {html.escape(status)}.</p>
 {scenario_html(result.scenario)}
 {"".join(parts)}
 <h2>Figures</h2>
-{imgs}
-<h2>Provenance</h2>
-<table>{prov_rows}</table>
-<p>Re-run exactly (bitwise) with <code>livingdrug run --from manifest.json</code>.</p>
-</body></html>
-"""
+{imgs}"""
+    page = page_html(title, body, prov, "Re-run exactly (bitwise) with <code>livingdrug run --from manifest.json</code>.")
     return atomic_write_text(Path(out) / "report.html", page)

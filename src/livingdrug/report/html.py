@@ -10,7 +10,8 @@ from typing import Any
 
 from ..io.atomic import atomic_write_text
 
-__all__ = ["write_report", "summary_rows", "figure_html", "scenario_html", "save_png", "PAGE_STYLE", "DISCLAIMER_HTML"]
+__all__ = ["write_report", "summary_rows", "figure_html", "scenario_html", "page_html", "save_png", "PAGE_STYLE",
+           "DISCLAIMER_HTML"]
 
 #: the report's style sheet (shared by the deterministic and the stochastic report)
 PAGE_STYLE = """<style>
@@ -128,14 +129,32 @@ def summary_rows(summary: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def scenario_html(scenario: Any) -> str:
-    """The scenario's own description (what it models and its sources), one paragraph per
-    blank-line-separated block; empty when it has none."""
+def scenario_html(scenario: Any, heading: str = "Scenario") -> str:
+    """The scenario's own description (what it models and its sources) under ``heading``, one
+    paragraph per blank-line-separated block; empty when it has none."""
     text = str(getattr(scenario, "description", "") or "").strip()
     if not text:
         return ""
     paras = [" ".join(b.split()) for b in text.split("\n\n") if b.strip()]
-    return "<h2>Scenario</h2>" + "".join(f"<p>{html.escape(p)}</p>" for p in paras)
+    return f"<h2>{html.escape(heading)}</h2>" + "".join(f"<p>{html.escape(p)}</p>" for p in paras)
+
+
+def page_html(title: str, body: str, provenance: dict[str, Any], rerun: str) -> str:
+    """A whole report page: head and style, the title, the research-use notice, ``body`` (HTML),
+    then the provenance table and the re-run line (``rerun`` is HTML)."""
+    t = html.escape(title)
+    prov_rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in provenance.items())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>livingdrug — {t}</title>
+{PAGE_STYLE}</head><body>
+<h1>{t}</h1>
+{DISCLAIMER_HTML}
+{body}
+<h2>Provenance</h2>
+<table>{prov_rows}</table>
+<p>{rerun}</p>
+</body></html>
+"""
 
 
 def figure_html(p: Path) -> str:
@@ -167,24 +186,14 @@ def write_report(result: Any, out: Path, figures: list[Path]) -> Path:
         "created": m.get("created"),
         "model": f"{result.network.name} — {result.network.reference}",
     }
-    prov_rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in prov.items())
-    title = html.escape(str(getattr(result.scenario, "title", "") or ds.attrs.get("scenario", "")))
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>livingdrug — {title}</title>
-{PAGE_STYLE}</head><body>
-<h1>{title}</h1>
-{DISCLAIMER_HTML}
-<p>Status: {html.escape(status)}.</p>
+    title = str(getattr(result.scenario, "title", "") or ds.attrs.get("scenario", ""))
+    body = f"""<p>Status: {html.escape(status)}.</p>
 {scenario_html(result.scenario)}
 <h2>Summary</h2>
 <table><tr><th>section</th><th>endpoint</th><th>value</th><th>unit</th></tr>
 {rows}
 </table>
 <h2>Figures</h2>
-{imgs}
-<h2>Provenance</h2>
-<table>{prov_rows}</table>
-<p>Re-run exactly with <code>livingdrug run --from manifest.json</code>.</p>
-</body></html>
-"""
+{imgs}"""
+    page = page_html(title, body, prov, "Re-run exactly with <code>livingdrug run --from manifest.json</code>.")
     return atomic_write_text(Path(out) / "report.html", page)

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..io.atomic import atomic_write_text
 from ..io.results import write_columns, write_json
-from .html import DISCLAIMER_HTML, PAGE_STYLE, figure_html, save_png
+from .html import figure_html, page_html, save_png, scenario_html
 
 __all__ = ["save_logistics_run", "logistics_rows", "write_patients", "PATIENT_UNITS"]
 
@@ -171,29 +171,18 @@ def save_logistics_run(
     if figures:
         rows = "\n".join(f"<tr><td>{html.escape(k)}</td><td class=num>{html.escape(v)}</td></tr>"
                          for k, v in logistics_rows(result.summary))
-        desc = "".join(f"<p>{html.escape(' '.join(b.split()))}</p>" for b in scenario.description.split("\n\n") if b.strip())
         prov = {"livingdrug": __version__, "scenario": scenario.name, "scenario hash": scenario.sha256,
                 "seed": result.seed, "created": manifest["created"]}
-        prov_rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in prov.items())
-        title = html.escape(scenario.title)
-        page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>livingdrug — {title}</title>
-{PAGE_STYLE}</head><body>
-<h1>{title}</h1>
-{DISCLAIMER_HTML}
-<h2>Scenario</h2>{desc}
+        body = f"""{scenario_html(scenario)}
 <h2>Summary</h2>
 <table><tr><th>endpoint</th><th>value</th></tr>
 {rows}
 </table>
 <p>Times in days. ITT: intention to treat, counted from referral (docs/logistics.md).</p>
 <h2>Figures</h2>
-{''.join(figure_html(p) for p in figs)}
-<h2>Provenance</h2>
-<table>{prov_rows}</table>
-<p>Re-run with <code>livingdrug logistics {html.escape(scenario.source)} --seed {result.seed}</code>.</p>
-</body></html>
-"""
+{''.join(figure_html(p) for p in figs)}"""
+        page = page_html(scenario.title, body, prov, f"Re-run with <code>livingdrug logistics {html.escape(scenario.source)} "
+                                                     f"--seed {result.seed}</code>.")
         atomic_write_text(out / "report.html", page)
     write_json(out / "manifest.json", manifest)
     return out

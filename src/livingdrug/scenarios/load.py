@@ -472,7 +472,8 @@ def parse_variability(ctx: _Ctx, field: str, name: str, raw: Any, unit: str | No
     t = _table(ctx, field, raw)
     _check_keys(ctx, field, t, keys)
     dist = _text(ctx, f"{field}.distribution", t["distribution"], maxlen=20) if "distribution" in t else "lognormal"
-    kw: dict[str, Any] = {"distribution": dist}
+    kw: dict[str, Any] = {"distribution": dist,
+                          "unit": unit if unit is not None else _text(ctx, f"{field}.unit", t.get("unit", "1"), maxlen=40)}
 
     def qty(f: str, v: Any) -> float:
         if unit is None:
@@ -522,12 +523,8 @@ def parse_population(ctx: _Ctx, raw: Any, param_unit: Callable[[str, str], str],
                    for p, v in _table(ctx, "population.parameters", pop.get("parameters", {})).items())
     covs = tuple(parse_variability(ctx, f"population.covariates.{c}", c, v, covariate_unit(f"population.covariates.{c}", c))
                  for c, v in _table(ctx, "population.covariates", pop.get("covariates", {})).items())
-    chars = []
-    for c, v in _table(ctx, "population.characteristics", pop.get("characteristics", {})).items():
-        f = f"population.characteristics.{c}"
-        if isinstance(v, Mapping) and "unit" in v:
-            _text(ctx, f"{f}.unit", v["unit"], maxlen=40)
-        chars.append(parse_variability(ctx, f, c, v, None, _CHAR_KEYS))
+    chars = [parse_variability(ctx, f"population.characteristics.{c}", c, v, None, _CHAR_KEYS)
+             for c, v in _table(ctx, "population.characteristics", pop.get("characteristics", {})).items()]
     names = [v.name for v in (*params, *covs, *chars)]
     for n in names:
         if names.count(n) > 1:
@@ -551,10 +548,9 @@ def parse_population(ctx: _Ctx, raw: Any, param_unit: Callable[[str, str], str],
         if cov not in names:
             raise ctx.error(f"{f}.covariate", cov, expected=f"a varying quantity of the population ({_listing(names)})",
                             hint="vary it under [population.characteristics.NAME] (or parameters/covariates)")
-        cunit = next((param_unit(f, cov) for v in params if v.name == cov), None) or \
-            next((covariate_unit(f, cov) for v in covs if v.name == cov), None)
-        ref = _quantity(ctx, f"{f}.reference", t["reference"], cunit) if cunit else \
-            _number(ctx, f"{f}.reference", t["reference"], expected="the covariate's reference value")
+        varied = next(v for v in (*params, *covs, *chars) if v.name == cov)
+        ref = _number(ctx, f"{f}.reference", t["reference"], expected="the covariate's reference value") \
+            if varied in chars else _quantity(ctx, f"{f}.reference", t["reference"], varied.unit)
         try:
             effects.append(Effect(par, cov, _text(ctx, f"{f}.model", t["model"], maxlen=20), ref,
                                   _number(ctx, f"{f}.coefficient", t["coefficient"], expected="a number")))

@@ -77,7 +77,8 @@ class Variability:
     """One quantity that varies between patients (canonical units; see the module docstring).
 
     ``median``: typical value, ``None`` = the model's value; ``cv``: coefficient of variation
-    (0 = no variability); ``lower``/``upper``: truncation bounds.
+    (0 = no variability); ``lower``/``upper``: truncation bounds; ``unit``: the unit of every
+    value (the model's canonical unit, or the one a patient characteristic names).
     """
 
     name: str
@@ -88,6 +89,7 @@ class Variability:
     upper: float = math.inf
     values: tuple[float, ...] = ()
     probabilities: tuple[float, ...] = ()
+    unit: str = ""
 
     def __post_init__(self) -> None:
         f = self.name
