@@ -519,7 +519,8 @@ def logistics(
     if disease is not None:
         from .comparison import programme_outcomes
 
-        arm = programme_outcomes(dataclasses.replace(sc, programme=prog), disease, seed=run_seed)
+        arm = programme_outcomes(dataclasses.replace(sc, programme=prog), disease, seed=run_seed,
+                                 referred=result.summary["referred"])
         result.summary["disease_model"] = {"scenario": disease, **arm}
         overrides["disease"] = disease
     folder = save_logistics_run(result, sc, out, figures=figures, overrides=overrides)

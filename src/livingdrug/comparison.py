@@ -150,13 +150,15 @@ def run_comparison(comparison: Any, *, patients: int | None = None, seed: int | 
     return ComparisonResult(c, table, summary, curves, _manifest(c))
 
 
-def programme_outcomes(logistics: Any, scenario: Any, *, seed: int | None = None) -> dict:
+def programme_outcomes(logistics: Any, scenario: Any, *, seed: int | None = None,
+                       referred: int | None = None) -> dict:
     """Intention-to-treat outcomes of a logistics programme by the disease model: every
     patient the programme refers (``logistics``, a LogisticsScenario, with its seed or
     ``seed``) who is infused receives ``scenario`` (name, path or Scenario) after progressing
     by the model while waiting — a one-arm comparison (module docstring) whose patient *i* is
     the programme's referral *i*, with the scenario's ``[population]`` variability if it has
-    one.  Returns that arm's summary (:func:`run_comparison`)."""
+    one.  ``referred``: the programme's referral count when the caller has simulated it already
+    (else it is simulated once to count).  Returns that arm's summary (:func:`run_comparison`)."""
     import hashlib
 
     from .logistics import simulate_programme
@@ -166,7 +168,8 @@ def programme_outcomes(logistics: Any, scenario: Any, *, seed: int | None = None
 
     s = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
     run_seed = logistics.seed if seed is None else int(seed)
-    referred = simulate_programme(logistics.programme, run_seed).summary["referred"]
+    if referred is None:
+        referred = int(simulate_programme(logistics.programme, run_seed).summary["referred"])
     pop = s.population if s.population is not None else Population(max(referred, 1))
     pop = dataclasses.replace(pop, size=max(referred, 1))
     text = f"{logistics.sha256}:{s.name}"

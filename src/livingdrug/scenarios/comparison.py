@@ -36,6 +36,7 @@ from .load import (
     model_covariates,
     parse_population,
     parse_variability,
+    read_identity,
     read_named_toml,
     unknown_covariate,
 )
@@ -151,12 +152,7 @@ def comparison_from_dict(raw: Mapping[str, Any], *, source: str = "<dict>", text
 
 def _validate(ctx: _Ctx, raw: Mapping[str, Any], text: str, base: Path | None) -> ComparisonScenario:
 
-    if not isinstance(raw, Mapping):
-        raise ctx.error("", raw, expected="a table of settings")
-    _check_keys(ctx, "", raw, _TOP)
-    name = _text(ctx, "name", raw.get("name", Path(ctx.file).stem), maxlen=64)
-    title = _text(ctx, "title", raw.get("title", name), maxlen=200)
-    description = _text(ctx, "description", raw.get("description", ""))
+    name, title, description = read_identity(ctx, raw, _TOP)
 
     arms_raw = raw.get("arms")
     if not isinstance(arms_raw, list) or not arms_raw:

@@ -1127,6 +1127,17 @@ def parse_toml_bytes(data: bytes, shown: str = "<bytes>") -> dict[str, Any]:
         ) from None
 
 
+def read_identity(ctx: _Ctx, raw: Any, top_keys: tuple[str, ...]) -> tuple[str, str, str]:
+    """``(name, title, description)`` of a parsed scenario-like file after checking it is a
+    table with only ``top_keys`` (name defaults to the file's stem, title to the name)."""
+    if not isinstance(raw, Mapping):
+        raise ctx.error("", raw, expected="a table of settings")
+    _check_keys(ctx, "", raw, top_keys)
+    name = _text(ctx, "name", raw.get("name", Path(ctx.file).stem), maxlen=64)
+    title = _text(ctx, "title", raw.get("title", name), maxlen=200)
+    return name, title, _text(ctx, "description", raw.get("description", ""))
+
+
 def content_hash(raw: Any) -> str:
     """SHA-256 of parsed TOML data in canonical JSON (sorted keys), so that formatting and
     comments do not change it."""

@@ -30,6 +30,7 @@ from .load import (
     _text,
     builtin_titles,
     content_hash,
+    read_identity,
     read_named_toml,
 )
 from .schema import ScenarioError
@@ -150,12 +151,7 @@ def logistics_from_dict(raw: Mapping[str, Any], *, source: str = "<dict>", text:
 
 
 def _validate(ctx: _Ctx, raw: Mapping[str, Any], text: str) -> LogisticsScenario:
-    if not isinstance(raw, Mapping):
-        raise ctx.error("", raw, expected="a table of settings")
-    _check_keys(ctx, "", raw, _TOP)
-    name = _text(ctx, "name", raw.get("name", Path(ctx.file).stem), maxlen=64)
-    title = _text(ctx, "title", raw.get("title", name), maxlen=200)
-    description = _text(ctx, "description", raw.get("description", ""))
+    name, title, description = read_identity(ctx, raw, _TOP)
     kind = raw.get("kind", "autologous")
     if kind not in ("autologous", "off-the-shelf"):
         best = _closest(str(kind), ["autologous", "off-the-shelf"])
