@@ -300,6 +300,24 @@ def test_trial_grades_equal_the_dataset_grades_of_the_same_patients():
     np.testing.assert_array_equal(cols["icans_max_grade"][inf], ds["icans_grade"].values[:, after].max(axis=1))
 
 
+def test_trial_columns_do_not_depend_on_the_solve_block(monkeypatch):
+    """Trial chunks solve and score SOLVE_BLOCK infused patients at a time; a patient's row
+    is bitwise the same whatever the block (here 3 against the whole chunk at once)."""
+    import livingdrug.comparison as cmp
+
+    c = load_comparison("cart-vs-carnk")
+    plan = cmp.plan_arm(c, 0, 20)
+    whole, _ = cmp.arm_chunk(c, plan, np.arange(20), with_dataset=False)
+    monkeypatch.setattr(cmp, "SOLVE_BLOCK", 3)
+    small, _ = cmp.arm_chunk(c, plan, np.arange(20), with_dataset=False)
+    assert (whole["outcome"] == "infused").sum() > 6  # several blocks of 3
+    for k, v in whole.items():
+        if v.dtype == object:
+            assert (v == small[k]).all(), k
+        else:
+            np.testing.assert_array_equal(v, small[k], err_msg=k)
+
+
 def test_complete_response_for_lymphoma_is_lugano_cr_at_day_90():
     """Lugano 2014 (Cheson BD et al. 2014 J Clin Oncol 32:3059): a complete response is the CR
     category at the day-90 assessment, recomputed here patient by patient from the dataset

@@ -167,3 +167,40 @@ def test_describe_quantiles() -> None:
     d = describe([1.0, 2.0, 3.0, 4.0, np.nan])
     assert d["n"] == 4 and d["mean"] == 2.5 and d["quantiles"]["50%"] == 2.5
     assert describe([])["quantiles"]["50%"] is None
+
+
+@pytest.mark.filterwarnings("ignore:All-NaN slice")  # the per-row reference on the failed row
+def test_replicate_endpoints_equal_the_per_patient_definitions() -> None:
+    """The vectorised columns of replicate_endpoints are exactly ball_response and exposure
+    row by row (random trajectories with NaN rows, ties, masked relapses, B-cell recovery)."""
+    from livingdrug.clinical.endpoints import ball_response, exposure
+
+    rng = np.random.default_rng(3)
+    t = np.arange(-2.0, 60.0, 0.25)
+    n = 300
+    # random walks of log-blasts crossing 5 % down and up again, some never
+    blasts = 10 ** np.clip(1.5 + np.cumsum(rng.normal(-0.02, 0.25, (n, t.size)), axis=1), -6, 2)
+    mrd = blasts / 100.0
+    neg = rng.uniform(0, 0.6, (n, t.size))
+    masked = rng.uniform(0, 0.6, (n, t.size)) * (rng.uniform(size=(n, 1)) < 0.5)
+    bcells = 10 ** np.clip(2 + np.cumsum(rng.normal(0, 0.2, (n, t.size)), axis=1), -3, 3)
+    cart = np.abs(rng.normal(size=(n, t.size))) * rng.uniform(0, 1e3, (n, 1))
+    cart[5] = cart[5, 0]  # a flat row: ties, the first maximum wins
+    for a in (blasts, mrd, cart, bcells):
+        a[7] = np.nan  # a failed simulation
+    cart[9, 20:] = np.nan
+    e = replicate_endpoints(t, t_dose=0.0, blasts_pct=blasts, mrd=mrd, antigen_neg_fraction=neg,
+                            masked_fraction=masked, bcells=bcells, cart=cart)
+    for i in range(n):
+        r = ball_response(t, blasts_pct=blasts[i], mrd=mrd[i], antigen_neg_fraction=neg[i], masked_fraction=masked[i],
+                          bcells=bcells[i], t_dose=0.0)
+        x = exposure(t, cart[i], t_dose=0.0)
+        for key, want in (("time_to_remission", r.time_to_remission), ("time_to_mrd_negative", r.time_to_mrd_negative),
+                          ("relapse_time", r.relapse_time), ("bcell_aplasia_duration", r.bcell_aplasia_duration),
+                          ("cmax", x.cmax), ("tmax", x.tmax), ("auc_0_28", x.auc_0_28)):
+            got = e[key][i]
+            assert (math.isnan(got) and math.isnan(want)) or got == want, (i, key, got, want)
+        assert e["relapse_type"][i] == r.relapse_type, i
+    assert e["relapse"].sum() > 20 and (~e["remission"]).sum() > 5  # the sample exercises both branches
+    one = replicate_endpoints(t, t_dose=0.0, cart=cart[:1])  # a row's value does not depend on its batch
+    assert one["auc_0_28"][0] == e["auc_0_28"][0]

@@ -37,6 +37,7 @@ __all__ = [
     "exposure",
     "ball_response",
     "first_crossing",
+    "trapezoid_rows",
     "REMISSION_BLASTS_PCT",
     "RELAPSE_TYPES",
     "MRD_NEGATIVE",
@@ -96,6 +97,14 @@ def first_crossing(t: np.ndarray, x: np.ndarray, threshold: float, *, below: boo
     return int(idx[0]) + start if idx.size else -1
 
 
+def trapezoid_rows(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Trapezoidal integral of each row of ``y[n, T]`` over ``x[T]``, summed left to right
+    (a cumulative sum), so a row's value does not depend on how many rows are integrated with
+    it (numpy's reductions change their summation order with the array's shape)."""
+    seg = np.diff(x)[None, :] * (y[:, 1:] + y[:, :-1]) / 2.0
+    return np.cumsum(seg, axis=1)[:, -1] if seg.shape[1] else np.zeros(y.shape[0])
+
+
 def exposure(t: np.ndarray, c: np.ndarray, *, t_dose: float = 0.0, unit: str = "") -> Exposure:
     """Cmax, Tmax and AUC0–28 of ``c(t)`` after an infusion at ``t_dose`` (see module doc)."""
     t = np.asarray(t, dtype=float)
@@ -107,7 +116,7 @@ def exposure(t: np.ndarray, c: np.ndarray, *, t_dose: float = 0.0, unit: str = "
     ta, ca = t[after] - t_dose, c[after]
     i = int(np.nanargmax(ca))
     window = ta <= 28.0 + 1e-9
-    auc = float(np.trapezoid(ca[window], ta[window])) if window.sum() > 1 else math.nan
+    auc = float(trapezoid_rows(ca[window][None, :], ta[window])[0]) if window.sum() > 1 else math.nan
     if ta[window][-1] < 28.0 - 1e-9:
         auc = math.nan  # follow-up shorter than 28 days: AUC0-28 undefined
     return Exposure(float(ca[i]), float(ta[i]), auc, float(ca[-1]), unit)

@@ -68,7 +68,13 @@ from typing import Any
 
 import numpy as np
 
-from .endpoints import ball_response, exposure
+from .endpoints import (
+    BCELL_APLASIA_THRESHOLD,
+    MRD_NEGATIVE,
+    RELAPSE_TYPES,
+    REMISSION_BLASTS_PCT,
+    trapezoid_rows,
+)
 
 __all__ = [
     "CURE_THRESHOLD",
@@ -346,42 +352,77 @@ def replicate_endpoints(
         neg = None if antigen_neg_fraction is None else np.atleast_2d(np.asarray(antigen_neg_fraction, dtype=float))
         msk = None if masked_fraction is None else np.atleast_2d(np.asarray(masked_fraction, dtype=float))
         bc = None if bcells is None else np.atleast_2d(np.asarray(bcells, dtype=float))
-        cols: dict[str, list[Any]] = {
-            k: []
-            for k in (
-                "time_to_remission",
-                "time_to_mrd_negative",
-                "relapse_time",
-                "relapse_type",
-                "bcell_aplasia_duration",
-            )
-        }
-        for i in range(n):
-            r = ball_response(
-                t,
-                blasts_pct=b[i],
-                mrd=m[i],
-                antigen_neg_fraction=None if neg is None else neg[i],
-                masked_fraction=None if msk is None else msk[i],
-                bcells=None if bc is None else bc[i],
-                t_dose=t_dose,
-            )
-            for k in cols:
-                cols[k].append(getattr(r, k))
-        for k, v in cols.items():
-            out[k] = np.asarray(v, dtype=object if k == "relapse_type" else float)
+        out.update(_ball_columns(t, b, m, neg, msk, bc, t_dose))
         out["remission"] = np.isfinite(out["time_to_remission"])
         out["mrd_negative"] = np.isfinite(out["time_to_mrd_negative"])
         out["relapse"] = np.isfinite(out["relapse_time"])
-        if bc is None:
-            del out["bcell_aplasia_duration"]
     if cart is not None:
         c = np.atleast_2d(np.asarray(cart, dtype=float))
-        ex = [exposure(t, c[i], t_dose=t_dose, unit=cart_unit) for i in range(n)]
-        out["cmax"] = np.array([e.cmax for e in ex], dtype=float)
-        out["tmax"] = np.array([e.tmax for e in ex], dtype=float)
-        out["auc_0_28"] = np.array([e.auc_0_28 for e in ex], dtype=float)
+        out.update(_exposure_columns(t, c, t_dose))
     return out
+
+
+def _first(hit: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """Per row, the first column ``j >= start[row]`` where ``hit`` is true; -1 if none
+    (the row-wise :func:`~livingdrug.clinical.endpoints.first_crossing`)."""
+    hit = hit & (np.arange(hit.shape[1]) >= start[:, None])
+    idx = np.argmax(hit, axis=1)
+    return np.where(hit[np.arange(hit.shape[0]), idx], idx, -1)
+
+
+def _ball_columns(t: np.ndarray, b: np.ndarray, m: np.ndarray, neg: np.ndarray | None, msk: np.ndarray | None,
+                  bc: np.ndarray | None, t_dose: float) -> dict[str, np.ndarray]:
+    """:func:`~livingdrug.clinical.endpoints.ball_response` of every row at once (same
+    definitions, same values: tested against it): remission, MRD negativity, relapse time and
+    type, B-cell aplasia duration."""
+    n = b.shape[0]
+    rows = np.arange(n)
+    nan = np.full(n, np.nan)
+    start = np.full(n, int(np.searchsorted(t, t_dose, side="left")))
+    with np.errstate(invalid="ignore"):
+        i_rem = _first(b < REMISSION_BLASTS_PCT, start)
+        i_mrd = _first(m < MRD_NEGATIVE, start)
+        i_rel = np.where(i_rem >= 0, _first(b >= REMISSION_BLASTS_PCT, np.maximum(i_rem, 0)), -1)
+    out = {
+        "time_to_remission": np.where(i_rem >= 0, t[i_rem] - t_dose, nan),
+        "time_to_mrd_negative": np.where(i_mrd >= 0, t[i_mrd] - t_dose, nan),
+        "relapse_time": np.where(i_rel >= 0, t[i_rel] - t_dose, nan),
+    }
+    k = np.maximum(i_rel, 0)
+    f_neg = neg[rows, k] if neg is not None else np.zeros(n)
+    f_msk = msk[rows, k] if msk is not None else np.zeros(n)
+    kind = np.argmax(np.stack([1.0 - f_neg - f_msk, f_neg, f_msk], axis=1), axis=1)  # first wins ties
+    out["relapse_type"] = np.where(i_rel >= 0, np.asarray(RELAPSE_TYPES, dtype=object)[1 + kind], "none")
+    out["relapse_type"] = out["relapse_type"].astype(object)
+    if bc is not None:
+        with np.errstate(invalid="ignore"):
+            i_a = _first(bc < BCELL_APLASIA_THRESHOLD, start)
+            i_rec = np.where(i_a >= 0, _first(bc >= BCELL_APLASIA_THRESHOLD, np.maximum(i_a, 0)), -1)
+        a = np.maximum(i_a, 0)
+        out["bcell_aplasia_duration"] = np.where(i_a < 0, nan, np.where(i_rec >= 0, t[np.maximum(i_rec, 0)], t[-1]) - t[a])
+    return out
+
+
+def _exposure_columns(t: np.ndarray, c: np.ndarray, t_dose: float) -> dict[str, np.ndarray]:
+    """:func:`~livingdrug.clinical.endpoints.exposure` (Cmax, Tmax, AUC0–28) of every row at
+    once; same definitions and values (tested against it)."""
+    n = c.shape[0]
+    after = t >= t_dose
+    nan = np.full(n, np.nan)
+    if not after.any():
+        return {"cmax": nan, "tmax": nan.copy(), "auc_0_28": nan.copy()}
+    ta, ca = t[after] - t_dose, c[:, after]
+    finite = np.isfinite(ca)
+    some = finite.any(axis=1)
+    i = np.argmax(np.where(finite, ca, -np.inf), axis=1)  # nanargmax: first maximum of the finite values
+    window = ta <= 28.0 + 1e-9
+    if window.sum() > 1 and ta[window][-1] >= 28.0 - 1e-9:
+        auc = trapezoid_rows(ca[:, window], ta[window])
+    else:
+        auc = nan  # fewer than two points, or follow-up shorter than 28 days: AUC0-28 undefined
+    rows = np.arange(n)
+    return {"cmax": np.where(some, ca[rows, i], np.nan), "tmax": np.where(some, ta[i], np.nan),
+            "auc_0_28": np.where(some, auc, np.nan)}
 
 
 def describe(values: Any, *, quantiles: tuple[float, ...] = QUANTILES) -> dict[str, Any]:
