@@ -52,6 +52,7 @@ import dataclasses
 import inspect
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -446,18 +447,33 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
         # Without a dataset the infused are solved and scored SOLVE_BLOCK at a time: the
         # outputs (patients × times × species) then live in reused heap memory instead of
         # hundreds of MB of fresh pages per chunk, and peak memory does not grow with the chunk.
+        # The next block is solved in a background thread (the compiled solver releases the
+        # GIL) while this one is scored, so scoring does not leave a core idle.
         step = idx.size if needs_ds else SOLVE_BLOCK
-        for lo in range(0, idx.size, step):
+
+        def solve_block(lo: int) -> tuple[slice, Any, np.ndarray]:
             blk = slice(lo, lo + step)
             sol = solve(compiled, y0[blk], P[blk], t_eval, t0=float(rs.t_start), rtol=rs.rtol, atol=rs.atol)
-            bad = ~np.isfinite(sol.y).all(axis=2)
-            clean = bad.any()  # failed patients hold NaN: evaluate on zeros, then blank them
-            obs = compiled.observables_batch(sol.t, np.nan_to_num(sol.y, nan=0.0) if clean else sol.y, P[blk])
-            if clean:
-                obs[bad] = np.nan
-            status = np.where(status_pre[blk] != 0, status_pre[blk], sol.status)
-            ds = _dataset(net, sol.t, sol.y, obs, status, sol.message) if needs_ds else None
-            _score(cols, idx[blk], np.asarray(sol.t), obs, status, net, t_dose, ds)
+            failed = np.flatnonzero(sol.status != 0)  # only they hold NaN (after their failure)
+            y = sol.y
+            if failed.size:
+                y = y.copy()
+                y[failed] = np.nan_to_num(y[failed], nan=0.0)  # evaluate on zeros, then blank them
+            obs = compiled.observables_batch(sol.t, y, P[blk])
+            if failed.size:
+                bad = ~np.isfinite(sol.y[failed]).all(axis=2)
+                obs[failed] = np.where(bad[:, :, None], np.nan, obs[failed])
+            return blk, sol, obs
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(solve_block, 0)
+            for lo in range(0, idx.size, step):
+                blk, sol, obs = pending.result()
+                if lo + step < idx.size:
+                    pending = pool.submit(solve_block, lo + step)
+                status = np.where(status_pre[blk] != 0, status_pre[blk], sol.status)
+                ds = _dataset(net, sol.t, sol.y, obs, status, sol.message) if needs_ds else None
+                _score(cols, idx[blk], np.asarray(sol.t), obs, status, net, t_dose, ds)
         if ds is not None and with_dataset:
             ds = with_grades(ds, net)
     assess = RESPONSE_DAY if net.observable_by_role("blasts_pct") is not None else LATE_RESPONSE_DAY

@@ -318,6 +318,41 @@ def test_trial_columns_do_not_depend_on_the_solve_block(monkeypatch):
             np.testing.assert_array_equal(v, small[k], err_msg=k)
 
 
+def test_a_failed_solve_is_scored_as_failed_not_as_data(monkeypatch):
+    """A patient whose integration stops (status != 0, NaN after the failure) gets its status,
+    no response and no grade; the other patients of its block are untouched."""
+    import dataclasses
+
+    import livingdrug.comparison as cmp
+    import livingdrug.engines.ode as ode
+
+    real = ode.solve
+    c = load_comparison("cart-vs-carnk")
+    plan = cmp.plan_arm(c, 0, 12)
+    grid = np.asarray(plan.rs.t_out, dtype=float)
+
+    def failing(*a, **k):
+        sol = real(*a, **k)
+        if not np.array_equal(a[3], grid):  # the untreated interval before it is not touched
+            return sol
+        y, status = sol.y.copy(), np.asarray(sol.status).copy()
+        y[0, 40:] = np.nan  # the block's first patient fails after 40 outputs
+        status[0] = 1
+        return dataclasses.replace(sol, y=y, status=status)
+
+    good, _ = cmp.arm_chunk(c, plan, np.arange(12), with_dataset=False)
+    monkeypatch.setattr(cmp, "SOLVE_BLOCK", 4)
+    monkeypatch.setattr(ode, "solve", failing)
+    bad, _ = cmp.arm_chunk(c, plan, np.arange(12), with_dataset=False)
+    inf = np.flatnonzero(good["outcome"] == "infused")
+    first = inf[::4]  # the first infused patient of every block of 4
+    rest = np.setdiff1d(inf, first)
+    assert (bad["status"][first] == 1).all() and not bad["responded"][first].any()
+    assert np.isnan(bad["crs_max_grade"][first]).all()
+    for k in ("status", "responded", "crs_max_grade", "car_cmax", "relapse_day"):
+        np.testing.assert_array_equal(bad[k][rest], good[k][rest], err_msg=k)
+
+
 def test_complete_response_for_lymphoma_is_lugano_cr_at_day_90():
     """Lugano 2014 (Cheson BD et al. 2014 J Clin Oncol 32:3059): a complete response is the CR
     category at the day-90 assessment, recomputed here patient by patient from the dataset
