@@ -736,11 +736,17 @@ def _survival(c: Any, plan: ArmPlan, inp: ArmInputs, cols: dict, compiled: Any, 
     if idx.size and treated is not None:
         t, obs, y_end, status = treated
         w = inp.wait[idx]
+        # only the read-outs that survival needs (tumour burden, progression criteria)
+        roles = {r: _obs_index(net, r) for r in _PROGRESSION_ROLES}
+        sel = sorted({j for j in (j_tum, *roles.values()) if j is not None})
+        where = {j: k for k, j in enumerate(sel)}
+        roles = {r: where[j] if j is not None else None for r, j in roles.items()}
+        j_sub = where[j_tum] if j_tum is not None else None
         if sm is not None and sm.follow_up > t_end - t_dose + 1e-9:
             tc, oc = _continue(compiled, rs, y_end, inp.P, status, t_end, t_dose + sm.follow_up)
-            t_all, o_all = np.concatenate([t, tc]), np.concatenate([obs, oc], axis=1)
+            t_all, o_all = np.concatenate([t, tc]), np.concatenate([obs[:, :, sel], oc[:, :, sel]], axis=1)
         else:
-            t_all, o_all = t, obs
+            t_all, o_all = t, obs[:, :, sel]
         keep = t_all <= t_dose + horizon + 1e-9
         t_all, o_all = t_all[keep], o_all[:, keep]
         post = t_all >= t_dose - 1e-9
@@ -750,10 +756,10 @@ def _survival(c: Any, plan: ArmPlan, inp: ArmInputs, cols: dict, compiled: Any, 
         tp = t_all[post] - t_dose
         f_end = np.where(last >= 0, tp[np.maximum(last, 0)], 0.0)
         follow[idx] = f_end
-        prog = _progression(cols, idx, net, tp, o_all[:, post], assess)
+        prog = _progression(cols, idx, roles, tp, o_all[:, post], assess)
         progression[idx] = prog
-        if sm is not None and j_tum is not None:
-            s, b = _infused_paths(rs, inp.untreated[idx], w, pre_path, compiled, inp.P, t_all, o_all[:, :, j_tum], j_tum)
+        if sm is not None and j_tum is not None and j_sub is not None:
+            s, b = _infused_paths(rs, inp.untreated[idx], w, pre_path, compiled, inp.P, t_all, o_all[:, :, j_sub], j_tum)
             dd, end = _death_times(s, b, e[idx], sm)
         else:
             dd, end = np.full(idx.size, np.nan), w + f_end
@@ -859,10 +865,15 @@ def _infused_paths(rs: Any, untreated: np.ndarray, wait: np.ndarray, pre_path: A
     return s, b
 
 
-def _progression(cols: dict, idx: np.ndarray, net: Any, tp: np.ndarray, obs: np.ndarray,
+#: observable roles that define relapse/progression (:func:`_progression`)
+_PROGRESSION_ROLES = ("blasts_pct", "tumour_spd", "m_protein", "marrow_plasma_pct", "myeloma_mrd")
+
+
+def _progression(cols: dict, idx: np.ndarray, j: dict[str, int | None], tp: np.ndarray, obs: np.ndarray,
                  assess: float) -> np.ndarray:
     """Relapse/progression day after infusion (NaN if none in the follow-up) of the infused
-    ``idx`` from their observables ``obs[m, T, j]`` at ``tp`` (d after infusion), over the whole
+    ``idx`` from their observables ``obs[m, T, :]`` (``j``: role → column, None if absent) at
+    ``tp`` (d after infusion), over the whole
     survival follow-up.  B-ALL: a responder relapses when marrow blasts are ≥ 5 % again after
     remission; a non-responder (no remission by day 28) has refractory disease, counted as
     progressing at the assessment.  Lymphoma: Lugano PD (SPD ≥ 1.5 × nadir), responder or not.
@@ -876,7 +887,6 @@ def _progression(cols: dict, idx: np.ndarray, net: Any, tp: np.ndarray, obs: np.
     out = np.full(m, np.nan)
     resp = np.asarray(cols["responded"][idx], dtype=bool)
     ok = np.asarray(cols["status"][idx]) == 0
-    j = {r: _obs_index(net, r) for r in ("blasts_pct", "tumour_spd", "m_protein", "marrow_plasma_pct", "myeloma_mrd")}
     with np.errstate(invalid="ignore"):
         if j["blasts_pct"] is not None:
             bl = obs[:, :, j["blasts_pct"]]

@@ -287,3 +287,41 @@ def test_survival_columns_do_not_depend_on_the_chunk():
     assert (whole["outcome"] != "infused").any()
     for col in ("death_day", "os_day", "os_event", "pfs_day", "pfs_event", "efs_day", "efs_event"):
         np.testing.assert_array_equal(part[col], whole[col][some])
+
+
+def test_randomised_designs_test_overall_survival_by_log_rank():
+    """OS and PFS log-rank p-values of a randomised design equal scipy.stats.logrank on the
+    arms' columns (Peto R, Peto J 1972 J R Stat Soc A 135:185)."""
+    from scipy.stats import CensoredData, logrank
+
+    from livingdrug.comparison import run_comparison
+    from livingdrug.scenarios.comparison import comparison_from_dict
+
+    raw = {"name": "rand", "population": {"patients": 40, "seed": 2,
+                                          "parameters": {"weight": {"median": "70 kg", "cv": 0.2}}},
+           "design": {"allocation": "randomised", "ratio": [1, 1]},
+           "arms": [{"name": "CAR-T", "scenario": "cd19-ball"}, {"name": "CAR-NK", "scenario": "cd19-carnk"}]}
+    r = run_comparison(comparison_from_dict(raw, source="rand.toml"))
+    p = r.patients
+    t, nk = (p["arm"] == "CAR-T"), (p["arm"] == "CAR-NK")
+    d = r.summary["randomised"][0]
+    for key in ("os", "pfs"):
+        x, y = p[f"{key}_day"], p[f"{key}_event"]
+        a = CensoredData(uncensored=x[nk & y], right=x[nk & ~y & np.isfinite(x)])
+        b = CensoredData(uncensored=x[t & y], right=x[t & ~y & np.isfinite(x)])
+        assert d[f"{key}_logrank_p"] == pytest.approx(float(logrank(a, b).pvalue))
+
+
+def test_reports_show_overall_and_progression_free_survival(cohort, tmp_path):
+    from livingdrug.report.comparison import COLUMN_UNITS, comparison_rows, save_comparison_run
+
+    for col in ("death_day", "os_day", "os_event", "pfs_day", "pfs_event"):
+        assert col in COLUMN_UNITS and col in cohort.patients
+    out = save_comparison_run(cohort, tmp_path / "run")
+    assert (out / "os_from_referral.png").stat().st_size > 0 and (out / "pfs_from_infusion.png").stat().st_size > 0
+    _, rows = comparison_rows(cohort.summary)
+    labels = [label for label, _ in rows]
+    assert "overall survival at 6 / 12 months (95 % CI)" in labels
+    html = (out / "report.html").read_text()
+    s = cohort.summary["arms"][next(iter(cohort.summary["arms"]))]["os"]["at_12_months"]
+    assert f"{100 * s['estimate']:.1f} % ({100 * s['low']:.1f}–{100 * s['high']:.1f})" in html

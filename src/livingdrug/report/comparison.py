@@ -139,16 +139,15 @@ def _figures(result: Any, out: Path) -> list[Path]:
     pt["arm"] = np.array([a if len(a) <= 32 else a[:31] + "…" for a in pt["arm"]], dtype=object)
     paths.append(tf.km_figure(pt, out / "efs_from_referral.png", time_col="efs_day", event_col="efs_event", by="arm",
                               xlabel="days since referral",
-                              title="Event-free survival from referral\n(events: drop-out, no response, relapse, death)"))
+                              title="Event-free survival from referral\n(drop-out, no response, relapse, death)"))
     if "os_day" in pt:
         paths.append(tf.km_figure(pt, out / "os_from_referral.png", time_col="os_day", event_col="os_event", by="arm",
                                   xlabel="days since referral",
-                                  title="Overall survival from referral\n(event: death from any cause)"))
+                                  title="Overall survival from referral\n(event: death)"))
         inf = {k: v[pt["outcome"] == "infused"] for k, v in pt.items()}
         paths.append(tf.km_figure(inf, out / "pfs_from_infusion.png", time_col="pfs_day", event_col="pfs_event",
                                   by="arm", xlabel="days since infusion",
-                                  title="Progression-free survival from infusion (infused)\n"
-                                        "(events: relapse/progression, death)"))
+                                  title="Progression-free survival from infusion\n(events: progression, death)"))
     treated = {k: v[(pt["outcome"] == "infused") & (pt["status"] == 0)] for k, v in pt.items()}
     if treated["patient"].size:
         paths.append(tf.grade_bars(treated, out / "grade_bars.png"))
