@@ -82,7 +82,13 @@ DEFINITIONS = {
                 "day 90; myeloma: IMWG PR or better at day 90",
     "itt": "every referred virtual patient is in the denominator; drop-outs count as non-responders",
     "efs": "event-free survival from referral: drop-out before infusion, no response (at day 28 for B-ALL, "
-           "day 90 otherwise), relapse/progression",
+           "day 90 otherwise), relapse/progression (over the survival follow-up), death",
+    "os": "overall survival from referral: death from any cause (drop-out for death, or the tumour-burden hazard "
+          "h = h_bg + h_d (B/B_ref)^beta of livingdrug.trials.survival); censored at the end of follow-up "
+          "(follow_up after infusion; after referral if not infused) or when the programme ended (still waiting)",
+    "pfs": "progression-free survival from infusion (infused only): relapse/progression or death; B-ALL: blasts >= 5 % "
+           "again after remission, no remission by day 28 = progression at day 28; lymphoma: Lugano PD; myeloma: "
+           "IMWG PD; over the survival follow-up",
     "grading": "ASTCT consensus (Lee DW et al. 2019, Biol Blood Marrow Transplant 25:625)",
 }
 
@@ -423,7 +429,7 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
     t_dose = _t_dose(rs)
 
     compiled = compile_network(net)
-    y0, status_pre = advance_untreated(compiled, rs, y0, P, untreated[idx], horizon=plan.horizon)
+    y0, status_pre, pre_path = advance_untreated(compiled, rs, y0, P, untreated[idx], horizon=plan.horizon, path=True)
     cols = _empty_columns(n, arm.name)
     cols["patient"] = patients.copy()
     cols["outcome"] = outcome
@@ -439,6 +445,7 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
         for col in ("f_S", "f_E", "f_M", "vcn", "fitness"):
             cols[f"product_{col}"] = np.asarray(fates[col], dtype=float)
     ds = None
+    treated = None
     if idx.size:
         t_eval = np.asarray(rs.t_out, dtype=float)
         if dose_name in pidx:
@@ -465,6 +472,9 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
                 obs[failed] = np.where(bad[:, :, None], np.nan, obs[failed])
             return blk, sol, obs
 
+        sel = _survival_observables(net)  # what survival reads later, kept for every block
+        t_blocks: list[np.ndarray] = []
+        obs_sel, y_end, status_all = [], [], []
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(solve_block, 0)
             for lo in range(0, idx.size, step):
@@ -474,15 +484,21 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
                 status = np.where(status_pre[blk] != 0, status_pre[blk], sol.status)
                 ds = _dataset(net, sol.t, sol.y, obs, status, sol.message) if needs_ds else None
                 _score(cols, idx[blk], np.asarray(sol.t), obs, status, net, t_dose, ds)
+                t_blocks = [np.asarray(sol.t)]
+                obs_sel.append(obs[:, :, sel])
+                y_end.append(sol.y[:, -1])
+                status_all.append(status)
+        treated = (t_blocks[0], np.concatenate(obs_sel), np.concatenate(y_end), np.concatenate(status_all))
         if ds is not None and with_dataset:
             ds = with_grades(ds, net)
     assess = RESPONSE_DAY if net.observable_by_role("blasts_pct") is not None else LATE_RESPONSE_DAY
-    cols["efs_day"], cols["efs_event"] = _efs(cols, float(rs.t_end) - t_dose, assess)
+    follow, progression = _survival(c, plan, inp, cols, compiled, pre_path, treated, assess)
+    cols["efs_day"], cols["efs_event"] = _efs(cols, follow, assess, progression)
     return cols, ds
 
 
 def advance_untreated(compiled: Any, rs: Any, y0: np.ndarray, P: np.ndarray,
-                      days: np.ndarray, *, horizon: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      days: np.ndarray, *, horizon: float | None = None, path: bool = False) -> Any:
     """States ``[n, k]`` after patient *i* has lived ``days[i]`` (a multiple of
     :data:`PRE_STEP`) untreated from ``y0[i]``, and the solver status per patient.
 
@@ -491,20 +507,25 @@ def advance_untreated(compiled: Any, rs: Any, y0: np.ndarray, P: np.ndarray,
     :data:`PRE_STEP`;
     patient *i*'s state is read ``days[i]`` after the start.  Valid because the model is
     autonomous before its first timed event, which comes after ``t_start`` (so the absolute
-    time at which the untreated interval is placed does not matter)."""
+    time at which the untreated interval is placed does not matter).
+
+    ``path=True`` adds a third item: ``(tau, Y)``, the untreated course — ``tau[T]`` (d since
+    referral, step :data:`PRE_STEP`) and the states ``Y[n, T, k]`` (patient *i*'s course is
+    meaningful up to ``days[i]``) — or ``None`` when nobody waits untreated."""
     from .engines.ode import solve
 
     y0 = np.asarray(y0, dtype=float)
     status = np.zeros(y0.shape[0], dtype=np.int64)
     if y0.shape[0] == 0 or float(np.max(days)) <= 0:
-        return y0, status
+        return (y0, status, None) if path else (y0, status)
     U = float(np.max(days)) if horizon is None else float(horizon)
     if U < float(np.max(days)):
         raise ValueError(f"horizon {U:g} d is shorter than the longest untreated interval {float(np.max(days)):g} d")
     t_pre = float(rs.t_start) - U + np.arange(int(round(U / PRE_STEP)) + 1) * PRE_STEP
     pre = solve(compiled, y0, P, t_pre, t0=float(t_pre[0]), rtol=rs.rtol, atol=rs.atol)
     k_end = np.round(np.asarray(days) / PRE_STEP).astype(int)  # patient i has lived days[i] at t_pre[k_end]
-    return pre.y[np.arange(y0.shape[0]), k_end], np.asarray(pre.status, dtype=np.int64)
+    out = pre.y[np.arange(y0.shape[0]), k_end], np.asarray(pre.status, dtype=np.int64)
+    return (*out, (t_pre - t_pre[0], pre.y)) if path else out
 
 
 def _empty_columns(n: int, arm: str) -> dict[str, np.ndarray]:
@@ -655,12 +676,19 @@ def _response(d: dict) -> tuple[bool, float, float]:
     return False, nan, nan
 
 
-def _efs(cols: dict, follow: float, assess: float) -> tuple[np.ndarray, np.ndarray]:
+def _efs(cols: dict, follow: Any, assess: float,
+         progression: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Event-free survival from referral (d) and whether the event was observed; no response
-    is an event at the response assessment ``assess`` (d after infusion)."""
+    is an event at the response assessment ``assess`` (d after infusion); a responder's event
+    is its relapse/progression (``progression``, d after infusion over the survival follow-up,
+    else ``relapse_day``); an infused patient without event is censored ``follow`` (d, scalar
+    or per patient) after infusion; death (``death_day``, d from referral) ends EFS as an
+    event when it comes first."""
     n = cols["patient"].size
     day = np.zeros(n)
     event = np.zeros(n, dtype=bool)
+    follow = np.broadcast_to(np.asarray(follow, dtype=float), (n,))
+    relapse = cols["relapse_day"] if progression is None else progression
     for i in range(n):
         out = cols["outcome"][i]
         if out in _DROPPED:
@@ -669,13 +697,256 @@ def _efs(cols: dict, follow: float, assess: float) -> tuple[np.ndarray, np.ndarr
             w = cols["referral_to_infusion"][i]
             if not cols["responded"][i]:
                 day[i], event[i] = w + assess, True
-            elif np.isfinite(cols["relapse_day"][i]):
-                day[i], event[i] = w + cols["relapse_day"][i], True
+            elif np.isfinite(relapse[i]):
+                day[i], event[i] = w + relapse[i], True
             else:
-                day[i] = w + follow
+                day[i] = w + follow[i]
         else:  # still waiting when the programme ended
             day[i] = max(float(np.nan_to_num(cols["dropout_day"][i])), 0.0)
+    if "death_day" in cols:
+        dead = np.isfinite(cols["death_day"]) & (np.nan_to_num(cols["death_day"], nan=np.inf) <= day)
+        day[dead], event[dead] = cols["death_day"][dead], True
     return day, event
+
+
+#: output step (d) of the disease model integrated past the scenario's end for survival
+FOLLOW_STEP = 1.0
+_UNTREATED_DROPOUTS = ("ineligible", "progression", "manufacturing failure")
+
+
+def _survival(c: Any, plan: ArmPlan, inp: ArmInputs, cols: dict, compiled: Any, pre_path: Any,
+              treated: Any, assess: float) -> tuple[np.ndarray, np.ndarray]:
+    """Fill ``death_day``, ``os_day``/``os_event`` (d from referral) and ``pfs_day``/``pfs_event``
+    (d from infusion, infused only) of the patients of ``cols`` (:mod:`livingdrug.trials.survival`;
+    docs/trials.md).  Returns each patient's follow-up after infusion (d; NaN if not infused)
+    and its relapse/progression day after infusion over that follow-up (NaN if none), for EFS.
+
+    Who is exposed when: an infused patient from referral (its untreated course ``pre_path``
+    and the scenario's lead-in, mapped linearly onto the real wait: bridging slows the course),
+    through the treatment solve ``treated`` = ``(t, observables, final states, status)`` and a
+    continuation of the model to ``follow_up`` after infusion; a drop-out for death dies at its
+    drop-out day; other drop-outs live their untreated disease from referral for ``follow_up``
+    days (one batched solve); a patient still waiting when the programme ended is censored then."""
+    from .trials.survival import default_survival, exposures
+
+    rs, net = plan.rs, plan.rs.network
+    n = inp.patients.size
+    outcome = inp.outcome
+    sm = getattr(plan.arm.scenario, "survival", None) or default_survival(net)
+    t_dose, t_end = _t_dose(rs), float(rs.t_end)
+    nan = np.full(n, np.nan)
+    death, os_day, os_event = nan.copy(), nan.copy(), np.zeros(n, dtype=bool)
+    pfs_day, pfs_event = nan.copy(), np.zeros(n, dtype=bool)
+    follow, progression = nan.copy(), nan.copy()
+    e = exposures(c.seed, inp.patients)
+    horizon = sm.follow_up if sm is not None and sm.follow_up is not None else t_end - t_dose
+    j_tum = _obs_index(net, "tumour_total")
+
+    # drop-outs for death die at their drop-out day; the waiting are censored at the programme's end
+    d_out = outcome == "death"
+    death[d_out] = inp.end[d_out]
+    os_day[d_out], os_event[d_out] = inp.end[d_out], True
+    waiting = ~np.isin(outcome, ("infused", *_DROPPED))
+    os_day[waiting] = np.maximum(inp.end[waiting], 0.0)
+
+    # other drop-outs: untreated disease from referral
+    others = np.flatnonzero(np.isin(outcome, _UNTREATED_DROPOUTS))
+    if others.size:
+        if sm is None or j_tum is None:
+            os_day[others] = inp.end[others]
+        else:
+            fates = {**(plan.fates or {}), "outcome": np.full(plan.n, "infused", dtype=object)}
+            as_treated = dataclasses.replace(plan, fates=fates, arm=dataclasses.replace(plan.arm, product="scenario"))
+            inp2 = arm_inputs(c, as_treated, inp.patients[others])
+            tau, burden = _untreated_course(compiled, rs, inp2.y0, inp2.P, horizon, j_tum)
+            dd, end = _death_times(np.broadcast_to(tau, burden.shape), burden, e[others], sm)
+            death[others] = dd
+            os_day[others] = np.where(np.isfinite(dd), dd, end)
+            os_event[others] = np.isfinite(dd)
+
+    idx = inp.idx
+    if idx.size and treated is not None:
+        t, obs, y_end, status = treated  # obs: the observables _survival_observables selects
+        w = inp.wait[idx]
+        roles = {r: _obs_index(net, r) for r in _PROGRESSION_ROLES}
+        sel = _survival_observables(net)
+        where = {j: k for k, j in enumerate(sel)}
+        roles = {r: where[j] if j is not None else None for r, j in roles.items()}
+        j_sub = where[j_tum] if j_tum is not None else None
+        if horizon > t_end - t_dose + 1e-9:
+            tc, oc = _continue(compiled, rs, y_end, inp.P, status, t_end, t_dose + horizon)
+            t_all, o_all = np.concatenate([t, tc]), np.concatenate([obs, oc[:, :, sel]], axis=1)
+        else:
+            t_all, o_all = t, obs
+        keep = t_all <= t_dose + horizon + 1e-9
+        t_all, o_all = t_all[keep], o_all[:, keep]
+        post = t_all >= t_dose - 1e-9
+        # follow-up ends at the horizon or where the patient's solve failed (NaN)
+        finite = np.logical_and.accumulate(np.isfinite(o_all[:, post]).all(axis=2), axis=1)
+        last = np.where(finite.any(axis=1), np.max(np.where(finite, np.arange(finite.shape[1]), -1), axis=1), -1)
+        tp = t_all[post] - t_dose
+        f_end = np.where(last >= 0, tp[np.maximum(last, 0)], 0.0)
+        follow[idx] = f_end
+        prog = _progression(cols, idx, roles, tp, o_all[:, post], assess)
+        progression[idx] = prog
+        if sm is not None and j_tum is not None and j_sub is not None:
+            s, b = _infused_paths(rs, inp.untreated[idx], w, pre_path, compiled, inp.P, t_all, o_all[:, :, j_sub], j_tum)
+            dd, end = _death_times(s, b, e[idx], sm)
+        else:
+            dd, end = np.full(idx.size, np.nan), w + f_end
+        death[idx] = dd
+        os_day[idx] = np.where(np.isfinite(dd), dd, end)
+        os_event[idx] = np.isfinite(dd)
+        after = dd - w  # death after infusion (d)
+        p_first = np.fmin(prog, after)
+        pfs_event[idx] = np.isfinite(p_first) & (p_first <= f_end + 1e-9)
+        pfs_day[idx] = np.where(pfs_event[idx], p_first, f_end)
+        # death while waiting: never infused in fact, so not in the PFS population (OS and EFS keep the death)
+        gone = np.isfinite(dd) & (dd < w)
+        pfs_day[idx[gone]], pfs_event[idx[gone]] = np.nan, False
+    cols["death_day"], cols["os_day"], cols["os_event"] = death, os_day, os_event
+    cols["pfs_day"], cols["pfs_event"] = pfs_day, pfs_event
+    return follow, progression
+
+
+def _survival_observables(net: Any) -> list[int]:
+    """Indices of the observables :func:`_survival` reads: the tumour burden and the
+    progression criteria (only these are kept from each solved block of a chunk)."""
+    return sorted({j for r in ("tumour_total", *_PROGRESSION_ROLES) if (j := _obs_index(net, r)) is not None})
+
+
+def _obs_index(net: Any, role: str) -> int | None:
+    o = net.observable_by_role(role)
+    return None if o is None else [x.name for x in net.observables].index(o.name)
+
+
+def _death_times(s: np.ndarray, b: np.ndarray, e: np.ndarray, sm: Any) -> tuple[np.ndarray, np.ndarray]:
+    from .trials.survival import death_times
+
+    return death_times(s, b, e, sm)
+
+
+def _untreated_course(compiled: Any, rs: Any, y0: np.ndarray, P: np.ndarray, days: float,
+                      j_tum: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tumour burden (cells) ``[n, T]`` of patients living ``days`` untreated from ``y0``, at
+    ``tau`` (d since referral, step :data:`FOLLOW_STEP`); one batched solve ending at
+    ``t_start`` (the model is autonomous before its first timed event; see
+    :func:`advance_untreated`).  A failed solve holds NaN (the follow-up ends there)."""
+    from .engines.ode import solve
+
+    m = int(math.ceil(days / FOLLOW_STEP - 1e-9))
+    tau = np.minimum(np.arange(m + 1) * FOLLOW_STEP, days)
+    t = float(rs.t_start) - days + tau
+    sol = solve(compiled, np.asarray(y0, dtype=float), P, t, t0=float(t[0]), rtol=rs.rtol, atol=rs.atol)
+    y = np.asarray(sol.y, dtype=float)
+    bad = ~np.isfinite(y).all(axis=2)
+    obs = compiled.observables_batch(t, np.nan_to_num(y, nan=0.0), P)[:, :, j_tum]
+    obs[bad] = np.nan
+    return tau, obs
+
+
+def _continue(compiled: Any, rs: Any, y_end: np.ndarray, P: np.ndarray, status: np.ndarray, t_end: float,
+              t_stop: float) -> tuple[np.ndarray, np.ndarray]:
+    """Observables ``[n, T, j]`` of the model continued from the treatment solve's final states
+    ``y_end`` (at ``t_end``) to ``t_stop``, every :data:`FOLLOW_STEP` days (the last step may be
+    shorter); NaN for patients whose solve failed before or now.  State events that fire again
+    after ``t_end`` act again (a ``once`` event's memory is not carried over)."""
+    from .engines.ode import solve
+
+    m = int(math.ceil((t_stop - t_end) / FOLLOW_STEP - 1e-9))
+    tc = np.minimum(t_end + np.arange(1, m + 1) * FOLLOW_STEP, t_stop)
+    y0 = np.asarray(y_end, dtype=float)
+    failed = (np.asarray(status) != 0) | ~np.isfinite(y0).all(axis=1)
+    sol = solve(compiled, np.where(failed[:, None], 0.0, y0), P, tc, t0=t_end, rtol=rs.rtol, atol=rs.atol)
+    y = np.asarray(sol.y, dtype=float)
+    bad = ~np.isfinite(y).all(axis=2) | failed[:, None] | (np.asarray(sol.status) != 0)[:, None]
+    obs = compiled.observables_batch(tc, np.nan_to_num(y, nan=0.0), P)
+    obs[bad] = np.nan
+    return tc, obs
+
+
+def _infused_paths(rs: Any, untreated: np.ndarray, wait: np.ndarray, pre_path: Any, compiled: Any, P: np.ndarray,
+                   t: np.ndarray, tumour: np.ndarray, j_tum: int) -> tuple[np.ndarray, np.ndarray]:
+    """Real time from referral (d) and tumour burden (cells) of each infused patient,
+    NaN-padded ``[m, L]``: the untreated course (``pre_path``, model time τ = 0 … u), the
+    scenario's lead-in (τ = u + t − t_start up to the dose), both mapped onto the real wait w
+    by s = τ · w/(u + lead) (the wait that the bridging factor stretched back to real time),
+    then s = w + (t − t_dose) after the dose."""
+    t_dose, t_start = _t_dose(rs), float(rs.t_start)
+    lead = t_dose - t_start
+    pre_b = None
+    if pre_path is not None:
+        tau_pre, Y = pre_path
+        pre_b = compiled.observables_batch(tau_pre, np.nan_to_num(Y, nan=0.0), P)[:, :, j_tum]
+        pre_b[~np.isfinite(Y).all(axis=2)] = np.nan
+    before = t <= t_dose + 1e-9
+    rows_s, rows_b = [], []
+    for r in range(untreated.size):
+        u, w = float(untreated[r]), float(wait[r])
+        parts_tau, parts_b = [], []
+        if pre_b is not None and u > 0:
+            k = int(round(u / PRE_STEP))
+            parts_tau.append(tau_pre[:k + 1])
+            parts_b.append(pre_b[r, :k + 1])
+        parts_tau.append(u + (t[before] - t_start))
+        parts_b.append(tumour[r, before])
+        tau = np.concatenate(parts_tau)
+        scale = w / (u + lead) if u + lead > 0 else 0.0
+        rows_s.append(np.concatenate([tau * scale, w + (t[~before] - t_dose)]))
+        rows_b.append(np.concatenate([*parts_b, tumour[r, ~before]]))
+    L = max(x.size for x in rows_s)
+    s = np.full((len(rows_s), L), np.nan)
+    b = np.full((len(rows_s), L), np.nan)
+    for r, (x, y) in enumerate(zip(rows_s, rows_b, strict=True)):
+        s[r, :x.size], b[r, :y.size] = x, y
+    return s, b
+
+
+#: observable roles that define relapse/progression (:func:`_progression`)
+_PROGRESSION_ROLES = ("blasts_pct", "tumour_spd", "m_protein", "marrow_plasma_pct", "myeloma_mrd")
+
+
+def _progression(cols: dict, idx: np.ndarray, j: dict[str, int | None], tp: np.ndarray, obs: np.ndarray,
+                 assess: float) -> np.ndarray:
+    """Relapse/progression day after infusion (NaN if none in the follow-up) of the infused
+    ``idx`` from their observables ``obs[m, T, :]`` (``j``: role → column, None if absent) at
+    ``tp`` (d after infusion), over the whole
+    survival follow-up.  B-ALL: a responder relapses when marrow blasts are ≥ 5 % again after
+    remission; a non-responder (no remission by day 28) has refractory disease, counted as
+    progressing at the assessment.  Lymphoma: Lugano PD (SPD ≥ 1.5 × nadir), responder or not.
+    Myeloma: IMWG PD (M-protein up ≥ 25 % and ≥ 0.5 g/dL from the nadir), responder or not.
+    A model without these read-outs: a responder's ``relapse_day``, a non-responder at
+    ``assess``."""
+    from .clinical.endpoints import REMISSION_BLASTS_PCT
+    from .clinical.response import imwg_response, lugano_response
+
+    m = idx.size
+    out = np.full(m, np.nan)
+    resp = np.asarray(cols["responded"][idx], dtype=bool)
+    ok = np.asarray(cols["status"][idx]) == 0
+    with np.errstate(invalid="ignore"):
+        if j["blasts_pct"] is not None:
+            bl = obs[:, :, j["blasts_pct"]]
+            rday = np.asarray(cols["response_day"][idx], dtype=float)
+            again = (bl >= REMISSION_BLASTS_PCT) & (tp[None, :] >= np.nan_to_num(rday, nan=np.inf)[:, None])
+            first = np.argmax(again, axis=1)
+            out = np.where(resp & again.any(axis=1), tp[first], np.nan)
+            out = np.where(~resp, assess, out)
+        elif j["tumour_spd"] is not None or j["m_protein"] is not None:
+            for r in range(m):
+                if not ok[r]:
+                    out[r] = assess if not resp[r] else np.nan
+                    continue
+                if j["tumour_spd"] is not None:
+                    out[r] = lugano_response(tp, obs[r, :, j["tumour_spd"]], t_dose=0.0).progression_time
+                else:
+                    jp, jm = j["marrow_plasma_pct"], j["myeloma_mrd"]
+                    out[r] = imwg_response(tp, obs[r, :, j["m_protein"]], t_dose=0.0,
+                                           marrow_plasma_pct=obs[r, :, jp] if jp is not None else None,
+                                           myeloma_mrd=obs[r, :, jm] if jm is not None else None).progression_time
+        else:
+            out = np.where(resp, np.asarray(cols["relapse_day"][idx], dtype=float), assess)
+    return out
 
 
 def _bands(ds: Any, net: Any) -> dict[str, Any]:
@@ -714,6 +985,9 @@ def _arm_summary(cols: dict, curve: dict, programme: Any) -> dict:
 
     rel = np.isfinite(cols["relapse_day"]) & resp
     km = kaplan_meier(cols["efs_day"], cols["efs_event"])
+    os_km = kaplan_meier(cols["os_day"], cols["os_event"]) if "os_day" in cols else None
+    pfs_in = infused & np.isfinite(cols["pfs_day"]) if "pfs_day" in cols else None
+    pfs_km = kaplan_meier(cols["pfs_day"][pfs_in], cols["pfs_event"][pfs_in]) if pfs_in is not None else None
     s: dict[str, Any] = {
         "referred": n,
         "infused": n_inf,
@@ -736,10 +1010,53 @@ def _arm_summary(cols: dict, curve: dict, programme: Any) -> dict:
                 **{f"at_{m}_months": float(km.at(m * 30.4375)) for m in (6, 12)}},
     }
     curve["efs"] = {"time": km.time, "survival": km.survival, "low": km.low, "high": km.high}
+    for key, k in (("os", os_km), ("pfs", pfs_km)):
+        if k is not None:
+            s[key] = _km_summary(k)
+            curve[key] = {"time": k.time, "survival": k.survival, "low": k.low, "high": k.high}
+    if "death_day" in cols:
+        s["deaths"] = int(np.isfinite(cols["death_day"]).sum())
     if programme is not None:
         s["programme"] = {"months": programme.programme.months, "referred": programme.summary["referred"],
                           "vein_to_vein_days": programme.summary["vein_to_vein_days"]}
     return s
+
+
+def _km_summary(km: Any) -> dict:
+    """Median (d) with its 95 % interval (Brookmeyer–Crowley, read off the Greenwood log-log
+    band; None: not reached) and Ŝ at 6 and 12 months (1 month = 30.4375 d) with the pointwise
+    95 % Greenwood log-log interval; None where the follow-up ends before that time."""
+    d = km.as_dict()
+    out: dict[str, Any] = {"n": d["n"], "events": d["events"], "median_days": d["median"],
+                           "median_low_days": d["median_low"], "median_high_days": d["median_high"]}
+    last = float(km.time[-1]) if km.time.size else 0.0
+    for m in (6, 12):
+        t = m * 30.4375
+        if km.time.size == 0 or t > last + 1e-9:
+            out[f"at_{m}_months"] = None
+            continue
+        j = int(np.searchsorted(km.time, t, side="right")) - 1
+        est = float(km.survival[j]) if j >= 0 else 1.0
+        lo = float(km.low[j]) if j >= 0 else 1.0
+        hi = float(km.high[j]) if j >= 0 else 1.0
+        out[f"at_{m}_months"] = {"estimate": est, "low": lo, "high": hi}
+    return out
+
+
+def _logrank(a: dict[str, np.ndarray], b: dict[str, np.ndarray], day: str, event: str) -> float | None:
+    """Log-rank p-value (scipy.stats.logrank) of ``a`` against ``b`` on columns ``day``/``event``;
+    None without an event or without the columns."""
+    from scipy.stats import CensoredData, logrank
+
+    if day not in a or day not in b:
+        return None
+    ma, mb = np.isfinite(a[day]), np.isfinite(b[day])
+    da, ea, db, eb = a[day][ma], a[event][ma].astype(bool), b[day][mb], b[event][mb].astype(bool)
+    if not da.size or not db.size or not (ea.any() or eb.any()):
+        return None
+    x = CensoredData(uncensored=da[ea], right=da[~ea])
+    y = CensoredData(uncensored=db[eb], right=db[~eb])
+    return float(logrank(x, y).pvalue)
 
 
 def _randomised(per_arm: dict[str, dict[str, np.ndarray]]) -> list[dict]:
@@ -778,6 +1095,8 @@ def _randomised(per_arm: dict[str, dict[str, np.ndarray]]) -> list[dict]:
                                  ref["responded"].size),
             "crs_grade_ge_3": diff(int((c1 & inf1).sum()), int(inf1.sum()), int((c0 & inf0).sum()), int(inf0.sum())),
             "efs_logrank_p": lr,
+            "os_logrank_p": _logrank(o, ref, "os_day", "os_event"),
+            "pfs_logrank_p": _logrank(o, ref, "pfs_day", "pfs_event"),
         })
     return out
 

@@ -561,6 +561,7 @@ def _calibration(c: Any, per_arm: dict[str, dict[str, np.ndarray]], out: Path) -
     from .calibrate import calibrate_population
     from .io.results import write_columns
     from .trials.calibration import CalibrationInputError
+    from .trials.survival import weighted_survival_at
 
     cols = next(iter(per_arm.values()))
     try:
@@ -590,6 +591,9 @@ def _calibration(c: Any, per_arm: dict[str, dict[str, np.ndarray]], out: Path) -
             "icans_grade_ge_1": wmean((icans >= 1).astype(float), infused),
             "icans_grade_ge_3": wmean((icans >= 3).astype(float), infused),
         },
+        **({"weighted_survival": {
+            f"{key}_at_{m}_months": weighted_survival_at(cols[f"{key}_day"], cols[f"{key}_event"], w, m * 30.4375)
+            for key in ("os", "pfs") for m in (6, 12)}} if "os_day" in cols else {}),
         "weights_file": "weights.parquet",
     }
 
@@ -648,7 +652,7 @@ _FIXED_COLUMNS = ("arm", "patient", "outcome", "status", "referral_to_infusion",
                   "bridged", "dose", "tumour_at_infusion", "responded", "complete_response", "response_day",
                   "mrd_negative_day",
                   "relapse_day", "crs_max_grade", "icans_max_grade", "car_cmax", "car_tmax", "car_auc28",
-                  "tumour_nadir", "efs_day", "efs_event")
+                  "tumour_nadir", "efs_day", "efs_event", "death_day", "os_day", "os_event", "pfs_day", "pfs_event")
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ Files, each written atomically and ``manifest.json`` last (a folder without it i
 * ``patients.parquet`` — one row per (arm, virtual patient); units in the column metadata;
 * ``summary.json`` — endpoints per arm with Wilson 95 % intervals and the paired differences
   (:func:`livingdrug.comparison.run_comparison`);
-* ``endpoints.png`` (endpoints per arm with intervals), ``efs_from_referral.png``
-  (Kaplan–Meier), ``referral_to_infusion.png``, ``time_courses.png`` (median and 10–90th
+* ``endpoints.png`` (endpoints per arm with intervals), ``efs_from_referral.png``,
+  ``os_from_referral.png`` and ``pfs_from_infusion.png`` (Kaplan–Meier with numbers at risk), ``referral_to_infusion.png``, ``time_courses.png`` (median and 10–90th
   percentile of the tumour and of product cells in blood); ``report.html`` embedding them;
 * ``manifest.json`` — livingdrug version, comparison text and hash, patients, seed, arms.
 """
@@ -44,6 +44,7 @@ COLUMN_UNITS = {
     "untreated_days": "d", "bridged": "", "dose": "cell", "tumour_at_infusion": "cell", "responded": "", "complete_response": "",
     "response_day": "d", "mrd_negative_day": "d", "relapse_day": "d", "crs_max_grade": "1",
     "icans_max_grade": "1", "car_cmax": "cell/uL", "efs_day": "d", "efs_event": "",
+    "death_day": "d", "os_day": "d", "os_event": "", "pfs_day": "d", "pfs_event": "",
     "car_tmax": "d", "car_auc28": "cell/uL*d", "tumour_nadir": "cell",
     "product_f_S": "1", "product_f_E": "1", "product_f_M": "1", "product_vcn": "copies/cell", "product_fitness": "1",
 }
@@ -62,6 +63,19 @@ def _q(d: dict | None, fmt: str = "{:.1f}") -> str:
     return f"{fmt.format(d['median'])} ({fmt.format(d['q1'])}–{fmt.format(d['q3'])})"
 
 
+def _median(k: dict) -> str:
+    """KM median (d) with its 95 % interval; "not reached" (NR) where it is not."""
+    def f(x: float | None) -> str:
+        return "NR" if x is None else f"{x:.0f}"
+    return f"{f(k['median_days'])} ({f(k['median_low_days'])}–{f(k['median_high_days'])})"
+
+
+def _at(p: dict | None) -> str:
+    if not p:
+        return "— (follow-up too short)"
+    return f"{100 * p['estimate']:.1f} % ({100 * p['low']:.1f}–{100 * p['high']:.1f})"
+
+
 def comparison_rows(summary: dict) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """``(arm names, [(label, value per arm)])`` of the endpoint table (CLI and report)."""
     arms = list(summary["arms"])
@@ -77,6 +91,11 @@ def comparison_rows(summary: dict) -> tuple[list[str], list[tuple[str, list[str]
         rows.append((label, [_pct(A[a][key]) for a in arms]))
     rows.append(("event-free survival from referral at 6 / 12 months",
                  [f"{100 * A[a]['efs']['at_6_months']:.1f} % / {100 * A[a]['efs']['at_12_months']:.1f} %" for a in arms]))
+    for key, label, origin in (("os", "overall survival", "referral"), ("pfs", "progression-free survival", "infusion")):
+        if all(key in A[a] for a in arms):
+            rows.append((f"{label} from {origin}: median, d (95 % CI)", [_median(A[a][key]) for a in arms]))
+            rows.append((f"{label} at 6 / 12 months (95 % CI)",
+                         [f"{_at(A[a][key]['at_6_months'])} / {_at(A[a][key]['at_12_months'])}" for a in arms]))
     rows.append(("peak product cells in blood, cells/µL: median (IQR)", [_q(A[a]["car_cmax"], "{:.3g}") for a in arms]))
     return arms, rows
 
@@ -120,7 +139,15 @@ def _figures(result: Any, out: Path) -> list[Path]:
     pt["arm"] = np.array([a if len(a) <= 32 else a[:31] + "…" for a in pt["arm"]], dtype=object)
     paths.append(tf.km_figure(pt, out / "efs_from_referral.png", time_col="efs_day", event_col="efs_event", by="arm",
                               xlabel="days since referral",
-                              title="Event-free survival from referral\n(events: drop-out, no response, relapse)"))
+                              title="Event-free survival from referral\n(drop-out, no response, relapse, death)"))
+    if "os_day" in pt:
+        paths.append(tf.km_figure(pt, out / "os_from_referral.png", time_col="os_day", event_col="os_event", by="arm",
+                                  xlabel="days since referral",
+                                  title="Overall survival from referral\n(event: death)"))
+        inf = {k: v[pt["outcome"] == "infused"] for k, v in pt.items()}
+        paths.append(tf.km_figure(inf, out / "pfs_from_infusion.png", time_col="pfs_day", event_col="pfs_event",
+                                  by="arm", xlabel="days since infusion",
+                                  title="Progression-free survival from infusion\n(events: progression, death)"))
     treated = {k: v[(pt["outcome"] == "infused") & (pt["status"] == 0)] for k, v in pt.items()}
     if treated["patient"].size:
         paths.append(tf.grade_bars(treated, out / "grade_bars.png"))
@@ -204,6 +231,8 @@ def _calibration_html(cal: dict | None) -> str:
         for r in cal["table"])
     wtd = "".join(f"<tr><td>{html.escape(k)}</td><td class=num>{'—' if v is None else f'{100 * v:.1f} %'}</td></tr>"
                   for k, v in cal["weighted"].items())
+    wtd += "".join(f"<tr><td>{html.escape(k)}</td><td class=num>{_at(v) if v.get('estimate') == v.get('estimate') else '—'}"
+                   "</td></tr>" for k, v in (cal.get("weighted_survival") or {}).items())
     return f"""<h2>Calibration to published figures</h2>
 <p>The virtual patients are weighted (maximum entropy: the weights closest to equal that reproduce
 every published figure; effective sample size {cal['n_effective']:.0f}). Published intervals are
@@ -235,14 +264,15 @@ def write_comparison_report(result: Any, out: Path, *, kind: str = "comparison")
         f"<td class=num>{100 * p['response_itt']['difference']:+.1f} % ({100 * p['response_itt']['low']:+.1f} to "
         f"{100 * p['response_itt']['high']:+.1f})</td><td class=num>{p['response_itt']['fisher_p']:.2g}</td>"
         f"<td class=num>{100 * p['crs_grade_ge_3']['difference']:+.1f} %</td>"
-        f"<td class=num>{'—' if p['efs_logrank_p'] is None else format(p['efs_logrank_p'], '.2g')}</td></tr>"
+        f"<td class=num>{'—' if p['efs_logrank_p'] is None else format(p['efs_logrank_p'], '.2g')}</td>"
+        f"<td class=num>{'—' if p.get('os_logrank_p') is None else format(p['os_logrank_p'], '.2g')}</td></tr>"
         for p in result.summary.get("randomised") or [])
     paired_html = ("<h2>Paired comparison (same patients)</h2>\n<table><tr><th>arms</th><th>ITT response difference</th>"
                    "<th>discordant pairs (only arm / only reference)</th><th>McNemar exact p</th>"
                    f"<th>CRS ≥ 1 difference (infused in both)</th></tr>\n{paired}\n</table>") if paired else ""
     randomised_html = ("<h2>Randomised comparison</h2>\n<table><tr><th>arms</th>"
                        "<th>ITT response difference (Newcombe 95 % CI)</th><th>Fisher exact p</th>"
-                       f"<th>CRS ≥ 3 difference (infused)</th><th>EFS log-rank p</th></tr>\n{randomised}\n</table>"
+                       f"<th>CRS ≥ 3 difference (infused)</th><th>EFS log-rank p</th><th>OS log-rank p</th></tr>\n{randomised}\n</table>"
                        ) if randomised else ""
     arms_html = "\n".join(
         f"<tr><td>{html.escape(a.name)}</td><td>{html.escape(a.scenario.name)}: {html.escape(a.scenario.title)}</td>"
@@ -263,7 +293,8 @@ def write_comparison_report(result: Any, out: Path, *, kind: str = "comparison")
 <p>Proportions: estimate (Wilson 95 % interval) [count/denominator]. ITT: every referred patient
 counts; patients who drop out before infusion are non-responders. Response: B-ALL complete
 remission by day 28 (lymphoma: Lugano CR/PR, myeloma: IMWG ≥ PR at day 90). Grades: ASTCT
-(Lee 2019).</p>
+(Lee 2019). Survival: Kaplan–Meier with Greenwood log-log 95 % intervals; deaths from the
+tumour-burden hazard model (docs/trials.md).</p>
 {paired_html}
 {randomised_html}
 {_calibration_html(result.summary.get("calibration"))}

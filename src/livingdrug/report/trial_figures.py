@@ -68,7 +68,8 @@ _COLOURS = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#
 #: colour of each maximum grade 0…5 in :func:`grade_bars`
 GRADE_COLOURS = ("#dddddd", "#fee391", "#fdae61", "#e34a33", "#99000d", "#000000")
 _RESPONSE_COLOURS = {True: "#228833", False: "#ee6677"}
-_TIME_LABELS = {"efs_day": "days since referral", "response_day": "days after infusion",
+_TIME_LABELS = {"efs_day": "days since referral", "os_day": "days since referral", "pfs_day": "days after infusion",
+                "response_day": "days after infusion",
                 "relapse_day": "days after infusion", "mrd_negative_day": "days after infusion"}
 
 

@@ -91,6 +91,7 @@ _TOP_KEYS = (
     "simulation",
     "population",
     "targets",
+    "survival",
 )
 _SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "patient": ("weight",),
@@ -575,6 +576,43 @@ def parse_population(ctx: _Ctx, raw: Any, param_unit: Callable[[str, str], str],
     return population, int(seed)
 
 
+#: fields of [survival] → (unit, bare-number unit) (livingdrug.trials.survival.SurvivalModel)
+_SURVIVAL_FIELDS: dict[str, tuple[str, str | None]] = {
+    "h_bg": ("1/d", None), "h_d": ("1/d", None), "b_ref": ("cell", None), "beta": ("1", None),
+    "follow_up": ("d", "d"),
+}
+
+
+def parse_survival(ctx: _Ctx, raw: Any, net: Network) -> Any:
+    """``[survival]``: the hazard-of-death model of the scenario's virtual patients
+    (:class:`~livingdrug.trials.survival.SurvivalModel`): fields ``h_bg`` and ``h_d`` (1/d),
+    ``b_ref`` (cell), ``beta`` (dimensionless), ``follow_up`` (d after infusion); the fields
+    not given keep the disease default.  Errors name ``survival.<field>``."""
+    from ..trials.survival import DEFAULTS, SurvivalInputError, SurvivalModel, default_survival
+
+    tab = _table(ctx, "survival", raw)
+    _check_keys(ctx, "survival", tab, tuple(_SURVIVAL_FIELDS))
+    base = default_survival(net)
+    values: dict[str, float] = {}
+    for k, v in tab.items():
+        unit, bare = _SURVIVAL_FIELDS[k]
+        values[k] = _quantity(ctx, f"survival.{k}", v, unit, bare_unit=bare)
+    if base is None:
+        missing = [k for k in ("h_bg", "h_d", "b_ref") if k not in values]
+        if missing:
+            raise ctx.error(f"survival.{missing[0]}", expected=f"a value: model {net.name} has no default survival model "
+                            f"(defaults exist for {', '.join(DEFAULTS)})",
+                            hint='give h_bg, h_d and b_ref, e.g. h_bg = "1.7e-4 1/d", h_d = "5e-3 1/d", b_ref = "1e11 cell"')
+    try:
+        if base is None:
+            base = SurvivalModel(values["h_bg"], values["h_d"], values["b_ref"], source="[survival]")
+        return replace(base, **values, source=base.source + (" (overridden by [survival]: " + ", ".join(values) + ")"
+                                                             if values else ""))
+    except SurvivalInputError as exc:
+        raise ctx.error(f"survival.{exc.field}", tab.get(exc.field, exc.value), expected=exc.expected,
+                        hint="see docs/trials.md (death model)") from None
+
+
 #: most published targets of one scenario
 MAX_TARGETS = 100
 
@@ -956,6 +994,11 @@ def _validate(
         targets = parse_targets(ctx, d["targets"])
         raw["targets"] = thaw(freeze(d["targets"]))
 
+    survival = None
+    if "survival" in d:
+        survival = parse_survival(ctx, d["survival"], net)
+        raw["survival"] = thaw(freeze(d["survival"]))
+
     return Scenario(
         name=name,
         title=title,
@@ -972,6 +1015,7 @@ def _validate(
         network=net,
         population=population,
         targets=targets,
+        survival=survival,
     )
 
 
@@ -1311,6 +1355,9 @@ def dump_scenario(s: Scenario) -> str:
             for vt in pop.get(group) or []:
                 lines += ["", f"[[population.{group}]]"]
                 lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in vt.items()]
+    if "survival" in raw:
+        lines += ["", "[survival]"]
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in raw["survival"].items()]
     for tt in raw.get("targets") or ():
         lines += ["", "[[targets]]"]
         lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in tt.items()]
@@ -1349,6 +1396,9 @@ def _canonical(s: Scenario) -> dict[str, Any]:
                if s.population.effects else {}),
             **({"correlations": [list(c) for c in s.population.correlations]} if s.population.correlations else {}),
         }
+    if s.survival is not None:  # only when present: hashes of scenarios without [survival] are unchanged
+        sv = s.survival
+        out["survival"] = [sv.h_bg, sv.h_d, sv.b_ref, sv.beta, sv.follow_up]
     if s.targets:  # only when present: hashes of scenarios without targets are unchanged
         out["targets"] = [_target_json(t) for t in s.targets]
     # stochastic settings count only where they change the simulation, so the hash of an

@@ -271,6 +271,9 @@ class Scenario:
     * ``targets``: published figures the population is calibrated to (``[[targets]]``,
       :class:`~livingdrug.trials.calibration.Target`, used by :mod:`livingdrug.calibrate`);
       ``()`` when the file has none.
+    * ``survival``: the hazard-of-death model of its virtual patients (``[survival]``,
+      :class:`~livingdrug.trials.survival.SurvivalModel`, the disease default with the
+      fields the file gives) or ``None`` (the disease default applies).
 
     ``raw`` is the document as written (validated, unknown keys impossible), used to dump it
     back; ``source`` says where it came from; ``network`` is the model it was validated
@@ -292,6 +295,7 @@ class Scenario:
     network: Network | None = field(default=None, compare=False, hash=False, repr=False)
     population: Any = None
     targets: tuple[Any, ...] = ()
+    survival: Any = None
 
     @property
     def population_seed(self) -> int:
