@@ -586,6 +586,7 @@ def _calibration(c: Any, per_arm: dict[str, dict[str, np.ndarray]], out: Path) -
         "table": r.table,
         "weighted": {
             "response_itt": wmean(cols["responded"].astype(float), np.ones_like(w, dtype=bool)),
+            "complete_response_itt": wmean(cols["complete_response"].astype(float), np.ones_like(w, dtype=bool)),
             "crs_grade_ge_1": wmean((crs >= 1).astype(float), infused),
             "crs_grade_ge_3": wmean((crs >= 3).astype(float), infused),
             "icans_grade_ge_1": wmean((icans >= 1).astype(float), infused),

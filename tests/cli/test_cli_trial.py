@@ -185,7 +185,7 @@ def test_kill_9_then_resume_keeps_finished_parts(design, tmp_path):
 
 def test_calibrate_command_writes_the_calibration(tmp_path):
     """`livingdrug calibrate liu2020-carnk`: every published target reproduced (Liu E et al.
-    2020 NEJM 382:545: response 8/11, no CRS, no ICANS), files written, exit 0."""
+    2020 NEJM 382:545: 7/11 complete remissions, no CRS, no ICANS), files written, exit 0."""
     out = tmp_path / "cal"
     p = subprocess.run([sys.executable, "-m", "livingdrug", "calibrate", "liu2020-carnk", "--out", str(out),
                         "--no-figures"], capture_output=True, text=True, timeout=600)

@@ -260,6 +260,8 @@ def test_a_trial_of_a_calibrated_scenario_reports_weighted_endpoints(tmp_path):
     cal = r.summary["calibration"]
     assert "error" not in cal and cal["all_within"] and cal["n_effective"] > 0.2 * 120
     assert cal["weighted"]["response_itt"] == pytest.approx(7 / 11, abs=1e-8)
+    # the B-ALL response of the CAR-NK model is a complete remission: the same weighted figure
+    assert cal["weighted"]["complete_response_itt"] == pytest.approx(7 / 11, abs=1e-8)
     assert cal["weighted"]["crs_grade_ge_1"] == pytest.approx(0.0, abs=1e-8)
     w = pq.read_table(tmp_path / "t" / "weights.parquet").column("weight").to_numpy()
     assert w.size == 120 and w.sum() == pytest.approx(1.0)
