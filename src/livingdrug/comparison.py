@@ -445,7 +445,8 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
         for col in ("f_S", "f_E", "f_M", "vcn", "fitness"):
             cols[f"product_{col}"] = np.asarray(fates[col], dtype=float)
     ds = None
-    treated = None
+    assess = RESPONSE_DAY if net.observable_by_role("blasts_pct") is not None else LATE_RESPONSE_DAY
+    survival = _Survival(c, plan, inp, compiled, pre_path, assess)
     if idx.size:
         t_eval = np.asarray(rs.t_out, dtype=float)
         if dose_name in pidx:
@@ -472,9 +473,6 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
                 obs[failed] = np.where(bad[:, :, None], np.nan, obs[failed])
             return blk, sol, obs
 
-        sel = _survival_observables(net)  # what survival reads later, kept for every block
-        t_blocks: list[np.ndarray] = []
-        obs_sel, y_end, status_all = [], [], []
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(solve_block, 0)
             for lo in range(0, idx.size, step):
@@ -484,15 +482,10 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
                 status = np.where(status_pre[blk] != 0, status_pre[blk], sol.status)
                 ds = _dataset(net, sol.t, sol.y, obs, status, sol.message) if needs_ds else None
                 _score(cols, idx[blk], np.asarray(sol.t), obs, status, net, t_dose, ds)
-                t_blocks = [np.asarray(sol.t)]
-                obs_sel.append(obs[:, :, sel])
-                y_end.append(sol.y[:, -1])
-                status_all.append(status)
-        treated = (t_blocks[0], np.concatenate(obs_sel), np.concatenate(y_end), np.concatenate(status_all))
+                survival.infused(cols, blk, np.asarray(sol.t), obs[:, :, survival.sel], sol.y[:, -1], status)
         if ds is not None and with_dataset:
             ds = with_grades(ds, net)
-    assess = RESPONSE_DAY if net.observable_by_role("blasts_pct") is not None else LATE_RESPONSE_DAY
-    follow, progression = _survival(c, plan, inp, cols, compiled, pre_path, treated, assess)
+    follow, progression = survival.finish(cols)
     cols["efs_day"], cols["efs_event"] = _efs(cols, follow, assess, progression)
     return cols, ds
 
@@ -714,68 +707,83 @@ FOLLOW_STEP = 1.0
 _UNTREATED_DROPOUTS = ("ineligible", "progression", "manufacturing failure")
 
 
-def _survival(c: Any, plan: ArmPlan, inp: ArmInputs, cols: dict, compiled: Any, pre_path: Any,
-              treated: Any, assess: float) -> tuple[np.ndarray, np.ndarray]:
-    """Fill ``death_day``, ``os_day``/``os_event`` (d from referral) and ``pfs_day``/``pfs_event``
-    (d from infusion, infused only) of the patients of ``cols`` (:mod:`livingdrug.trials.survival`;
-    docs/trials.md).  Returns each patient's follow-up after infusion (d; NaN if not infused)
-    and its relapse/progression day after infusion over that follow-up (NaN if none), for EFS.
+class _Survival:
+    """Fills ``death_day``, ``os_day``/``os_event`` (d from referral) and ``pfs_day``/``pfs_event``
+    (d from infusion, infused only) of the patients of a chunk (:mod:`livingdrug.trials.survival`;
+    docs/trials.md): the drop-outs at construction, the infused block by block
+    (:meth:`infused`, as each block is solved), then :meth:`finish`, which returns each
+    patient's follow-up after infusion (d; NaN if not infused) and its relapse/progression day
+    after infusion over that follow-up (NaN if none), for EFS.
 
     Who is exposed when: an infused patient from referral (its untreated course ``pre_path``
     and the scenario's lead-in, mapped linearly onto the real wait: bridging slows the course),
-    through the treatment solve ``treated`` = ``(t, observables, final states, status)`` and a
+    through the treatment solve and, if ``follow_up`` is longer than the scenario, a
     continuation of the model to ``follow_up`` after infusion; a drop-out for death dies at its
-    drop-out day; other drop-outs live their untreated disease from referral for ``follow_up``
-    days (one batched solve); a patient still waiting when the programme ended is censored then."""
-    from .trials.survival import default_survival, exposures
+    drop-out day; other drop-outs live their untreated disease from referral for the follow-up
+    (one batched solve); a patient still waiting when the programme ended is censored then."""
 
-    rs, net = plan.rs, plan.rs.network
-    n = inp.patients.size
-    outcome = inp.outcome
-    sm = getattr(plan.arm.scenario, "survival", None) or default_survival(net)
-    t_dose, t_end = _t_dose(rs), float(rs.t_end)
-    nan = np.full(n, np.nan)
-    death, os_day, os_event = nan.copy(), nan.copy(), np.zeros(n, dtype=bool)
-    pfs_day, pfs_event = nan.copy(), np.zeros(n, dtype=bool)
-    follow, progression = nan.copy(), nan.copy()
-    e = exposures(c.seed, inp.patients)
-    horizon = sm.follow_up if sm is not None and sm.follow_up is not None else t_end - t_dose
-    j_tum = _obs_index(net, "tumour_total")
+    def __init__(self, c: Any, plan: ArmPlan, inp: ArmInputs, compiled: Any, pre_path: Any, assess: float) -> None:
+        from .trials.survival import default_survival, exposures
 
-    # drop-outs for death die at their drop-out day; the waiting are censored at the programme's end
-    d_out = outcome == "death"
-    death[d_out] = inp.end[d_out]
-    os_day[d_out], os_event[d_out] = inp.end[d_out], True
-    waiting = ~np.isin(outcome, ("infused", *_DROPPED))
-    os_day[waiting] = np.maximum(inp.end[waiting], 0.0)
+        self.plan, self.inp, self.compiled, self.pre_path, self.assess = plan, inp, compiled, pre_path, assess
+        rs, net = plan.rs, plan.rs.network
+        n = inp.patients.size
+        outcome = inp.outcome
+        self.sm = sm = getattr(plan.arm.scenario, "survival", None) or default_survival(net)
+        self.t_dose, self.t_end = t_dose, t_end = _t_dose(rs), float(rs.t_end)
+        nan = np.full(n, np.nan)
+        self.death, self.os_day, self.os_event = nan.copy(), nan.copy(), np.zeros(n, dtype=bool)
+        self.pfs_day, self.pfs_event = nan.copy(), np.zeros(n, dtype=bool)
+        self.follow, self.progression = nan.copy(), nan.copy()
+        self.e = e = exposures(c.seed, inp.patients)
+        self.horizon = horizon = sm.follow_up if sm is not None and sm.follow_up is not None else t_end - t_dose
+        self.j_tum = j_tum = _obs_index(net, "tumour_total")
+        self.sel = _survival_observables(net)
+        where = {j: k for k, j in enumerate(self.sel)}
+        self.roles = {r: (where[j] if (j := _obs_index(net, r)) is not None else None) for r in _PROGRESSION_ROLES}
+        self.j_sub = where[j_tum] if j_tum is not None else None
+        # paths of the infused need the untreated course's burden (observables of its states)
+        self.pre_b = None
+        if pre_path is not None and j_tum is not None:
+            tau_pre, Y = pre_path
+            pre_b = compiled.observables_batch(tau_pre, np.nan_to_num(Y, nan=0.0), inp.P)[:, :, j_tum]
+            pre_b[~np.isfinite(Y).all(axis=2)] = np.nan
+            self.pre_b = (tau_pre, pre_b)
 
-    # other drop-outs: untreated disease from referral
-    others = np.flatnonzero(np.isin(outcome, _UNTREATED_DROPOUTS))
-    if others.size:
-        if sm is None or j_tum is None:
-            os_day[others] = inp.end[others]
-        else:
-            fates = {**(plan.fates or {}), "outcome": np.full(plan.n, "infused", dtype=object)}
-            as_treated = dataclasses.replace(plan, fates=fates, arm=dataclasses.replace(plan.arm, product="scenario"))
-            inp2 = arm_inputs(c, as_treated, inp.patients[others])
-            tau, burden = _untreated_course(compiled, rs, inp2.y0, inp2.P, horizon, j_tum)
-            dd, end = _death_times(np.broadcast_to(tau, burden.shape), burden, e[others], sm)
-            death[others] = dd
-            os_day[others] = np.where(np.isfinite(dd), dd, end)
-            os_event[others] = np.isfinite(dd)
+        # drop-outs for death die at their drop-out day; the waiting are censored at the programme's end
+        d_out = outcome == "death"
+        self.death[d_out] = inp.end[d_out]
+        self.os_day[d_out], self.os_event[d_out] = inp.end[d_out], True
+        waiting = ~np.isin(outcome, ("infused", *_DROPPED))
+        self.os_day[waiting] = np.maximum(inp.end[waiting], 0.0)
 
-    idx = inp.idx
-    if idx.size and treated is not None:
-        t, obs, y_end, status = treated  # obs: the observables _survival_observables selects
+        # other drop-outs: untreated disease from referral
+        others = np.flatnonzero(np.isin(outcome, _UNTREATED_DROPOUTS))
+        if others.size:
+            if sm is None or j_tum is None:
+                self.os_day[others] = inp.end[others]
+            else:
+                fates = {**(plan.fates or {}), "outcome": np.full(plan.n, "infused", dtype=object)}
+                as_treated = dataclasses.replace(plan, fates=fates, arm=dataclasses.replace(plan.arm, product="scenario"))
+                inp2 = arm_inputs(c, as_treated, inp.patients[others])
+                tau, burden = _untreated_course(compiled, rs, inp2.y0, inp2.P, horizon, j_tum)
+                dd, end = _death_times(np.broadcast_to(tau, burden.shape), burden, e[others], sm)
+                self.death[others] = dd
+                self.os_day[others] = np.where(np.isfinite(dd), dd, end)
+                self.os_event[others] = np.isfinite(dd)
+
+    def infused(self, cols: dict, rows: slice, t: np.ndarray, obs: np.ndarray, y_end: np.ndarray,
+                status: np.ndarray) -> None:
+        """The infused patients ``inp.idx[rows]`` (already scored into ``cols``), from their
+        treatment solve: times ``t``, the observables ``obs[m, T, :]`` that
+        :func:`_survival_observables` selects, final states ``y_end`` and solver status."""
+        inp, rs, sm, t_dose, horizon = self.inp, self.plan.rs, self.sm, self.t_dose, self.horizon
+        idx = inp.idx[rows]
+        P = inp.P[rows]
         w = inp.wait[idx]
-        roles = {r: _obs_index(net, r) for r in _PROGRESSION_ROLES}
-        sel = _survival_observables(net)
-        where = {j: k for k, j in enumerate(sel)}
-        roles = {r: where[j] if j is not None else None for r, j in roles.items()}
-        j_sub = where[j_tum] if j_tum is not None else None
-        if horizon > t_end - t_dose + 1e-9:
-            tc, oc = _continue(compiled, rs, y_end, inp.P, status, t_end, t_dose + horizon)
-            t_all, o_all = np.concatenate([t, tc]), np.concatenate([obs, oc[:, :, sel]], axis=1)
+        if horizon > self.t_end - t_dose + 1e-9:
+            tc, oc = _continue(self.compiled, rs, y_end, P, status, self.t_end, t_dose + horizon)
+            t_all, o_all = np.concatenate([t, tc]), np.concatenate([obs, oc[:, :, self.sel]], axis=1)
         else:
             t_all, o_all = t, obs
         keep = t_all <= t_dose + horizon + 1e-9
@@ -786,27 +794,30 @@ def _survival(c: Any, plan: ArmPlan, inp: ArmInputs, cols: dict, compiled: Any, 
         last = np.where(finite.any(axis=1), np.max(np.where(finite, np.arange(finite.shape[1]), -1), axis=1), -1)
         tp = t_all[post] - t_dose
         f_end = np.where(last >= 0, tp[np.maximum(last, 0)], 0.0)
-        follow[idx] = f_end
-        prog = _progression(cols, idx, roles, tp, o_all[:, post], assess)
-        progression[idx] = prog
-        if sm is not None and j_tum is not None and j_sub is not None:
-            s, b = _infused_paths(rs, inp.untreated[idx], w, pre_path, compiled, inp.P, t_all, o_all[:, :, j_sub], j_tum)
-            dd, end = _death_times(s, b, e[idx], sm)
+        self.follow[idx] = f_end
+        prog = _progression(cols, idx, self.roles, tp, o_all[:, post], self.assess)
+        self.progression[idx] = prog
+        if sm is not None and self.j_sub is not None:
+            pre = None if self.pre_b is None else (self.pre_b[0], self.pre_b[1][rows])
+            s, b = _infused_paths(rs, inp.untreated[idx], w, pre, t_all, o_all[:, :, self.j_sub])
+            dd, end = _death_times(s, b, self.e[idx], sm)
         else:
             dd, end = np.full(idx.size, np.nan), w + f_end
-        death[idx] = dd
-        os_day[idx] = np.where(np.isfinite(dd), dd, end)
-        os_event[idx] = np.isfinite(dd)
+        self.death[idx] = dd
+        self.os_day[idx] = np.where(np.isfinite(dd), dd, end)
+        self.os_event[idx] = np.isfinite(dd)
         after = dd - w  # death after infusion (d)
         p_first = np.fmin(prog, after)
-        pfs_event[idx] = np.isfinite(p_first) & (p_first <= f_end + 1e-9)
-        pfs_day[idx] = np.where(pfs_event[idx], p_first, f_end)
+        self.pfs_event[idx] = np.isfinite(p_first) & (p_first <= f_end + 1e-9)
+        self.pfs_day[idx] = np.where(self.pfs_event[idx], p_first, f_end)
         # death while waiting: never infused in fact, so not in the PFS population (OS and EFS keep the death)
         gone = np.isfinite(dd) & (dd < w)
-        pfs_day[idx[gone]], pfs_event[idx[gone]] = np.nan, False
-    cols["death_day"], cols["os_day"], cols["os_event"] = death, os_day, os_event
-    cols["pfs_day"], cols["pfs_event"] = pfs_day, pfs_event
-    return follow, progression
+        self.pfs_day[idx[gone]], self.pfs_event[idx[gone]] = np.nan, False
+
+    def finish(self, cols: dict) -> tuple[np.ndarray, np.ndarray]:
+        cols["death_day"], cols["os_day"], cols["os_event"] = self.death, self.os_day, self.os_event
+        cols["pfs_day"], cols["pfs_event"] = self.pfs_day, self.pfs_event
+        return self.follow, self.progression
 
 
 def _survival_observables(net: Any) -> list[int]:
@@ -865,8 +876,8 @@ def _continue(compiled: Any, rs: Any, y_end: np.ndarray, P: np.ndarray, status: 
     return tc, obs
 
 
-def _infused_paths(rs: Any, untreated: np.ndarray, wait: np.ndarray, pre_path: Any, compiled: Any, P: np.ndarray,
-                   t: np.ndarray, tumour: np.ndarray, j_tum: int) -> tuple[np.ndarray, np.ndarray]:
+def _infused_paths(rs: Any, untreated: np.ndarray, wait: np.ndarray, pre: Any,
+                   t: np.ndarray, tumour: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Real time from referral (d) and tumour burden (cells) of each infused patient,
     NaN-padded ``[m, L]``: the untreated course (``pre_path``, model time τ = 0 … u), the
     scenario's lead-in (τ = u + t − t_start up to the dose), both mapped onto the real wait w
@@ -874,31 +885,44 @@ def _infused_paths(rs: Any, untreated: np.ndarray, wait: np.ndarray, pre_path: A
     then s = w + (t − t_dose) after the dose."""
     t_dose, t_start = _t_dose(rs), float(rs.t_start)
     lead = t_dose - t_start
-    pre_b = None
-    if pre_path is not None:
-        tau_pre, Y = pre_path
-        pre_b = compiled.observables_batch(tau_pre, np.nan_to_num(Y, nan=0.0), P)[:, :, j_tum]
-        pre_b[~np.isfinite(Y).all(axis=2)] = np.nan
-    before = t <= t_dose + 1e-9
-    rows_s, rows_b = [], []
-    for r in range(untreated.size):
-        u, w = float(untreated[r]), float(wait[r])
-        parts_tau, parts_b = [], []
-        if pre_b is not None and u > 0:
-            k = int(round(u / PRE_STEP))
-            parts_tau.append(tau_pre[:k + 1])
-            parts_b.append(pre_b[r, :k + 1])
-        parts_tau.append(u + (t[before] - t_start))
-        parts_b.append(tumour[r, before])
-        tau = np.concatenate(parts_tau)
-        scale = w / (u + lead) if u + lead > 0 else 0.0
-        rows_s.append(np.concatenate([tau * scale, w + (t[~before] - t_dose)]))
-        rows_b.append(np.concatenate([*parts_b, tumour[r, ~before]]))
-    L = max(x.size for x in rows_s)
-    s = np.full((len(rows_s), L), np.nan)
-    b = np.full((len(rows_s), L), np.nan)
-    for r, (x, y) in enumerate(zip(rows_s, rows_b, strict=True)):
-        s[r, :x.size], b[r, :y.size] = x, y
+    tb = t[t <= t_dose + 1e-9] - t_start  # the scenario's lead-in (model time after the untreated course)
+    ta = t[t > t_dose + 1e-9] - t_dose  # after the dose
+    m = untreated.size
+    u = np.asarray(untreated, dtype=float)
+    w = np.asarray(wait, dtype=float)
+    if pre is not None:
+        tau_pre, pre_b = pre
+        n1 = np.where(u > 0, np.round(u / PRE_STEP).astype(np.int64) + 1, 0)  # points of the untreated course
+    else:
+        tau_pre, pre_b = np.zeros(1), np.full((m, 1), np.nan)
+        n1 = np.zeros(m, dtype=np.int64)
+    nb, na = tb.size, ta.size
+    L = int(n1.max(initial=0)) + nb + na
+    scale = np.where(u + lead > 0, w / np.where(u + lead > 0, u + lead, 1.0), 0.0)[:, None]
+    s = np.full((m, L), np.nan)
+    b = np.full((m, L), np.nan)
+    plain = n1 == 0  # no untreated course: the lead-in and the treatment, side by side
+    if plain.any():
+        s[plain, :nb] = (u[plain, None] + tb[None, :]) * scale[plain]
+        s[plain, nb:nb + na] = w[plain, None] + ta[None, :]
+        b[plain, :nb + na] = tumour[plain, :nb + na]
+    course = np.flatnonzero(~plain)
+    if course.size:  # the untreated course first, its length varying by patient
+        j = np.arange(L)[None, :]
+        k1 = n1[course, None]
+        in1, in2, in3 = j < k1, (j >= k1) & (j < k1 + nb), (j >= k1 + nb) & (j < k1 + nb + na)
+        i1 = np.clip(j, 0, tau_pre.size - 1)
+        i2 = np.clip(j - k1, 0, max(nb - 1, 0))
+        i3 = np.clip(j - k1 - nb, 0, max(na - 1, 0))
+        rows = course[:, None]
+        sc = scale[course]
+        nan = np.nan
+        s[course] = np.where(in1, tau_pre[i1] * sc,
+                             np.where(in2, (u[rows] + tb[i2]) * sc if nb else nan,
+                                      np.where(in3, w[rows] + ta[i3] if na else nan, nan)))
+        b[course] = np.where(in1, pre_b[rows, np.clip(j, 0, pre_b.shape[1] - 1)],
+                             np.where(in2, tumour[rows, i2] if nb else nan,
+                                      np.where(in3, tumour[rows, nb + i3] if na else nan, nan)))
     return s, b
 
 

@@ -206,14 +206,13 @@ def death_times(times: np.ndarray, burden: np.ndarray, e: np.ndarray, model: Sur
     k = np.argmax(hit, axis=1)
     dead = hit[np.arange(n), k]
     out = np.full(n, np.nan)
-    for i in np.flatnonzero(dead):
-        j = int(k[i])
-        if j == 0:
-            out[i] = t[i, 0]
-            continue
-        l0, l1 = lam[i, j - 1], lam[i, j]
-        frac = (e[i] - l0) / (l1 - l0) if l1 > l0 else 1.0
-        out[i] = t[i, j - 1] + frac * (t[i, j] - t[i, j - 1])
+    i = np.flatnonzero(dead)
+    j = k[i]
+    j0 = np.maximum(j - 1, 0)
+    l0, l1 = lam[i, j0], lam[i, j]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(l1 > l0, (e[i] - l0) / (l1 - l0), 1.0)
+    out[i] = np.where(j == 0, t[i, 0], t[i, j0] + frac * (t[i, j] - t[i, j0]))
     return out, end
 
 
