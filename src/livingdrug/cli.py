@@ -537,7 +537,9 @@ def logistics(
 
         con.print(f"by the disease model ({escape(str(dm['scenario']))}; the leukaemia grows while patients wait): "
                   f"ITT response {pct(dm['response_itt'])}, response if infused {pct(dm['response_if_infused'])}, "
-                  f"CRS ≥ 3 {pct(dm['crs_grade_ge_3'])}, EFS at 12 months {100 * dm['efs']['at_12_months']:.1f} %")
+                  f"CRS ≥ 3 {pct(dm['crs_grade_ge_3'])}, EFS at 12 months "
+                  + (f"{100 * dm['efs']['at_12_months']:.1f} %" if dm["efs"]["at_12_months"] is not None
+                     else "— (follow-up too short)"))
     files = ("report.html", "patients.parquet", "summary.json", "manifest.json")
     written = ", ".join(n for n in files if (folder / n).exists())
     con.print(f"wrote {escape(str(folder))}/ ({written}) in {time.perf_counter() - t0:.1f} s")

@@ -1031,7 +1031,7 @@ def _arm_summary(cols: dict, curve: dict, programme: Any) -> dict:
         "icans_grade_ge_3": grade_ge("icans_max_grade", 3, ok),
         "car_cmax": quart(cols["car_cmax"]),
         "efs": {"median_days": km.as_dict()["median"],
-                **{f"at_{m}_months": float(km.at(m * 30.4375)) for m in (6, 12)}},
+                **{f"at_{m}_months": (lm or {}).get("estimate") for m in (6, 12) for lm in [_landmark(km, m)]}},
     }
     curve["efs"] = {"time": km.time, "survival": km.survival, "low": km.low, "high": km.high}
     for key, k in (("os", os_km), ("pfs", pfs_km)):
@@ -1048,23 +1048,30 @@ def _arm_summary(cols: dict, curve: dict, programme: Any) -> dict:
 
 def _km_summary(km: Any) -> dict:
     """Median (d) with its 95 % interval (Brookmeyer–Crowley, read off the Greenwood log-log
-    band; None: not reached) and Ŝ at 6 and 12 months (1 month = 30.4375 d) with the pointwise
-    95 % Greenwood log-log interval; None where the follow-up ends before that time."""
+    band; None: not reached) and Ŝ at 6 and 12 months (:func:`_landmark`)."""
     d = km.as_dict()
     out: dict[str, Any] = {"n": d["n"], "events": d["events"], "median_days": d["median"],
                            "median_low_days": d["median_low"], "median_high_days": d["median_high"]}
-    last = float(km.time[-1]) if km.time.size else 0.0
     for m in (6, 12):
-        t = m * 30.4375
-        if km.time.size == 0 or t > last + 1e-9:
-            out[f"at_{m}_months"] = None
-            continue
-        j = int(np.searchsorted(km.time, t, side="right")) - 1
-        est = float(km.survival[j]) if j >= 0 else 1.0
-        lo = float(km.low[j]) if j >= 0 else 1.0
-        hi = float(km.high[j]) if j >= 0 else 1.0
-        out[f"at_{m}_months"] = {"estimate": est, "low": lo, "high": hi}
+        out[f"at_{m}_months"] = _landmark(km, m)
     return out
+
+
+def _landmark(km: Any, months: int) -> dict | None:
+    """Ŝ at ``months`` × :data:`MONTH_DAYS` with its pointwise Greenwood log-log interval, or
+    None where the follow-up ends before it.  A follow-up that ends less than
+    :data:`LANDMARK_SLACK_DAYS` before the landmark reads Ŝ at its end (a 365-day follow-up
+    gives the 12-month figure, 365.25 d); the curve is not extrapolated further."""
+    from .trials.survival import LANDMARK_SLACK_DAYS, MONTH_DAYS
+
+    t = months * MONTH_DAYS
+    last = float(km.time[-1]) if km.time.size else 0.0
+    if km.time.size == 0 or t > last + LANDMARK_SLACK_DAYS:
+        return None
+    j = int(np.searchsorted(km.time, min(t, last), side="right")) - 1
+    if j < 0:
+        return {"estimate": 1.0, "low": 1.0, "high": 1.0}
+    return {"estimate": float(km.survival[j]), "low": float(km.low[j]), "high": float(km.high[j])}
 
 
 def _logrank(a: dict[str, np.ndarray], b: dict[str, np.ndarray], day: str, event: str) -> float | None:

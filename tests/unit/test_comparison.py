@@ -396,3 +396,25 @@ def test_programme_outcomes_by_the_disease_model():
     assert slow["referral_to_infusion_days"]["median"] > fast["referral_to_infusion_days"]["median"] + 10
     assert slow["response_itt"]["estimate"] < fast["response_itt"]["estimate"]
     assert slow["untreated_days"]["median"] > fast["untreated_days"]["median"]
+
+
+def test_landmark_survival_reads_a_year_of_follow_up_and_never_extrapolates():
+    """Ŝ at 6/12 months (1 month = 365.25/12 d): a follow-up of 365 d gives the 12-month figure
+    (Ŝ at the end of follow-up, 6 h short of 365.25 d); a follow-up that ends more than a day
+    before the landmark gives None, not the last value carried forward."""
+    from livingdrug.clinical.probability import kaplan_meier
+    from livingdrug.comparison import _landmark
+    from livingdrug.trials.survival import MONTH_DAYS, weighted_survival_at
+
+    days = np.array([50.0, 100.0, 200.0, 300.0, 365.0, 365.0, 365.0, 365.0])
+    event = np.array([True, True, False, True, False, False, False, False])
+    km = kaplan_meier(days, event)
+    at12 = _landmark(km, 12)
+    # hand-computed product limit: (7/8)(6/7)(4/5) = 0.6 after the death at day 300
+    assert at12["estimate"] == pytest.approx(7 / 8 * 6 / 7 * 4 / 5) and at12["low"] < 0.6 < at12["high"]
+    assert _landmark(km, 6)["estimate"] == pytest.approx(7 / 8 * 6 / 7)  # 182.6 d: two deaths before
+    short = kaplan_meier(days.clip(max=300.0), event)
+    assert 12 * MONTH_DAYS > 300.0 + 1.0 and _landmark(short, 12) is None
+    # the weighted estimate (calibrated trials) follows the same rule; equal weights = Kaplan–Meier
+    assert weighted_survival_at(days, event, np.ones(8), 12 * MONTH_DAYS)["estimate"] == pytest.approx(0.6)
+    assert np.isnan(weighted_survival_at(days.clip(max=300.0), event, np.ones(8), 12 * MONTH_DAYS)["estimate"])

@@ -90,7 +90,8 @@ def comparison_rows(summary: dict) -> tuple[list[str], list[tuple[str, list[str]
     for key, label in ENDPOINTS.items():
         rows.append((label, [_pct(A[a][key]) for a in arms]))
     rows.append(("event-free survival from referral at 6 / 12 months",
-                 [f"{100 * A[a]['efs']['at_6_months']:.1f} % / {100 * A[a]['efs']['at_12_months']:.1f} %" for a in arms]))
+                 [" / ".join(f"{100 * v:.1f} %" if v is not None else "— (follow-up too short)"
+                             for v in (A[a]["efs"]["at_6_months"], A[a]["efs"]["at_12_months"])) for a in arms]))
     for key, label, origin in (("os", "overall survival", "referral"), ("pfs", "progression-free survival", "infusion")):
         if all(key in A[a] for a in arms):
             rows.append((f"{label} from {origin}: median, d (95 % CI)", [_median(A[a][key]) for a in arms]))

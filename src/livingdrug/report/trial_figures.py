@@ -243,8 +243,11 @@ def draw_km(
                             annotation_clip=False)
             a.set_gid(f"at_risk:{label}:{tau:g}")
     default = ("Event-free survival (Kaplan–Meier)" if time_col == "efs_day" else f"Kaplan–Meier: {time_col}")
-    ax.set_title(f"{title or default}, {100 * confidence:g} % pointwise band (Greenwood, log-log); + censored",
-                 fontsize=10)
+    band = f"{100 * confidence:g} % pointwise band (Greenwood, log-log); + censored"
+    head = title or default
+    # the band note goes on its own line when the title's last line would not leave it room
+    sep = ", " if len(head.splitlines()[-1]) + len(band) <= 80 else "\n"
+    ax.set_title(f"{head}{sep}{band}", fontsize=10)
     return fig
 
 

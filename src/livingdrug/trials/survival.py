@@ -64,13 +64,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SurvivalModel", "SurvivalInputError", "DEFAULTS", "SURVIVAL_STREAM",
+__all__ = ["SurvivalModel", "SurvivalInputError", "DEFAULTS", "SURVIVAL_STREAM", "MONTH_DAYS", "LANDMARK_SLACK_DAYS",
            "disease_of", "default_survival", "exposures", "death_times", "cumulative_hazard",
            "weighted_survival_at"]
 
 #: spawn-key stream of each patient's Exp(1) death threshold
 SURVIVAL_STREAM = 0x5EAD
 _MONTH = 30.4375  # d
+#: days per month of the landmark read-outs (365.25 / 12)
+MONTH_DAYS = _MONTH
+#: a follow-up that ends at most this much (d) before a landmark still reads it (365 d of
+#: follow-up gives the 12-month figure at 365.25 d); later landmarks are not extrapolated
+LANDMARK_SLACK_DAYS = 1.0
 _YEAR = 365.25  # d
 
 
@@ -223,7 +228,8 @@ def weighted_survival_at(durations: np.ndarray, observed: np.ndarray, weights: n
     from Greenwood's variance on the log-log scale (Kalbfleisch JD, Prentice RL 1980) with the
     counts rescaled to Kish's effective sample size :math:`n_{eff} = (\\sum w)^2/\\sum w^2`
     (an approximation for weighted data).  ``durations`` (d), ``t`` (d).  Returns
-    ``{"estimate", "low", "high", "n_effective"}``; with equal weights it is the ordinary
+    ``{"estimate", "low", "high", "n_effective"}`` (NaN where the follow-up ends more than
+    :data:`LANDMARK_SLACK_DAYS` before ``t``); with equal weights it is the ordinary
     Kaplan–Meier estimate and Greenwood interval."""
     from scipy.stats import norm
 
@@ -235,6 +241,8 @@ def weighted_survival_at(durations: np.ndarray, observed: np.ndarray, weights: n
     if d.size == 0:
         return {"estimate": math.nan, "low": math.nan, "high": math.nan, "n_effective": 0.0}
     n_eff = float(w.sum() ** 2 / np.sum(w ** 2))
+    if t > float(d.max()) + LANDMARK_SLACK_DAYS:  # the follow-up ends before t: no extrapolation
+        return {"estimate": math.nan, "low": math.nan, "high": math.nan, "n_effective": n_eff}
     w = w * n_eff / w.sum()
     s, var_sum = 1.0, 0.0
     for tj in np.unique(d[o & (d <= t)]):
