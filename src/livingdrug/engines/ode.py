@@ -170,6 +170,87 @@ def _is_nonautonomous(compiled: CompiledNetwork) -> bool:
     return hit
 
 
+_LU_PLANS: weakref.WeakKeyDictionary[Any, tuple[np.ndarray, ...]] = weakref.WeakKeyDictionary()
+
+
+def _lu_plan(compiled: CompiledNetwork) -> tuple[np.ndarray, ...]:
+    """Symbolic analysis of the Rosenbrock matrix ``W = I/(hγ) − J`` for the static sparse LU.
+
+    The structural pattern of ``J = ∂f/∂y`` is read off the model's right-hand sides
+    (``J[i, j]`` can be non-zero only if species ``j`` occurs in ``dy_i/dt``; the generated
+    ``jac`` writes exactly the non-zero derivatives and zeros elsewhere, so this is a
+    superset).  The pivots are taken on the diagonal in the order given by Markowitz's rule
+    on this structure; symbolic elimination in that order (a row with a non-zero in the
+    pivot's column inherits the pivot row's pattern) gives the fill-in.  Returned as int64
+    arrays, for the kernels: ``(wpos, lptr, lidx, uptr, uidx, ucptr, ucidx, jptr, jidx,
+    lcols, ucols, dcols, lflat, uflat, order)`` — the flat positions of the pattern of L+U
+    (J's pattern ∪ diagonal ∪ fill); L's off-diagonal entries by columns (rows eliminated
+    after the column); U's by rows and by columns; J's pattern by rows (for the power
+    iteration of the stiffness test); the columns with entries in L (elimination order), in
+    U (reverse order) and without entries in U; the flat positions of L's and U's entries in
+    the order of ``lidx`` and ``ucidx``; the elimination order.  Computed once per compiled
+    model (cached)."""
+    hit = _LU_PLANS.get(compiled)
+    if hit is not None:
+        return hit
+    net = compiled.network
+    k = len(net.species)
+    index = {sp_.symbol: j for j, sp_ in enumerate(net.species)}
+    Jp = np.zeros((k, k), dtype=bool)
+    for i, expr in enumerate(net.ode_expressions()):
+        for sym in expr.free_symbols:
+            j = index.get(sym)
+            if j is not None:
+                Jp[i, j] = True
+    # elimination order: Markowitz's rule on the structure (Markowitz 1957; Duff, Erisman &
+    # Reid 1986, Sect. 7.2) restricted to diagonal pivots — next the species whose row and
+    # column have the fewest remaining off-diagonal entries (product), ties by index — which
+    # keeps fill-in and work small (default CAR-T model: 75 multiply-adds and 89 factor
+    # entries against 432 and 165 in the species order)
+    S = Jp | np.eye(k, dtype=bool)
+    alive = np.ones(k, dtype=bool)
+    order = np.empty(k, dtype=np.int64)
+    for step in range(k):
+        r = (S & alive[None, :]).sum(axis=1) - 1
+        c = (S & alive[:, None]).sum(axis=0) - 1
+        cost = np.where(alive, r * c, np.iinfo(np.int64).max)
+        v = int(np.argmin(cost))
+        order[step] = v
+        alive[v] = False
+        rows = np.flatnonzero(S[:, v] & alive)
+        cols = S[v] & alive
+        S[rows] |= cols
+    pos = np.empty(k, dtype=np.int64)
+    pos[order] = np.arange(k)
+    later = pos[None, :] > pos[:, None]  # later[i, j]: j is eliminated after i
+    lower = S & later.T  # L: row eliminated after the column
+    upper = S & later  # U: column eliminated after the row
+
+    def csr(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ptr = np.zeros(k + 1, dtype=np.int64)
+        ptr[1:] = np.cumsum(mask.sum(axis=1))
+        idx = np.ascontiguousarray(np.nonzero(mask)[1], dtype=np.int64)
+        return ptr, idx
+
+    lptr, lidx = csr(lower.T)  # columns of L
+    uptr, uidx = csr(upper)  # rows of U
+    ucptr, ucidx = csr(upper.T)  # columns of U
+    jptr, jidx = csr(Jp)
+    wpos = np.ascontiguousarray(np.flatnonzero(S.ravel()), dtype=np.int64)
+    has_l = lower.any(axis=0)
+    has_u = upper.any(axis=0)
+    lcols = np.ascontiguousarray([v for v in order if has_l[v]], dtype=np.int64)
+    ucols = np.ascontiguousarray([v for v in order[::-1] if has_u[v]], dtype=np.int64)
+    dcols = np.ascontiguousarray([v for v in order if not has_u[v]], dtype=np.int64)
+    # flat positions of L's entries in column order, of U's in column order
+    lflat = np.ascontiguousarray(lidx * k + np.repeat(np.arange(k), np.diff(lptr)), dtype=np.int64)
+    uflat = np.ascontiguousarray(ucidx * k + np.repeat(np.arange(k), np.diff(ucptr)), dtype=np.int64)
+    plan = (wpos, lptr, lidx, uptr, uidx, ucptr, ucidx, jptr, jidx, lcols, ucols, dcols, lflat,
+            uflat, order)
+    _LU_PLANS[compiled] = plan
+    return plan
+
+
 def solve(
     compiled: CompiledNetwork,
     y0: np.ndarray,
@@ -299,6 +380,7 @@ def solve(
             warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
             driver(
                 compiled.cfuncs,
+                _lu_plan(compiled),
                 t_start,
                 Y0,
                 PP,
