@@ -237,11 +237,11 @@ def _lu_plan(compiled: CompiledNetwork) -> tuple[np.ndarray, ...]:
     ucptr, ucidx = csr(upper.T)  # columns of U
     jptr, jidx = csr(Jp)
     wpos = np.ascontiguousarray(np.flatnonzero(S.ravel()), dtype=np.int64)
-    has_l = lower.any(axis=0)
-    has_u = upper.any(axis=0)
-    lcols = np.ascontiguousarray([v for v in order if has_l[v]], dtype=np.int64)
-    ucols = np.ascontiguousarray([v for v in order[::-1] if has_u[v]], dtype=np.int64)
-    dcols = np.ascontiguousarray([v for v in order if not has_u[v]], dtype=np.int64)
+    has_l = np.asarray(lower.any(axis=0), dtype=bool)[order]
+    has_u = np.asarray(upper.any(axis=0), dtype=bool)[order]
+    lcols = np.ascontiguousarray(order[has_l], dtype=np.int64)
+    ucols = np.ascontiguousarray(order[has_u][::-1], dtype=np.int64)
+    dcols = np.ascontiguousarray(order[~has_u], dtype=np.int64)
     # flat positions of L's entries in column order, of U's in column order
     lflat = np.ascontiguousarray(lidx * k + np.repeat(np.arange(k), np.diff(lptr)), dtype=np.int64)
     uflat = np.ascontiguousarray(ucidx * k + np.repeat(np.arange(k), np.diff(ucptr)), dtype=np.int64)
