@@ -27,6 +27,14 @@ batch, chunk or thread solves it.  No allocation happens inside the step loop; e
 allocates its work arrays once.  All arrays whose pointers are passed to model functions are
 C-contiguous.
 
+Both methods interpolate output times inside a step (DOPRI5: Shampine's order-4 extension;
+Rodas4: Hairer & Wanner's order-3 extension of rodas.f); only ``fixed_step`` lands on them.
+Rodas's matrix ``W = I/(hγ) − J`` is factored on the structural pattern prepared by
+:func:`livingdrug.engines.ode._lu_plan` (the ``plan`` argument of the drivers: diagonal
+pivots in Markowitz order under a scaled threshold-pivoting test, see
+:func:`_ode_lu_static`), falling back to dense LU with partial pivoting (:func:`_ode_lu`) for
+a step whose pivots fail the test.
+
 Method codes: 0 = auto (DP5 with stiffness detection, switching to Rodas4), 1 = Rodas4,
 2 = DOPRI5.  Status codes are those of :mod:`livingdrug.engines.common`.
 Stats columns: 0 accepted steps, 1 rejected steps, 2 rhs evaluations, 3 Jacobian evaluations,
