@@ -273,7 +273,7 @@ def _ode_lu_solve(A, iw, b):
             b[i] -= A[i, j] * bj
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _ode_w_static(J, fac, W, plan):
     """``W = I·fac − J`` on the structural pattern of the static plan only (the entries the
     static factorisation reads: J's structural non-zeros, the diagonal and the fill-in)."""
@@ -287,7 +287,7 @@ def _ode_w_static(J, fac, W, plan):
         W[i, i] += fac
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _ode_lu_static(A, plan, y, rtol, atol):
     """LU without row exchanges on the precomputed pattern (``plan``, see
     :func:`livingdrug.engines.ode._lu_plan`), accepted only if every pivot passes the
@@ -330,7 +330,7 @@ def _ode_lu_static(A, plan, y, rtol, atol):
     return True
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _ode_lu_static_pack(A, plan, pv):
     """Copy the factors of :func:`_ode_lu_static` into ``pv`` in the order the solves read
     them: L's columns, U's columns (descending), then the reciprocal pivots."""
@@ -349,7 +349,7 @@ def _ode_lu_static_pack(A, plan, pv):
         pv[m + i] = A[i, i]
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _ode_lu_static_solve(pv, plan, b):
     """Solve ``A x = b`` in place with the factors of :func:`_ode_lu_static`, packed by
     :func:`_ode_lu_static_pack` (forward sweep down L's columns, backward sweep up U's
@@ -459,7 +459,7 @@ def _ode_dp5_step(rhs, t, y, p, h, f0, ynew, fnew, k2, k3, k4, k5, k6, ytmp, y6,
     return en, stnum, stden
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, pv, ynew, k1, k2, k3, k4, k5, k6,
                     ytmp, rtol, atol):
     """One Rodas4 step of size h from (t, y); f0 = f(t, y), J = ∂f/∂y(t, y), ft = ∂f/∂t.
@@ -759,7 +759,7 @@ def _ode_solve_one(fns, plan, t0, y0, p, t_eval, rtol, atol, method, max_steps, 
         # 3n divisions, ~15 % of a step of the CAR-T model)
         chk = method == 0 and mode == 0 and (not fixed) and (iasti > 0 or n_acc % 10 == 0)
         if mode == 0:
-            # both steps inlined here: a call passing the ~30 work arrays costs ~10 % of a step
+            # DOPRI5 inlined here: a call passing the ~30 work arrays costs ~10 % of its step
             en, stnum, stden = _ode_dp5_step(rhs, t, y, p, h_try, f0, ynew, fnew, k2, k3, k4, k5,
                                              k6, ytmp, y6, err, rtol, atol, chk)
             ok = True

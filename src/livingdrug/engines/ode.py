@@ -48,7 +48,9 @@ Methods
     scales ``atol + rtol·max(|y|, |y₁|)`` (Hairer's code uses the plain Euclidean norm, in
     which 10⁹ cells decaying at 0.01/d hide a cytokine decaying at 8/d: the estimate then
     reflects the slow cells and the explicit method stays held at its stability boundary,
-    ≈ 1200 steps per patient-year on the CAR-T model).  When it exceeds 2.8 (DOPRI5's real
+    ≈ 1200 steps per patient-year on the CAR-T model).  It is evaluated on every 10th
+    accepted DOPRI5 step, and on every step while a stiff indication is pending (Hairer's
+    ``NSTIFF``; the weighted norm costs 3n divisions).  When it exceeds 2.8 (DOPRI5's real
     stability boundary is ≈ 3.3; a step held there by the controller hovers around 3) on 15
     accepted steps without 6 consecutive non-stiff steps in between, the solver switches to
     Rodas4.  While on Rodas, one power-iteration step per accepted step (``v ← Jv/‖Jv‖``, the
@@ -119,7 +121,7 @@ The kernels (:mod:`livingdrug.engines._ode_kernel`) are ordinary ``@njit(cache=T
 functions that take the model's functions as an argument: the C-callable wrappers
 :attr:`~livingdrug.network.CompiledNetwork.cfuncs` (``rhs``, ``jac`` and the event functions
 over raw float64 pointers).  numba types a ``cfunc`` by its signature only, so the solver is
-compiled ONCE for all models (≈ 20 s, cold) and cached on disk under
+compiled ONCE for all models (≈ 33 s cold since the sparse Rodas kernels, ≈ 20 s before) and cached on disk under
 :func:`~livingdrug.network.cache_dir`; each further model compiles only its own small
 functions (≈ 1 s), and a later process loads everything from the cache.  The alternative —
 the solver compiled together with each model so numba can inline ``rhs`` — cost ≈ 20 s per
