@@ -27,6 +27,14 @@ batch, chunk or thread solves it.  No allocation happens inside the step loop; e
 allocates its work arrays once.  All arrays whose pointers are passed to model functions are
 C-contiguous.
 
+Both methods interpolate output times inside a step (DOPRI5: Shampine's order-4 extension;
+Rodas4: Hairer & Wanner's order-3 extension of rodas.f); only ``fixed_step`` lands on them.
+Rodas's matrix ``W = I/(hγ) − J`` is factored on the structural pattern prepared by
+:func:`livingdrug.engines.ode._lu_plan` (the ``plan`` argument of the drivers: diagonal
+pivots in Markowitz order under a scaled threshold-pivoting test, see
+:func:`_ode_lu_static`), falling back to dense LU with partial pivoting (:func:`_ode_lu`) for
+a step whose pivots fail the test.
+
 Method codes: 0 = auto (DP5 with stiffness detection, switching to Rodas4), 1 = Rodas4,
 2 = DOPRI5.  Status codes are those of :mod:`livingdrug.engines.common`.
 Stats columns: 0 accepted steps, 1 rejected steps, 2 rhs evaluations, 3 Jacobian evaluations,
@@ -116,6 +124,17 @@ _RO_C62 = -0.7981132988064893e01
 _RO_C63 = -0.3152159432874371e02
 _RO_C64 = 0.1631930543123136e02
 _RO_C65 = -0.6058818238834054e01
+# dense output of order 3 (rodas.f, D21..D35; named H here, D being the time derivatives)
+_RO_H21 = 0.1012623508344586e02
+_RO_H22 = -0.7487995877610167e01
+_RO_H23 = -0.3480091861555747e02
+_RO_H24 = -0.7992771707568823e01
+_RO_H25 = 0.1025137723295662e01
+_RO_H31 = -0.6762803392801253e00
+_RO_H32 = 0.6087714651680015e01
+_RO_H33 = 0.1643084320892478e02
+_RO_H34 = 0.2476722511418386e02
+_RO_H35 = -0.6594389125716872e01
 
 # ---- controller and stiffness-detection constants
 _SAFE = 0.9
@@ -123,11 +142,13 @@ _FAC_MIN = 0.2  # smallest step ratio
 _DP_FAC_MAX = 10.0  # largest step ratio (Hairer's DOPRI5)
 _RO_FAC_MAX = 6.0  # largest step ratio (Hairer's RODAS)
 _DP_BETA = 0.04  # PI stabilisation (Hairer's DOPRI5 default)
-_STIFF_HLAMB = 3.25  # h*|lambda| beyond DOPRI5's stability boundary (~3.3)
+_STIFF_HLAMB = 2.8  # h*|lambda| near DOPRI5's real stability boundary (~3.3): stability-limited
 _STIFF_COUNT = 15  # consecutive stiff indications before switching to Rodas
 _NONSTIFF_RESET = 6
 _NONSTIFF_HRHO = 2.0  # h*rho(J) below this for _NONSTIFF_COUNT Rodas steps -> back to DP5
 _NONSTIFF_COUNT = 25
+
+_LU_TAU = 0.1  # threshold of the static-pattern LU (threshold partial pivoting)
 
 _ST_OK = 0
 _ST_MAX_STEPS = 1
@@ -146,12 +167,27 @@ def _ode_all_finite(v):
 
 
 @njit(cache=True, nogil=True)
-def _ode_lu(A, piv):
+def _ode_lu(A, iw):
     """In-place LU with partial pivoting (Doolittle, full row swaps).  False if singular.
 
     The diagonal of the result holds the reciprocals of U's pivots.  Loops run to the
-    number of species."""
+    number of species.
+
+    Sparsity: the Jacobians of reaction networks are mostly zeros (the default CAR-T model:
+    ~104 non-zeros of 31×31, with inert counters and flags whose rows and columns are empty).
+    The pivot sequence is the dense one (partial pivoting over the whole column), but the
+    elimination of row ``i`` by pivot row ``k`` only visits the columns where row ``k`` is
+    non-zero, and the factors' non-zero pattern is recorded for :func:`_ode_lu_solve`.  A
+    skipped term is ``f·0``, so the factors equal the dense algorithm's (up to the sign of
+    exact zeros); the pattern is the patient's own data, so results stay bitwise identical
+    whatever batch solves the patient.
+
+    ``iw`` (int64, length ``4n + 2 + n(n−1)``) receives: ``[0, n)`` the pivots; ``[n, 2n+1)`` and
+    ``[2n+1, 3n+2)`` the column pointers of L's and U's strict triangles; ``[3n+2, 4n+2)``
+    scratch; from ``4n+2`` the row indices of L's columns, then (from ``4n+2+n(n−1)/2``)
+    those of U's."""
     n = A.shape[0]
+    rb = 3 * n + 2
     for k in range(n):
         p = k
         amax = abs(A[k, k])
@@ -160,7 +196,7 @@ def _ode_lu(A, piv):
             if v > amax:
                 amax = v
                 p = i
-        piv[k] = p
+        iw[k] = p
         if amax == 0.0 or not math.isfinite(amax):
             return False
         if p != k:
@@ -170,36 +206,189 @@ def _ode_lu(A, piv):
                 A[p, j] = tmp
         inv = 1.0 / A[k, k]
         A[k, k] = inv  # the factor keeps reciprocal pivots: the solves multiply
+        m = 0
+        for j in range(k + 1, n):
+            if A[k, j] != 0.0:
+                iw[rb + m] = j
+                m += 1
         for i in range(k + 1, n):
             f = A[i, k] * inv
             A[i, k] = f
             if f != 0.0:
-                for j in range(k + 1, n):
-                    A[i, j] -= f * A[k, j]
+                for q in range(rb, rb + m):
+                    jj = iw[q]
+                    A[i, jj] -= f * A[k, jj]
+    # non-zero pattern of the factors, column by column, for the triangular solves
+    lp = n
+    up = 2 * n + 1
+    lb = 4 * n + 2
+    ub = lb + (n * (n - 1)) // 2
+    c = 0
+    for j in range(n):
+        iw[lp + j] = c
+        for i in range(j + 1, n):
+            if A[i, j] != 0.0:
+                iw[lb + c] = i
+                c += 1
+    iw[lp + n] = c
+    c = 0
+    for j in range(n):
+        iw[up + j] = c
+        for i in range(j):
+            if A[i, j] != 0.0:
+                iw[ub + c] = i
+                c += 1
+    iw[up + n] = c
     return True
 
 
 @njit(cache=True, nogil=True)
-def _ode_lu_solve(A, piv, b):
-    """Solve ``A x = b`` in place (``b`` becomes ``x``) with the factors of :func:`_ode_lu`."""
+def _ode_lu_solve(A, iw, b):
+    """Solve ``A x = b`` in place (``b`` becomes ``x``) with the factors of :func:`_ode_lu`.
+
+    Column-oriented (axpy) sweeps over the recorded non-zeros only: for each ``b[i]`` the
+    subtractions happen in the same order as in the dense row-oriented dot products (columns
+    ascending, then descending), less the terms ``0·b[j]``."""
     n = A.shape[0]
     for k in range(n):
-        p = piv[k]
+        p = iw[k]
         if p != k:
             tmp = b[k]
             b[k] = b[p]
             b[p] = tmp
-    # column-oriented (axpy) sweeps: for each b[i] the subtractions happen in the same order
-    # as in the row-oriented dot products, but independent rows pipeline (no latency chain)
+    lp = n
+    up = 2 * n + 1
+    lb = 4 * n + 2
+    ub = lb + (n * (n - 1)) // 2
     for j in range(n):
         bj = b[j]
-        for i in range(j + 1, n):
+        for q in range(lb + iw[lp + j], lb + iw[lp + j + 1]):
+            i = iw[q]
             b[i] -= A[i, j] * bj
     for j in range(n - 1, -1, -1):
         bj = b[j] * A[j, j]
         b[j] = bj
-        for i in range(j):
+        for q in range(ub + iw[up + j], ub + iw[up + j + 1]):
+            i = iw[q]
             b[i] -= A[i, j] * bj
+
+
+@njit(cache=True, nogil=True)
+def _ode_w_static(J, fac, W, plan):
+    """``W = I·fac − J`` on the structural pattern of the static plan only (the entries the
+    static factorisation reads: J's structural non-zeros, the diagonal and the fill-in)."""
+    wpos = plan[0]
+    n = J.shape[0]
+    Wf = W.reshape(n * n)
+    Jf = J.reshape(n * n)
+    for q in range(wpos.shape[0]):
+        Wf[wpos[q]] = -Jf[wpos[q]]
+    for i in range(n):
+        W[i, i] += fac
+
+
+@njit(cache=True, nogil=True)
+def _ode_lu_static(A, plan, y, rtol, atol):
+    """LU without row exchanges on the precomputed pattern (``plan``, see
+    :func:`livingdrug.engines.ode._lu_plan`), accepted only if every pivot passes the
+    threshold test of threshold partial pivoting, ``|a_kk| ≥ τ·max_i>k |a_ik|`` with
+    τ = 0.1 (Duff, Erisman & Reid, *Direct Methods for Sparse Matrices*, 1986, Sect. 7.8;
+    the default of MA48/UMFPACK): the element growth is then bounded as for partial
+    pivoting with a factor (1 + 1/τ) per step instead of 2.  The test is applied to the
+    matrix scaled by the weights of the error norm, ``D⁻¹ A D`` with
+    ``D = diag(atol + rtol·|y_i|)``, so that it does not depend on the units of the species
+    (cells against pg/mL): ``τ·|a_ik|·d_k ≤ |a_kk|·d_i``.  False (A partly overwritten)
+    if a pivot fails the test: the caller then factors W afresh with :func:`_ode_lu`.
+    The diagonal of the result holds the reciprocals of the pivots."""
+    lptr = plan[1]
+    lidx = plan[2]
+    uptr = plan[3]
+    uidx = plan[4]
+    order = plan[14]
+    n = A.shape[0]
+    for kk in range(n):
+        k = order[kk]
+        d = A[k, k]
+        ad = abs(d)
+        if ad == 0.0 or not math.isfinite(ad):
+            return False
+        sck = atol + rtol * abs(y[k])
+        for q in range(lptr[k], lptr[k + 1]):
+            i = lidx[q]
+            if not (_LU_TAU * abs(A[i, k]) * sck <= ad * (atol + rtol * abs(y[i]))):
+                return False
+        inv = 1.0 / d
+        A[k, k] = inv
+        for q in range(lptr[k], lptr[k + 1]):
+            i = lidx[q]
+            f = A[i, k] * inv
+            A[i, k] = f
+            if f != 0.0:
+                for r in range(uptr[k], uptr[k + 1]):
+                    jj = uidx[r]
+                    A[i, jj] -= f * A[k, jj]
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _ode_lu_static_pack(A, plan, pv):
+    """Copy the factors of :func:`_ode_lu_static` into ``pv`` in the order the solves read
+    them: L's columns, U's columns (descending), then the reciprocal pivots."""
+    n = A.shape[0]
+    Af = A.reshape(n * n)
+    lflat = plan[12]
+    uflat = plan[13]
+    m = 0
+    for q in range(lflat.shape[0]):
+        pv[m] = Af[lflat[q]]
+        m += 1
+    for q in range(uflat.shape[0]):
+        pv[m] = Af[uflat[q]]
+        m += 1
+    for i in range(n):
+        pv[m + i] = A[i, i]
+
+
+@njit(cache=True, nogil=True)
+def _ode_lu_static_solve(pv, plan, b):
+    """Solve ``A x = b`` in place with the factors of :func:`_ode_lu_static`, packed by
+    :func:`_ode_lu_static_pack` (forward sweep down L's columns, backward sweep up U's
+    columns, structural non-zeros only; columns without off-diagonal entries are skipped, or
+    only scaled by their pivot's reciprocal).  Every ``b[i]`` sees the same operations in
+    the same order as in a dense sweep."""
+    lptr = plan[1]
+    lidx = plan[2]
+    ucptr = plan[5]
+    ucidx = plan[6]
+    lcols = plan[9]
+    ucols = plan[10]
+    dcols = plan[11]
+    nl = lidx.shape[0]
+    dg = nl + ucidx.shape[0]
+    for jq in range(lcols.shape[0]):
+        j = lcols[jq]
+        bj = b[j]
+        for q in range(lptr[j], lptr[j + 1]):
+            b[lidx[q]] -= pv[q] * bj
+    for jq in range(ucols.shape[0]):
+        j = ucols[jq]
+        bj = b[j] * pv[dg + j]
+        b[j] = bj
+        for q in range(ucptr[j], ucptr[j + 1]):
+            b[ucidx[q]] -= pv[nl + q] * bj
+    # columns of U without off-diagonal entries: nothing depends on them, scale last (their
+    # b[j] is already final: only columns right of j subtract from it)
+    for jq in range(dcols.shape[0]):
+        j = dcols[jq]
+        b[j] = b[j] * pv[dg + j]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ode_wsolve(W, iw, plan, pv, static, b):
+    if static:
+        _ode_lu_static_solve(pv, plan, b)
+    else:
+        _ode_lu_solve(W, iw, b)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -221,11 +410,13 @@ def _ode_err_norm(e, scale_h, y, ynew, rtol, atol):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ode_dp5_step(rhs, t, y, p, h, f0, ynew, fnew, k2, k3, k4, k5, k6, ytmp, y6, err, rtol, atol):
+def _ode_dp5_step(rhs, t, y, p, h, f0, ynew, fnew, k2, k3, k4, k5, k6, ytmp, y6, err, rtol, atol,
+                  stiff):
     """One DOPRI5 step of size h from (t, y) with f0 = f(t, y).
 
     Writes ynew (5th order), fnew = f(t+h, ynew) (FSAL).  Returns (error norm, stnum, stden)
-    where h*sqrt(stnum/stden) estimates h*|lambda| (Hairer's stiffness test)."""
+    where h*sqrt(stnum/stden) estimates h*|lambda| (Hairer's stiffness test; computed only if
+    ``stiff``, else both are 0)."""
     n = y.shape[0]
     for i in range(n):
         ytmp[i] = y[i] + h * _DP_A21 * f0[i]
@@ -253,18 +444,23 @@ def _ode_dp5_step(rhs, t, y, p, h, f0, ynew, fnew, k2, k3, k4, k5, k6, ytmp, y6,
     for i in range(n):
         err[i] = (_DP_E1 * f0[i] + _DP_E3 * k3[i] + _DP_E4 * k4[i] + _DP_E5 * k5[i]
                   + _DP_E6 * k6[i] + _DP_E7 * fnew[i])
-        d = fnew[i] - k6[i]
-        stnum += d * d
-        d = ynew[i] - y6[i]
-        stden += d * d
+    if stiff:
+        for i in range(n):
+            # weighted by the error-norm scales: in absolute units the cell counts (~1e9)
+            # would hide the fast, small species (cytokines) that limit the step
+            w = 1.0 / (atol + rtol * max(abs(y[i]), abs(ynew[i])))
+            d = (fnew[i] - k6[i]) * w
+            stnum += d * d
+            d = (ynew[i] - y6[i]) * w
+            stden += d * d
     en = _ode_err_norm(err, h, y, ynew, rtol, atol)
     if not _ode_all_finite(fnew):
         en = math.inf
     return en, stnum, stden
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, ynew, k1, k2, k3, k4, k5, k6,
+@njit(cache=True, nogil=True)
+def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, pv, ynew, k1, k2, k3, k4, k5, k6,
                     ytmp, rtol, atol):
     """One Rodas4 step of size h from (t, y); f0 = f(t, y), J = ∂f/∂y(t, y), ft = ∂f/∂t.
 
@@ -273,18 +469,23 @@ def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, ynew, k1, k2, k
     the embedded error estimate.  Returns (error norm, ok) — ok False if W is singular."""
     n = y.shape[0]
     fac = 1.0 / (h * _RO_GAMMA)
-    for i in range(n):
-        for j in range(n):
-            W[i, j] = -J[i, j]
-        W[i, i] += fac
-    if not _ode_lu(W, piv):
-        return math.inf, False
+    _ode_w_static(J, fac, W, plan)
+    static = _ode_lu_static(W, plan, y, rtol, atol)
+    if static:
+        _ode_lu_static_pack(W, plan, pv)
+    else:
+        for i in range(n):
+            for j in range(n):
+                W[i, j] = -J[i, j]
+            W[i, i] += fac
+        if not _ode_lu(W, piv):
+            return math.inf, False
     # stage 1
     for i in range(n):
         k1[i] = f0[i]
         if nonauto:
             k1[i] += h * _RO_D1 * ft[i]
-    _ode_lu_solve(W, piv, k1)
+    _ode_wsolve(W, piv, plan, pv, static, k1)
     # stage 2
     for i in range(n):
         ytmp[i] = y[i] + _RO_A21 * k1[i]
@@ -294,7 +495,7 @@ def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, ynew, k1, k2, k
         k2[i] += hc * (_RO_C21 * k1[i])
         if nonauto:
             k2[i] += h * _RO_D2 * ft[i]
-    _ode_lu_solve(W, piv, k2)
+    _ode_wsolve(W, piv, plan, pv, static, k2)
     # stage 3
     for i in range(n):
         ytmp[i] = y[i] + _RO_A31 * k1[i] + _RO_A32 * k2[i]
@@ -303,7 +504,7 @@ def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, ynew, k1, k2, k
         k3[i] += hc * (_RO_C31 * k1[i] + _RO_C32 * k2[i])
         if nonauto:
             k3[i] += h * _RO_D3 * ft[i]
-    _ode_lu_solve(W, piv, k3)
+    _ode_wsolve(W, piv, plan, pv, static, k3)
     # stage 4
     for i in range(n):
         ytmp[i] = y[i] + _RO_A41 * k1[i] + _RO_A42 * k2[i] + _RO_A43 * k3[i]
@@ -312,14 +513,14 @@ def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, ynew, k1, k2, k
         k4[i] += hc * (_RO_C41 * k1[i] + _RO_C42 * k2[i] + _RO_C43 * k3[i])
         if nonauto:
             k4[i] += h * _RO_D4 * ft[i]
-    _ode_lu_solve(W, piv, k4)
+    _ode_wsolve(W, piv, plan, pv, static, k4)
     # stage 5
     for i in range(n):
         ytmp[i] = y[i] + _RO_A51 * k1[i] + _RO_A52 * k2[i] + _RO_A53 * k3[i] + _RO_A54 * k4[i]
     rhs(t + h, ytmp.ctypes, p.ctypes, k5.ctypes)
     for i in range(n):
         k5[i] += hc * (_RO_C51 * k1[i] + _RO_C52 * k2[i] + _RO_C53 * k3[i] + _RO_C54 * k4[i])
-    _ode_lu_solve(W, piv, k5)
+    _ode_wsolve(W, piv, plan, pv, static, k5)
     # stage 6 (embedded error estimate)
     for i in range(n):
         ytmp[i] = ytmp[i] + k5[i]
@@ -327,7 +528,7 @@ def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, ynew, k1, k2, k
     for i in range(n):
         k6[i] += hc * (_RO_C61 * k1[i] + _RO_C62 * k2[i] + _RO_C63 * k3[i] + _RO_C64 * k4[i]
                        + _RO_C65 * k5[i])
-    _ode_lu_solve(W, piv, k6)
+    _ode_wsolve(W, piv, plan, pv, static, k6)
     for i in range(n):
         ynew[i] = ytmp[i] + k6[i]
     return _ode_err_norm(k6, 1.0, y, ynew, rtol, atol), True
@@ -403,20 +604,20 @@ def _ode_jump_conditions(event_condition, event_apply, t, y, p, ev_timed, ev_dir
 
 
 @njit(cache=True, nogil=True)
-def _ode_any_step(rhs, mode, t, y, p, h, f0, J, ft, nonauto, W, piv, ynew, fnew, k1, k2, k3, k4,
-                  k5, k6, ytmp, y6, err, rtol, atol):
+def _ode_any_step(rhs, mode, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, pv, ynew, fnew, k1, k2, k3, k4,
+                  k5, k6, ytmp, y6, err, rtol, atol, stiff):
     """A step of the current method; returns (error norm, ok, stnum, stden)."""
     if mode == 0:
         en, stnum, stden = _ode_dp5_step(rhs, t, y, p, h, f0, ynew, fnew, k2, k3, k4, k5, k6, ytmp,
-                                         y6, err, rtol, atol)
+                                         y6, err, rtol, atol, stiff)
         return en, True, stnum, stden
-    en, ok = _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, ynew, k1, k2, k3, k4, k5,
+    en, ok = _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, pv, ynew, k1, k2, k3, k4, k5,
                              k6, ytmp, rtol, atol)
     return en, ok, 0.0, 0.0
 
 
 @njit(cache=True, nogil=True)
-def _ode_solve_one(fns, t0, y0, p, t_eval, rtol, atol, method, max_steps, first_step, fixed_step,
+def _ode_solve_one(fns, plan, t0, y0, p, t_eval, rtol, atol, method, max_steps, first_step, fixed_step,
                    nonauto, ev_timed, ev_dir, ev_once, yout, stats, tprog):
     """Integrate one patient from t0 over t_eval; returns (status, time of failure).
     ``tprog[0]`` is kept equal to the time reached (for reports on exceptions)."""
@@ -441,7 +642,8 @@ def _ode_solve_one(fns, t0, y0, p, t_eval, rtol, atol, method, max_steps, first_
     ft = np.zeros(n)
     J = np.zeros((n, n))
     W = np.empty((n, n))
-    piv = np.zeros(n, dtype=np.int64)
+    piv = np.zeros(4 * n + 2 + n * (n - 1), dtype=np.int64)
+    pv = np.empty(plan[2].shape[0] + plan[6].shape[0] + n)
     te = np.full(max(nev, 1), math.inf)
     fired = np.zeros(max(nev, 1), dtype=np.bool_)
     gprev = np.ones(max(nev, 1))
@@ -500,13 +702,13 @@ def _ode_solve_one(fns, t0, y0, p, t_eval, rtol, atol, method, max_steps, first_
     n_bad = 0
     attempts = 0
     while status == _ST_OK and j < nT:
-        # hard stop of this step: the next timed event or the end; Rodas and fixed steps
-        # also land on every output time, DOPRI5 interpolates outputs (dense output)
+        # hard stop of this step: the next timed event or the end; fixed steps also land on
+        # every output time, DOPRI5 and Rodas interpolate outputs (dense output)
         t_stop = t_end
         for k in range(nev):
             if ev_timed[k] and (not fired[k]) and te[k] > t and te[k] < t_stop:
                 t_stop = te[k]
-        if (mode == 1 or fixed) and t_eval[j] < t_stop:
+        if fixed and t_eval[j] < t_stop:
             t_stop = t_eval[j]
         if restart:
             rhs(t, y.ctypes, p.ctypes, f0.ctypes)
@@ -552,9 +754,20 @@ def _ode_solve_one(fns, t0, y0, p, t_eval, rtol, atol, method, max_steps, first_
                     ft[i] = (ft[i] - f0[i]) / dt
             have_jac = True
         step_mode = mode
-        en, ok, stnum, stden = _ode_any_step(rhs, mode, t, y, p, h_try, f0, J, ft, nonauto, W,
-                                             piv, ynew, fnew, k1, k2, k3, k4, k5, k6, ytmp,
-                                             y6, err, rtol, atol)
+        # Hairer's DOPRI5 tests stiffness on every NSTIFF-th accepted step and on every step
+        # once a stiff indication is pending; here every 10th (the weighted estimate costs
+        # 3n divisions, ~15 % of a step of the CAR-T model)
+        chk = method == 0 and mode == 0 and (not fixed) and (iasti > 0 or n_acc % 10 == 0)
+        if mode == 0:
+            # DOPRI5 inlined here: a call passing the ~30 work arrays costs ~10 % of its step
+            en, stnum, stden = _ode_dp5_step(rhs, t, y, p, h_try, f0, ynew, fnew, k2, k3, k4, k5,
+                                             k6, ytmp, y6, err, rtol, atol, chk)
+            ok = True
+        else:
+            en, ok = _ode_rodas_step(rhs, t, y, p, h_try, f0, J, ft, nonauto, W, piv, plan, pv,
+                                     ynew, k1, k2, k3, k4, k5, k6, ytmp, rtol, atol)
+            stnum = 0.0
+            stden = 0.0
         attempts += 1
         if mode == 0:
             n_fev += 6
@@ -632,9 +845,9 @@ def _ode_solve_one(fns, t0, y0, p, t_eval, rtol, atol, method, max_steps, first_
                         s = b - gb * (b - a) / (gb - ga)
                         if not (s > a and s < b):
                             s = 0.5 * (a + b)
-                        _ode_any_step(rhs, mode, t, y, p, s, f0, J, ft, nonauto, W, piv, yr,
+                        _ode_any_step(rhs, mode, t, y, p, s, f0, J, ft, nonauto, W, piv, plan, pv, yr,
                                       fnew, k1, k2, k3, k4, k5, k6, ytmp, y6, err, rtol,
-                                      atol)
+                                      atol, False)
                         n_fev += 6 if mode == 0 else 5
                         n_lu += 0 if mode == 0 else 1
                         gs = event_condition(k, t + s, yr.ctypes, p.ctypes)
@@ -658,8 +871,8 @@ def _ode_solve_one(fns, t0, y0, p, t_eval, rtol, atol, method, max_steps, first_
         if kev >= 0:
             # redo the step exactly to the root (also when the root is the step's end: the
             # trials overwrote the stages that the dense output needs)
-            _ode_any_step(rhs, mode, t, y, p, s_best, f0, J, ft, nonauto, W, piv, ynew, fnew, k1,
-                          k2, k3, k4, k5, k6, ytmp, y6, err, rtol, atol)
+            _ode_any_step(rhs, mode, t, y, p, s_best, f0, J, ft, nonauto, W, piv, plan, pv, ynew, fnew, k1,
+                          k2, k3, k4, k5, k6, ytmp, y6, err, rtol, atol, False)
             n_fev += 6 if mode == 0 else 5
             n_lu += 0 if mode == 0 else 1
             t_new = t + s_best
@@ -683,11 +896,13 @@ def _ode_solve_one(fns, t0, y0, p, t_eval, rtol, atol, method, max_steps, first_
             else:
                 # one power-iteration step per Rodas step on the current Jacobian (the
                 # vector persists across steps): rho -> spectral radius of J
+                jptr = plan[7]
+                jidx = plan[8]
                 rho = 0.0
                 for i in range(n):
                     s = 0.0
-                    for jj in range(n):
-                        s += J[i, jj] * pvec[jj]
+                    for q in range(jptr[i], jptr[i + 1]):
+                        s += J[i, jidx[q]] * pvec[jidx[q]]
                     ytmp[i] = s
                     rho += s * s
                 rho = math.sqrt(rho)
@@ -724,6 +939,23 @@ def _ode_solve_one(fns, t0, y0, p, t_eval, rtol, atol, method, max_steps, first_
                     r5 = hs * (_DP_D1 * f0[i] + _DP_D3 * k3[i] + _DP_D4 * k4[i]
                                + _DP_D5 * k5[i] + _DP_D6 * k6[i] + _DP_D7 * fnew[i])
                     yout[j, i] = y[i] + th * (ydiff + th1 * (bspl + th * (r4 + th1 * r5)))
+                j += 1
+        # ---- Rodas4 dense output (continuous extension of order 3, Hairer & Wanner II,
+        # Sect. VI.7; the coefficients D2j, D3j of their rodas.f, CONTRO):
+        # y(t + θh) = (1−θ) y0 + θ (y1 + (1−θ)(Σ_j d2j k_j + θ Σ_j d3j k_j)), evaluated as
+        # y0 + θ((y1 − y0) + …) so that a species that does not change stays exactly constant
+        if step_mode == 1 and not fixed and j < nT and t_eval[j] < t_new:
+            for i in range(n):
+                y6[i] = (_RO_H21 * k1[i] + _RO_H22 * k2[i] + _RO_H23 * k3[i] + _RO_H24 * k4[i]
+                         + _RO_H25 * k5[i])
+                err[i] = (_RO_H31 * k1[i] + _RO_H32 * k2[i] + _RO_H33 * k3[i] + _RO_H34 * k4[i]
+                          + _RO_H35 * k5[i])
+            hs = t_new - t
+            while j < nT and t_eval[j] < t_new:
+                th = (t_eval[j] - t) / hs
+                th1 = 1.0 - th
+                for i in range(n):
+                    yout[j, i] = y[i] + th * ((ynew[i] - y[i]) + th1 * (y6[i] + th * err[i]))
                 j += 1
         # ---- commit
         for i in range(n):
@@ -809,7 +1041,7 @@ def _ode_solve_one(fns, t0, y0, p, t_eval, rtol, atol, method, max_steps, first_
 
 
 @njit(cache=True, nogil=True)
-def _ode_solve_guarded(fns, i, t0, Y0, P, t_eval, rtol, atol, method, max_steps, first_step,
+def _ode_solve_guarded(fns, plan, i, t0, Y0, P, t_eval, rtol, atol, method, max_steps, first_step,
                        fixed_step, nonauto, ev_timed, ev_dir, ev_once, Yout, status, t_fail,
                        stats):
     """Solve patient i; an exception raised by model code (e.g. a division by zero in a rate
@@ -817,7 +1049,7 @@ def _ode_solve_guarded(fns, i, t0, Y0, P, t_eval, rtol, atol, method, max_steps,
     the kernel writes every output (NaN after a failure); t_fail[i] tracks the time reached,
     and every output before it has been written."""
     try:
-        st, tf = _ode_solve_one(fns, t0, Y0[i], P[i], t_eval, rtol, atol, method, max_steps,
+        st, tf = _ode_solve_one(fns, plan, t0, Y0[i], P[i], t_eval, rtol, atol, method, max_steps,
                                 first_step, fixed_step, nonauto, ev_timed, ev_dir, ev_once,
                                 Yout[i], stats[i], t_fail[i:i + 1])
     except Exception:  # noqa: BLE001 (numba can only catch Exception)
@@ -832,22 +1064,22 @@ def _ode_solve_guarded(fns, i, t0, Y0, P, t_eval, rtol, atol, method, max_steps,
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def ode_solve_batch_parallel(fns, t0, Y0, P, t_eval, rtol, atol, method, max_steps, first_step,
+def ode_solve_batch_parallel(fns, plan, t0, Y0, P, t_eval, rtol, atol, method, max_steps, first_step,
                              fixed_step, nonauto, ev_timed, ev_dir, ev_once, Yout, status,
                              t_fail, stats):
     """All patients, in a prange loop (one independent adaptive integration each)."""
     for i in prange(Y0.shape[0]):
-        _ode_solve_guarded(fns, i, t0, Y0, P, t_eval, rtol, atol, method, max_steps, first_step,
+        _ode_solve_guarded(fns, plan, i, t0, Y0, P, t_eval, rtol, atol, method, max_steps, first_step,
                            fixed_step, nonauto, ev_timed, ev_dir, ev_once, Yout, status, t_fail,
                            stats)
 
 
 @njit(cache=True, nogil=True)
-def ode_solve_batch_serial(fns, t0, Y0, P, t_eval, rtol, atol, method, max_steps, first_step,
+def ode_solve_batch_serial(fns, plan, t0, Y0, P, t_eval, rtol, atol, method, max_steps, first_step,
                            fixed_step, nonauto, ev_timed, ev_dir, ev_once, Yout, status,
                            t_fail, stats):
     """All patients, one after the other (same per-patient kernel as the parallel driver)."""
     for i in range(Y0.shape[0]):
-        _ode_solve_guarded(fns, i, t0, Y0, P, t_eval, rtol, atol, method, max_steps, first_step,
+        _ode_solve_guarded(fns, plan, i, t0, Y0, P, t_eval, rtol, atol, method, max_steps, first_step,
                            fixed_step, nonauto, ev_timed, ev_dir, ev_once, Yout, status, t_fail,
                            stats)
