@@ -48,6 +48,7 @@ the B-ALL remission, Lugano CR, IMWG CR or sCR at day 90.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import inspect
 import math
@@ -473,8 +474,9 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
                 obs[failed] = np.where(bad[:, :, None], np.nan, obs[failed])
             return blk, sol, obs
 
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(solve_block, 0)
+        pool = _solver_thread()
+        pending = pool.submit(solve_block, 0)
+        try:
             for lo in range(0, idx.size, step):
                 blk, sol, obs = pending.result()
                 if lo + step < idx.size:
@@ -483,11 +485,26 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
                 ds = _dataset(net, sol.t, sol.y, obs, status, sol.message) if needs_ds else None
                 _score(cols, idx[blk], np.asarray(sol.t), obs, status, net, t_dose, ds)
                 survival.infused(cols, blk, np.asarray(sol.t), obs[:, :, survival.sel], sol.y[:, -1], status)
+        finally:
+            concurrent.futures.wait([pending])  # on an error or Ctrl-C, leave no block running behind
         if ds is not None and with_dataset:
             ds = with_grades(ds, net)
     follow, progression = survival.finish(cols)
     cols["efs_day"], cols["efs_event"] = _efs(cols, follow, assess, progression)
     return cols, ds
+
+
+_SOLVER: ThreadPoolExecutor | None = None
+
+
+def _solver_thread() -> ThreadPoolExecutor:
+    """The one background thread that solves trial blocks, kept for the process: a new
+    thread per chunk would get its own malloc arena and, over hundreds of chunks, the
+    process's memory would grow with the number of patients."""
+    global _SOLVER
+    if _SOLVER is None:
+        _SOLVER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livingdrug-solve")
+    return _SOLVER
 
 
 def advance_untreated(compiled: Any, rs: Any, y0: np.ndarray, P: np.ndarray,

@@ -491,14 +491,18 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
     from .io.atomic import atomic_write_with
     from .io.results import write_json
 
-    tables = [pq.read_table(_part_paths(out, k)[0]) for k, _, _ in bounds]
-    table = pa.concat_tables(tables, promote_options="default")
+    # memory: the table is held once as Arrow (then sorted, written, freed) and once as numpy;
+    # a one-arm trial's summary reads those arrays without a per-arm copy
+    table = pa.concat_tables([pq.read_table(_part_paths(out, k)[0]) for k, _, _ in bounds], promote_options="default")
     arm_order = {a.name: i for i, a in enumerate(c.arms)}
     arm_col = np.asarray(table.column("arm").to_pylist(), dtype=object)
     order = np.lexsort((table.column("patient").to_numpy(), np.array([arm_order[a] for a in arm_col])))
-    table = table.take(pa.array(order))
-    atomic_write_with(out / "endpoints.parquet", lambda tmp: pq.write_table(table, tmp))
-    cols = {name: _np(table.column(name)) for name in table.column_names}
+    # one arm: the parts are in patient order already, and take() would copy the whole table
+    sorted_table = table if np.array_equal(order, np.arange(order.size)) else table.take(pa.array(order))
+    del table
+    atomic_write_with(out / "endpoints.parquet", functools.partial(pq.write_table, sorted_table))
+    cols = {name: _np(sorted_table.column(name)) for name in sorted_table.column_names}
+    del sorted_table
     per_arm: dict[str, dict[str, np.ndarray]] = {}
     arms: dict[str, dict] = {}
     curves: dict[str, dict] = {}
@@ -506,8 +510,11 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
     d = _design_from_text(*_key(recipe))
     kinetics: list[tuple[str, Any, dict, Any]] = []
     for a, plan in zip(c.arms, plans, strict=True):
-        m = cols["arm"] == a.name
-        sub = {k: v[m] for k, v in cols.items()}
+        if len(c.arms) == 1:
+            sub = cols
+        else:
+            m = cols["arm"] == a.name
+            sub = {k: v[m] for k, v in cols.items()}
         per_arm[a.name] = sub
         curve: dict[str, Any] = {"t": np.asarray(plan.rs.t_out) - _t_dose(plan.rs)}
         band_cols, ds = arm_chunk(d, plan, arm_patients(d, plan.index, np.arange(min(BAND_PATIENTS, c.population.size))))
