@@ -9,8 +9,8 @@ What it measures, side by side in one run, on the same virtual patients (the cd1
 ``[population]``: burden, CD19-negative clone, growth, weight and expansion vary):
 
 (a) ``livingdrug.trial.run_trial`` — the whole trial (population draws, batched ODE
-    integration from day −6 to 365, scoring: B-ALL response, exposure, ASTCT grades, Parquet
-    parts, final table and summary; no figures), in a fresh process so that its peak memory
+    integration from day −6 to 365, scoring: B-ALL response, exposure, ASTCT grades, OS/PFS,
+    Parquet parts, final table and summary; no figures), in a fresh process so that its peak memory
     (``ru_maxrss``) is its own; run at two sizes to show whether memory grows with N;
 (b) scipy ``solve_ivp`` (LSODA with the analytic Jacobian, event handling as in
     ``bench_ode.py``) per patient on a sample, extrapolated to N;
