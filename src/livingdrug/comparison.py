@@ -463,16 +463,8 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
         def solve_block(lo: int) -> tuple[slice, Any, np.ndarray]:
             blk = slice(lo, lo + step)
             sol = solve(compiled, y0[blk], P[blk], t_eval, t0=float(rs.t_start), rtol=rs.rtol, atol=rs.atol)
-            failed = np.flatnonzero(sol.status != 0)  # only they hold NaN (after their failure)
-            y = sol.y
-            if failed.size:
-                y = y.copy()
-                y[failed] = np.nan_to_num(y[failed], nan=0.0)  # evaluate on zeros, then blank them
-            obs = compiled.observables_batch(sol.t, y, P[blk])
-            if failed.size:
-                bad = ~np.isfinite(sol.y[failed]).all(axis=2)
-                obs[failed] = np.where(bad[:, :, None], np.nan, obs[failed])
-            return blk, sol, obs
+            # only failed patients hold NaN (after their failure)
+            return blk, sol, _observed(compiled, sol.t, sol.y, P[blk], rows=np.flatnonzero(sol.status != 0))
 
         pool = _solver_thread()
         pending = pool.submit(solve_block, 0)
@@ -740,9 +732,9 @@ class _Survival:
     (one batched solve); a patient still waiting when the programme ended is censored then."""
 
     def __init__(self, c: Any, plan: ArmPlan, inp: ArmInputs, compiled: Any, pre_path: Any, assess: float) -> None:
-        from .trials.survival import default_survival, exposures
+        from .trials.survival import death_times, default_survival, exposures
 
-        self.plan, self.inp, self.compiled, self.pre_path, self.assess = plan, inp, compiled, pre_path, assess
+        self.plan, self.inp, self.compiled, self.assess = plan, inp, compiled, assess
         rs, net = plan.rs, plan.rs.network
         n = inp.patients.size
         outcome = inp.outcome
@@ -754,7 +746,7 @@ class _Survival:
         self.follow, self.progression = nan.copy(), nan.copy()
         self.e = e = exposures(c.seed, inp.patients)
         self.horizon = horizon = sm.follow_up if sm is not None and sm.follow_up is not None else t_end - t_dose
-        self.j_tum = j_tum = _obs_index(net, "tumour_total")
+        j_tum = _obs_index(net, "tumour_total")
         self.sel = _survival_observables(net)
         where = {j: k for k, j in enumerate(self.sel)}
         self.roles = {r: (where[j] if (j := _obs_index(net, r)) is not None else None) for r in _PROGRESSION_ROLES}
@@ -763,9 +755,7 @@ class _Survival:
         self.pre_b = None
         if pre_path is not None and j_tum is not None:
             tau_pre, Y = pre_path
-            pre_b = compiled.observables_batch(tau_pre, np.nan_to_num(Y, nan=0.0), inp.P)[:, :, j_tum]
-            pre_b[~np.isfinite(Y).all(axis=2)] = np.nan
-            self.pre_b = (tau_pre, pre_b)
+            self.pre_b = (tau_pre, _observed(compiled, tau_pre, Y, inp.P)[:, :, j_tum])
 
         # drop-outs for death die at their drop-out day; the waiting are censored at the programme's end
         d_out = outcome == "death"
@@ -784,7 +774,7 @@ class _Survival:
                 as_treated = dataclasses.replace(plan, fates=fates, arm=dataclasses.replace(plan.arm, product="scenario"))
                 inp2 = arm_inputs(c, as_treated, inp.patients[others])
                 tau, burden = _untreated_course(compiled, rs, inp2.y0, inp2.P, horizon, j_tum)
-                dd, end = _death_times(np.broadcast_to(tau, burden.shape), burden, e[others], sm)
+                dd, end = death_times(np.broadcast_to(tau, burden.shape), burden, e[others], sm)
                 self.death[others] = dd
                 self.os_day[others] = np.where(np.isfinite(dd), dd, end)
                 self.os_event[others] = np.isfinite(dd)
@@ -794,6 +784,8 @@ class _Survival:
         """The infused patients ``inp.idx[rows]`` (already scored into ``cols``), from their
         treatment solve: times ``t``, the observables ``obs[m, T, :]`` that
         :func:`_survival_observables` selects, final states ``y_end`` and solver status."""
+        from .trials.survival import death_times
+
         inp, rs, sm, t_dose, horizon = self.inp, self.plan.rs, self.sm, self.t_dose, self.horizon
         idx = inp.idx[rows]
         P = inp.P[rows]
@@ -817,7 +809,7 @@ class _Survival:
         if sm is not None and self.j_sub is not None:
             pre = None if self.pre_b is None else (self.pre_b[0], self.pre_b[1][rows])
             s, b = _infused_paths(rs, inp.untreated[idx], w, pre, t_all, o_all[:, :, self.j_sub])
-            dd, end = _death_times(s, b, self.e[idx], sm)
+            dd, end = death_times(s, b, self.e[idx], sm)
         else:
             dd, end = np.full(idx.size, np.nan), w + f_end
         self.death[idx] = dd
@@ -838,7 +830,7 @@ class _Survival:
 
 
 def _survival_observables(net: Any) -> list[int]:
-    """Indices of the observables :func:`_survival` reads: the tumour burden and the
+    """Indices of the observables :class:`_Survival` reads: the tumour burden and the
     progression criteria (only these are kept from each solved block of a chunk)."""
     return sorted({j for r in ("tumour_total", *_PROGRESSION_ROLES) if (j := _obs_index(net, r)) is not None})
 
@@ -848,10 +840,20 @@ def _obs_index(net: Any, role: str) -> int | None:
     return None if o is None else [x.name for x in net.observables].index(o.name)
 
 
-def _death_times(s: np.ndarray, b: np.ndarray, e: np.ndarray, sm: Any) -> tuple[np.ndarray, np.ndarray]:
-    from .trials.survival import death_times
-
-    return death_times(s, b, e, sm)
+def _observed(compiled: Any, t: np.ndarray, y: np.ndarray, P: np.ndarray, rows: Any = None) -> np.ndarray:
+    """Observables ``[n, T, j]`` of the states ``y[n, T, k]`` at ``t``: NaN wherever a state is
+    not finite (after a failed solve; those points are evaluated on zeros, then blanked).
+    ``rows``: the only patients that can hold NaN (e.g. those whose solve failed), default all."""
+    y = np.asarray(y, dtype=float)
+    rows = slice(None) if rows is None else rows
+    bad = ~np.isfinite(y[rows]).all(axis=2)
+    if not bad.any():
+        return compiled.observables_batch(t, y, P)
+    y = y.copy()
+    y[rows] = np.nan_to_num(y[rows], nan=0.0)
+    obs = compiled.observables_batch(t, y, P)
+    obs[rows] = np.where(bad[:, :, None], np.nan, obs[rows])
+    return obs
 
 
 def _untreated_course(compiled: Any, rs: Any, y0: np.ndarray, P: np.ndarray, days: float,
@@ -866,11 +868,7 @@ def _untreated_course(compiled: Any, rs: Any, y0: np.ndarray, P: np.ndarray, day
     tau = np.minimum(np.arange(m + 1) * FOLLOW_STEP, days)
     t = float(rs.t_start) - days + tau
     sol = solve(compiled, np.asarray(y0, dtype=float), P, t, t0=float(t[0]), rtol=rs.rtol, atol=rs.atol)
-    y = np.asarray(sol.y, dtype=float)
-    bad = ~np.isfinite(y).all(axis=2)
-    obs = compiled.observables_batch(t, np.nan_to_num(y, nan=0.0), P)[:, :, j_tum]
-    obs[bad] = np.nan
-    return tau, obs
+    return tau, _observed(compiled, t, sol.y, P)[:, :, j_tum]
 
 
 def _continue(compiled: Any, rs: Any, y_end: np.ndarray, P: np.ndarray, status: np.ndarray, t_end: float,
@@ -886,10 +884,8 @@ def _continue(compiled: Any, rs: Any, y_end: np.ndarray, P: np.ndarray, status: 
     y0 = np.asarray(y_end, dtype=float)
     failed = (np.asarray(status) != 0) | ~np.isfinite(y0).all(axis=1)
     sol = solve(compiled, np.where(failed[:, None], 0.0, y0), P, tc, t0=t_end, rtol=rs.rtol, atol=rs.atol)
-    y = np.asarray(sol.y, dtype=float)
-    bad = ~np.isfinite(y).all(axis=2) | failed[:, None] | (np.asarray(sol.status) != 0)[:, None]
-    obs = compiled.observables_batch(tc, np.nan_to_num(y, nan=0.0), P)
-    obs[bad] = np.nan
+    obs = _observed(compiled, tc, sol.y, P)
+    obs[failed | (np.asarray(sol.status) != 0)] = np.nan
     return tc, obs
 
 
@@ -1112,7 +1108,7 @@ def _randomised(per_arm: dict[str, dict[str, np.ndarray]]) -> list[dict]:
     ITT response with Newcombe's hybrid-score 95 % interval (Newcombe RG 1998 Stat Med 17:873,
     method 10) and Fisher's exact test; CRS ≥ 3 among the infused likewise; event-free
     survival by the log-rank test (scipy.stats.logrank)."""
-    from scipy.stats import CensoredData, fisher_exact, logrank
+    from scipy.stats import fisher_exact
 
     from .clinical.probability import proportion
 
@@ -1132,17 +1128,12 @@ def _randomised(per_arm: dict[str, dict[str, np.ndarray]]) -> list[dict]:
         inf0 = (ref["outcome"] == "infused") & (ref["status"] == 0)
         inf1 = (o["outcome"] == "infused") & (o["status"] == 0)
         c0, c1 = np.nan_to_num(ref["crs_max_grade"]) >= 3, np.nan_to_num(o["crs_max_grade"]) >= 3
-        lr = None
-        if ref["efs_day"].size and o["efs_day"].size and (ref["efs_event"].any() or o["efs_event"].any()):
-            x = CensoredData(uncensored=o["efs_day"][o["efs_event"]], right=o["efs_day"][~o["efs_event"]])
-            y = CensoredData(uncensored=ref["efs_day"][ref["efs_event"]], right=ref["efs_day"][~ref["efs_event"]])
-            lr = float(logrank(x, y).pvalue)
         out.append({
             "arm": name, "reference": names[0],
             "response_itt": diff(int(o["responded"].sum()), o["responded"].size, int(ref["responded"].sum()),
                                  ref["responded"].size),
             "crs_grade_ge_3": diff(int((c1 & inf1).sum()), int(inf1.sum()), int((c0 & inf0).sum()), int(inf0.sum())),
-            "efs_logrank_p": lr,
+            "efs_logrank_p": _logrank(o, ref, "efs_day", "efs_event"),
             "os_logrank_p": _logrank(o, ref, "os_day", "os_event"),
             "pfs_logrank_p": _logrank(o, ref, "pfs_day", "pfs_event"),
         })
