@@ -145,3 +145,13 @@ def test_no_car_t_no_remission():
     Y = reference_trajectory(net, (-6.0, 28.0), t, params=p)
     obs_arr = compile_network(net).observables_batch(t, Y[None], p[None])[0]
     assert obs_arr[0, net.observable_names.index("blasts_pct")] > 70.0
+
+
+@pytest.mark.parametrize("option,value", [("leukaemia", -5.0), ("leukaemia", -1e308), ("leukaemia", 1e300),
+                                          ("leukaemia", float("nan")), ("neg_fraction", 2.0)])
+def test_burden_options_out_of_range_name_the_option(option, value):
+    """A negative, non-finite or astronomically large burden (found by the scenario property
+    test: -1e308 cells overflowed the initial state) is refused, naming the option and the fix,
+    as in car_nk."""
+    with pytest.raises(ValueError, match=f"model option {option} .*write e.g."):
+        get_model("car_t").network(**{option: value})

@@ -274,8 +274,8 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = car_t.L0_MARROW,
     car_t._flag("lymphodepletion", lymphodepletion)
     arm = car_t._flag("il15", il15)
     tox = car_t._flag("toxicity", toxicity)
-    lm0 = _cells("leukaemia", leukaemia)
-    nf = _fraction("neg_fraction", neg_fraction)
+    lm0 = car_t.cells_option("leukaemia", leukaemia)
+    nf = car_t.fraction_option("neg_fraction", neg_fraction)
     rows = tuple(_CAR_T_ROWS[n] for n in _SHARED) + _NK_ROWS + (_IL15_ROWS if arm else ())
     params = _params(rows)
     d = DEFAULTS
@@ -436,18 +436,3 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = car_t.L0_MARROW,
         description=desc,
         meta=meta,
     )
-
-
-def _fraction(name: str, value: object) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not 0.0 <= float(value) <= 1.0:  # type: ignore[arg-type]
-        raise ValueError(f"model option {name} = {value!r}: expected a fraction from 0 to 1; write e.g. {name} = 1e-8")
-    return float(value)  # type: ignore[arg-type]
-
-
-def _cells(name: str, value: object) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not 1.0 <= float(value) <= 1.0e13:  # type: ignore[arg-type]
-        raise ValueError(f"model option {name} = {value!r}: expected a number of cells from 1 to 1e13; "
-                         f"write e.g. {name} = 2.1e11")
-    return float(value)  # type: ignore[arg-type]

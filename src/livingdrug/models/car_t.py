@@ -399,6 +399,24 @@ def _flag(name: str, value: object) -> bool:
     return value
 
 
+def fraction_option(name: str, value: object) -> float:
+    """Model option ``name`` as a fraction in [0, 1], or a ``ValueError`` naming it and the fix."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not 0.0 <= float(value) <= 1.0:  # type: ignore[arg-type]
+        raise ValueError(f"model option {name} = {value!r}: expected a fraction from 0 to 1; write e.g. {name} = 1e-8")
+    return float(value)  # type: ignore[arg-type]
+
+
+def cells_option(name: str, value: object) -> float:
+    """Model option ``name`` as a number of cells from 1 to 1e13 (a burden a living patient can
+    carry), or a ``ValueError`` naming it and the fix."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not 1.0 <= float(value) <= 1.0e13:  # type: ignore[arg-type]
+        raise ValueError(f"model option {name} = {value!r}: expected a number of cells from 1 to 1e13; "
+                         f"write e.g. {name} = 2.1e11")
+    return float(value)  # type: ignore[arg-type]
+
+
 def _car_t_reactions(sfx: str, g: sp.Expr, x: sp.Expr, h: sp.Expr,
                      prolif: sp.Expr | float = 1, persist: sp.Expr | float = 1,
                      antigen_factor: sp.Expr | float = 1) -> tuple[Reaction, ...]:
@@ -573,7 +591,8 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
         m.crowding_death("H_crowd", "H_M", "r_H", S("H_M") + S("c_LH") * Lm, "K_mar"),
     )
 
-    st = ball_patient_state(d, leukaemia=leukaemia, neg_fraction=neg_fraction)
+    st = ball_patient_state(d, leukaemia=cells_option("leukaemia", leukaemia),
+                            neg_fraction=fraction_option("neg_fraction", neg_fraction))
     phen_desc = {"S": "stem/central-memory-like", "E": "effector", "M": "memory", "X": "exhausted"}
     clone_species = tuple(
         Species(f"C_{p}{sfx}", "cell", 0.0, f"{phen_desc[p]} CAR-T cells of clone {name}")
