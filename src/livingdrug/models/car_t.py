@@ -407,12 +407,13 @@ def fraction_option(name: str, value: object) -> float:
     return float(value)  # type: ignore[arg-type]
 
 
-def cells_option(name: str, value: object) -> float:
-    """Model option ``name`` as a number of cells from 1 to 1e13 (a burden a living patient can
+def cells_option(name: str, value: object, low: float = 1.0) -> float:
+    """Model option ``name`` as a number of cells from ``low`` to 1e13 (car_t allows 0: a patient
+    whose only leukaemia is another species; at most a burden a living patient can
     carry), or a ``ValueError`` naming it and the fix."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not 1.0 <= float(value) <= 1.0e13:  # type: ignore[arg-type]
-        raise ValueError(f"model option {name} = {value!r}: expected a number of cells from 1 to 1e13; "
+    if not ok or not low <= float(value) <= 1.0e13:  # type: ignore[arg-type]
+        raise ValueError(f"model option {name} = {value!r}: expected a number of cells from {low:g} to 1e13; "
                          f"write e.g. {name} = 2.1e11")
     return float(value)  # type: ignore[arg-type]
 
@@ -591,7 +592,7 @@ def build(*, lymphodepletion: bool = True, leukaemia: float = L0_MARROW,
         m.crowding_death("H_crowd", "H_M", "r_H", S("H_M") + S("c_LH") * Lm, "K_mar"),
     )
 
-    st = ball_patient_state(d, leukaemia=cells_option("leukaemia", leukaemia),
+    st = ball_patient_state(d, leukaemia=cells_option("leukaemia", leukaemia, low=0.0),
                             neg_fraction=fraction_option("neg_fraction", neg_fraction))
     phen_desc = {"S": "stem/central-memory-like", "E": "effector", "M": "memory", "X": "exhausted"}
     clone_species = tuple(
