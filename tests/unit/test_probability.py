@@ -61,6 +61,18 @@ def test_proportion_edge_cases() -> None:
         proportion(1, 2, confidence=1.5)
 
 
+def test_kaplan_meier_counts_are_the_definitions_with_ties() -> None:
+    """Numbers at risk and events by binary search equal their definitions, #{d ≥ t} and
+    #{observed d = t}, on data with many ties between events and censorings."""
+    rng = np.random.default_rng(3)
+    d = rng.integers(0, 40, 2000).astype(float)
+    o = rng.random(2000) < 0.6
+    km = kaplan_meier(d, o)
+    assert km.at_risk.tolist() == [int((d >= t).sum()) for t in km.time]
+    assert km.events.tolist() == [int(((d == t) & o).sum()) for t in km.time]
+    assert km.events.sum() == o.sum()
+
+
 def test_kaplan_meier_hand_computed() -> None:
     # times 1 2 2+ 3 4+ 5 (+ = censored); at risk 6, 5, 3, 1 at the event times 1, 2, 3, 5
     km = kaplan_meier([1, 2, 2, 3, 4, 5], [True, True, False, True, False, True])

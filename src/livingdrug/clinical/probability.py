@@ -257,8 +257,11 @@ def kaplan_meier(durations: Any, observed: Any, *, confidence: float = 0.95) -> 
     for arr in (low, high):
         arr[surv >= 1.0] = 1.0
         arr[surv <= 0.0] = 0.0
-    at_risk = np.array([(d >= t).sum() for t in time], dtype=np.int64)
-    events = np.array([((d == t) & o).sum() for t in time], dtype=np.int64)
+    # counts by binary search on the sorted times (O(N log N); a scan per time is O(N²) and
+    # hangs a 10⁶-patient trial): at risk = #{d ≥ t}, events = #{observed d = t}
+    d_all, d_obs = np.sort(d), np.sort(d[o])
+    at_risk = (d.size - np.searchsorted(d_all, time, side="left")).astype(np.int64)
+    events = (np.searchsorted(d_obs, time, side="right") - np.searchsorted(d_obs, time, side="left")).astype(np.int64)
     return KaplanMeier(
         time=time,
         survival=surv,
