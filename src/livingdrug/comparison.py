@@ -623,10 +623,13 @@ def max_grades(signs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Maximum ASTCT CRS and ICANS grade per patient of sign arrays ``[n, T]`` (contract roles
     of :mod:`livingdrug.clinical.grading`), equal to the maximum over time of
     :func:`~livingdrug.clinical.grading.grade_signs` but grading only the (patient, time)
-    points where a grade can be above 0: CRS needs fever (T ≥ 38 °C) or anti-cytokine therapy
-    (Lee 2019: no fever and no therapy is grade 0); ICANS needs an ICE score below 10 or a
-    consciousness, seizure, motor or oedema level ≥ 1.  Same rules, a few per cent of the work."""
-    from .clinical.grading import FEVER_C, grade_signs
+    points where a grade can be above 0: CRS needs fever (T ≥ 38 °C), or anti-cytokine
+    therapy given (Lee 2019: no fever and no therapy is grade 0) together with a sign that
+    grades without fever — hypotension (SBP < 90 mmHg), a vasopressor, vasopressin or
+    oxygen (therapy once given stays given, so gating on it alone would grade every later
+    point); ICANS needs an ICE score below 10 or a consciousness, seizure, motor or oedema
+    level ≥ 1.  Same rules, a few per cent of the work."""
+    from .clinical.grading import FEVER_C, HYPOTENSION_SBP_MMHG, grade_signs
 
     n = next(iter(signs.values())).shape[0]
     out: dict[str, np.ndarray] = {}
@@ -635,7 +638,11 @@ def max_grades(signs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if "temperature_c" in signs:
             crs_on |= signs["temperature_c"] >= FEVER_C
         if "anticytokine_given" in signs:
-            crs_on |= signs["anticytokine_given"] >= 1
+            afebrile_sign = np.zeros_like(crs_on)
+            for r, low in (("sbp_mmhg", True), ("vasopressors_n", False), ("vasopressin", False), ("o2_level", False)):
+                if r in signs:
+                    afebrile_sign |= (signs[r] < HYPOTENSION_SBP_MMHG) if low else (signs[r] >= 1)
+            crs_on |= (signs["anticytokine_given"] >= 1) & afebrile_sign
         icans_on = np.zeros_like(crs_on)
         if "ice_score" in signs:
             icans_on |= signs["ice_score"] < 10
@@ -687,24 +694,19 @@ def _efs(cols: dict, follow: Any, assess: float,
     or per patient) after infusion; death (``death_day``, d from referral) ends EFS as an
     event when it comes first."""
     n = cols["patient"].size
-    day = np.zeros(n)
-    event = np.zeros(n, dtype=bool)
     follow = np.broadcast_to(np.asarray(follow, dtype=float), (n,))
     relapse = cols["relapse_day"] if progression is None else progression
-    for i in range(n):
-        out = cols["outcome"][i]
-        if out in _DROPPED:
-            day[i], event[i] = cols["dropout_day"][i], True
-        elif out == "infused":
-            w = cols["referral_to_infusion"][i]
-            if not cols["responded"][i]:
-                day[i], event[i] = w + assess, True
-            elif np.isfinite(relapse[i]):
-                day[i], event[i] = w + relapse[i], True
-            else:
-                day[i] = w + follow[i]
-        else:  # still waiting when the programme ended
-            day[i] = max(float(np.nan_to_num(cols["dropout_day"][i])), 0.0)
+    dropped = np.isin(cols["outcome"], _DROPPED)
+    infused = cols["outcome"] == "infused"
+    responded = cols["responded"].astype(bool)
+    relapsed = np.isfinite(relapse)
+    w = cols["referral_to_infusion"]
+    with np.errstate(invalid="ignore"):
+        # still waiting when the programme ended: censored at the end of the wait
+        day = np.maximum(np.nan_to_num(cols["dropout_day"]), 0.0)
+        day = np.where(infused, np.where(~responded, w + assess, np.where(relapsed, w + relapse, w + follow)), day)
+    day = np.where(dropped, cols["dropout_day"], day)
+    event = dropped | (infused & (~responded | relapsed))
     if "death_day" in cols:
         dead = np.isfinite(cols["death_day"]) & (np.nan_to_num(cols["death_day"], nan=np.inf) <= day)
         day[dead], event[dead] = cols["death_day"][dead], True

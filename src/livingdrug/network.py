@@ -465,7 +465,7 @@ def generate_source(net: Network) -> str:
         "def observables_batch(t, Y, P, O):",
         "    for i in prange(Y.shape[0]):",
         "        for j in range(Y.shape[1]):",
-        "            observables(t[j], Y[i, j], P[i], O[i, j])",
+        "            observables(t[j], Y[i, j], P[i], O[:, i, j])",
         "",
     ]
     # C-callable wrappers (raw float64 pointers) of the functions the compiled engines call:
@@ -625,12 +625,14 @@ class CompiledNetwork:
         return J
 
     def observables_batch(self, t: np.ndarray, Y: np.ndarray, P: np.ndarray) -> np.ndarray:
-        """``O[n, T, j]`` for trajectories ``Y[n, T, k]`` at times ``t[T]``."""
+        """``O[n, T, j]`` for trajectories ``Y[n, T, k]`` at times ``t[T]``: a view of an
+        array stored observable by observable (``[j, n, T]``), so that one observable of all
+        patients, ``O[:, :, j]``, is contiguous — the form every endpoint reads."""
         Y = np.ascontiguousarray(Y, dtype=float)
         P = np.ascontiguousarray(P, dtype=float)
-        obs = np.empty((Y.shape[0], Y.shape[1], len(self.network.observables)))
+        obs = np.empty((len(self.network.observables), Y.shape[0], Y.shape[1]))
         self.module.observables_batch(np.ascontiguousarray(t, dtype=float), Y, P, obs)
-        return obs
+        return obs.transpose(1, 2, 0)
 
     def propensities_at(self, t: float, y: np.ndarray, p: np.ndarray) -> np.ndarray:
         a = np.empty(len(self.network.reactions))

@@ -278,13 +278,18 @@ def test_max_grades_equal_the_full_grading():
         "o2_flow_l_min": pick([0.0, 2.0, 8.0]), "anticytokine_given": pick([0, 0, 0, 1]),
         "ice_score": pick([10] * 8 + list(range(10))), "consciousness_level": pick([0] * 6 + [1, 2, 3]),
         "seizure_level": pick([0] * 8 + [1, 2]), "motor_weakness": pick([0] * 9 + [1]),
-        "cerebral_edema_level": pick([0] * 9 + [1, 2]),
+        "cerebral_edema_level": pick([0] * 9 + [1, 2]), "vasopressin": pick([0] * 5 + [1]),
     }
     full = grade_signs(signs)
     fast = max_grades(signs)
     np.testing.assert_array_equal(fast["crs"], full["crs_grade"].max(axis=1))
     np.testing.assert_array_equal(fast["icans"], full["icans_grade"].max(axis=1))
     assert fast["crs"].max() >= 3 and fast["icans"].max() >= 3  # the test covers high grades
+    # without fever, a treated patient grades from hypotension, vasopressors or oxygen alone
+    afebrile = {**signs, "temperature_c": pick(np.linspace(36.5, 37.9, 8))}
+    full = grade_signs(afebrile)
+    np.testing.assert_array_equal(max_grades(afebrile)["crs"], full["crs_grade"].max(axis=1))
+    assert full["crs_grade"].max() >= 3
 
 
 def test_trial_grades_equal_the_dataset_grades_of_the_same_patients():
