@@ -186,6 +186,20 @@ def test_endpoints_do_not_depend_on_the_chunk_size(scenario_file, reference, tmp
     assert r.summary["arms"] == reference.summary["arms"]
 
 
+def test_two_chunks_at_a_time_give_the_bytes_of_one_at_a_time(scenario_file, reference, tmp_path, monkeypatch):
+    """The in-process executor runs two chunks at once where numba allows it; one at a time
+    (the workqueue threading layer's case) must give the same endpoint file."""
+    import livingdrug.trial as trial_mod
+
+    assert trial_mod._chunk_threads() in (1, 2)
+    r2 = run_trial(scenario_file, tmp_path / "two", chunk_size=3, figures=False)
+    monkeypatch.setattr(trial_mod, "_chunk_threads", lambda: 1)
+    r1 = run_trial(scenario_file, tmp_path / "one", chunk_size=3, figures=False)
+    assert r1.manifest["chunks"] == r2.manifest["chunks"] == math.ceil(N / 3)
+    assert sha(tmp_path / "one" / "endpoints.parquet") == sha(tmp_path / "two" / "endpoints.parquet") == sha(
+        reference.folder / "endpoints.parquet")
+
+
 def test_comparison_with_logistics_does_not_depend_on_the_chunk_size(comparison_file, cmp_reference, tmp_path):
     ref = cmp_reference.patients
     # the logistics matter here: drop-outs and patients who waited untreated
