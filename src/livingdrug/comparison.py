@@ -52,7 +52,7 @@ import concurrent.futures
 import dataclasses
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -1002,7 +1002,7 @@ def _bands(ds: Any, net: Any) -> dict[str, Any]:
     return out
 
 
-def _arm_summary(cols: dict, curve: dict, programme: Any) -> dict:
+def _arm_summary(cols: Mapping[str, np.ndarray], curve: dict, programme: Any) -> dict:
     from .clinical.probability import kaplan_meier, proportion
 
     n = int(cols["patient"].size)
@@ -1089,7 +1089,7 @@ def _landmark(km: Any, months: int) -> dict | None:
     return {"estimate": float(km.survival[j]), "low": float(km.low[j]), "high": float(km.high[j])}
 
 
-def _logrank(a: dict[str, np.ndarray], b: dict[str, np.ndarray], day: str, event: str) -> float | None:
+def _logrank(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], day: str, event: str) -> float | None:
     """Log-rank p-value (scipy.stats.logrank) of ``a`` against ``b`` on columns ``day``/``event``;
     None without an event or without the columns."""
     from scipy.stats import CensoredData, logrank
@@ -1105,7 +1105,7 @@ def _logrank(a: dict[str, np.ndarray], b: dict[str, np.ndarray], day: str, event
     return float(logrank(x, y).pvalue)
 
 
-def _randomised(per_arm: dict[str, dict[str, np.ndarray]]) -> list[dict]:
+def _randomised(per_arm: Mapping[str, Mapping[str, np.ndarray]]) -> list[dict]:
     """Each arm against the first in a randomised trial (different patients): difference in
     ITT response with Newcombe's hybrid-score 95 % interval (Newcombe RG 1998 Stat Med 17:873,
     method 10) and Fisher's exact test; CRS ≥ 3 among the infused likewise; event-free
@@ -1142,7 +1142,7 @@ def _randomised(per_arm: dict[str, dict[str, np.ndarray]]) -> list[dict]:
     return out
 
 
-def _paired(per_arm: dict[str, dict[str, np.ndarray]]) -> list[dict]:
+def _paired(per_arm: Mapping[str, Mapping[str, np.ndarray]]) -> list[dict]:
     """Each arm against the first, in the same patients (McNemar's exact test on discordant
     pairs for ITT response; CRS ≥ 1 among patients infused in both arms)."""
     from scipy.stats import binomtest

@@ -38,7 +38,7 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,11 +79,12 @@ class ChunkReport:
 @dataclass(frozen=True)
 class TrialResult:
     """A finished trial: the design, its folder, the endpoint table (column → array, one row
-    per arm and patient), the summary and the manifest."""
+    per arm and patient; read from ``endpoints.parquet`` column by column as used), the
+    summary and the manifest."""
 
     design: Any
     folder: Path
-    patients: dict[str, np.ndarray]
+    patients: Mapping[str, np.ndarray]
     summary: dict
     curves: dict
     manifest: dict
@@ -271,16 +272,10 @@ def read_endpoints(folder: str | Path) -> dict[str, np.ndarray]:
     """The endpoint table of a finished trial folder (``endpoints.parquet``)."""
     import pyarrow.parquet as pq
 
+    from .io.results import arrow_to_numpy
+
     t = pq.read_table(Path(folder) / "endpoints.parquet")
-    return {name: _np(t.column(name)) for name in t.column_names}
-
-
-def _np(col: Any) -> np.ndarray:
-    import pyarrow as pa
-
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        return np.asarray(col.to_pylist(), dtype=object)
-    return col.to_numpy(zero_copy_only=False)
+    return {name: arrow_to_numpy(t.column(name)) for name in t.column_names}
 
 
 # ---------------------------------------------------------------------------------------
@@ -514,9 +509,6 @@ def _remove_stale_temporaries(out: Path) -> None:
 
 def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures: bool, cs: int,
             executor: str, seconds: float, reused: int) -> TrialResult:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from .comparison import (
         DEFINITIONS,
         _arm_summary,
@@ -528,32 +520,23 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
         arm_patients,
     )
     from .io.atomic import atomic_write_with
-    from .io.results import write_json
+    from .io.results import Columns, merge_parquet, write_json
 
-    # memory: the table is held once as Arrow (then sorted, written, freed) and once as numpy;
-    # a one-arm trial's summary reads those arrays without a per-arm copy
-    table = pa.concat_tables([pq.read_table(_part_paths(out, k)[0]) for k, _, _ in bounds], promote_options="default")
-    arm_order = {a.name: i for i, a in enumerate(c.arms)}
-    arm_col = np.asarray(table.column("arm").to_pylist(), dtype=object)
-    order = np.lexsort((table.column("patient").to_numpy(), np.array([arm_order[a] for a in arm_col])))
-    # one arm: the parts are in patient order already, and take() would copy the whole table
-    sorted_table = table if np.array_equal(order, np.arange(order.size)) else table.take(pa.array(order))
-    del table
-    atomic_write_with(out / "endpoints.parquet", functools.partial(pq.write_table, sorted_table))
-    cols = {name: _np(sorted_table.column(name)) for name in sorted_table.column_names}
-    del sorted_table
-    per_arm: dict[str, dict[str, np.ndarray]] = {}
+    # memory: the parts are merged into endpoints.parquet a part at a time, and the summary
+    # reads only the columns it uses, so peak memory does not grow with the whole table
+    many = len(c.arms) > 1
+    atomic_write_with(out / "endpoints.parquet", functools.partial(
+        merge_parquet, parts=[_part_paths(out, k)[0] for k, _, _ in bounds], by="arm" if many else None,
+        groups=[a.name for a in c.arms], order="patient"))
+    cols = Columns(out / "endpoints.parquet")
+    per_arm: dict[str, Mapping[str, np.ndarray]] = {}
     arms: dict[str, dict] = {}
     curves: dict[str, dict] = {}
     plans = _plans(*_key(recipe))
     d = _design_from_text(*_key(recipe))
     kinetics: list[tuple[str, Any, dict, Any]] = []
     for a, plan in zip(c.arms, plans, strict=True):
-        if len(c.arms) == 1:
-            sub = cols
-        else:
-            m = cols["arm"] == a.name
-            sub = {k: v[m] for k, v in cols.items()}
+        sub = Columns(cols, rows=cols["arm"] == a.name) if many else cols
         per_arm[a.name] = sub
         curve: dict[str, Any] = {"t": np.asarray(plan.rs.t_out) - _t_dose(plan.rs)}
         band_cols, ds = arm_chunk(d, plan, arm_patients(d, plan.index, np.arange(min(BAND_PATIENTS, c.population.size))))
@@ -596,7 +579,7 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
     return result
 
 
-def _calibration(c: Any, per_arm: dict[str, dict[str, np.ndarray]], out: Path) -> dict | None:
+def _calibration(c: Any, per_arm: dict[str, Mapping[str, np.ndarray]], out: Path) -> dict | None:
     """For a one-arm trial of a scenario with ``[[targets]]``: maximum-entropy weights of its
     patients that reproduce the published figures (:func:`livingdrug.calibrate.calibrate_population`
     on the trial's own endpoints), the calibration table, the effective sample size, the
@@ -705,7 +688,7 @@ _FIXED_COLUMNS = ("arm", "patient", "outcome", "status", "referral_to_infusion",
 @dataclass(frozen=True)
 class _AsComparison:
     comparison: Any
-    patients: dict
+    patients: Mapping[str, np.ndarray]
     summary: dict
     curves: dict
     manifest: dict

@@ -200,6 +200,39 @@ def test_two_chunks_at_a_time_give_the_bytes_of_one_at_a_time(scenario_file, ref
         reference.folder / "endpoints.parquet")
 
 
+def test_merged_row_groups_do_not_depend_on_the_parts(scenario_file, comparison_file, reference, cmp_reference,
+                                                      tmp_path, monkeypatch):
+    """endpoints.parquet is merged a part at a time in fixed-size row groups: with groups
+    smaller than the parts and the trial, the file is still the same bytes for any chunk
+    size, and holds the same table (arms together, patients in order)."""
+    import pyarrow.parquet as pq
+
+    import livingdrug.io.results as results
+
+    monkeypatch.setattr(results, "MERGE_ROW_GROUP", 4)
+    for f, ref in ((scenario_file, reference), (comparison_file, cmp_reference)):
+        shas = []
+        for chunk in (3, 7):
+            r = run_trial(f, tmp_path / f"{f.stem}-{chunk}", chunk_size=chunk, figures=False)
+            path = r.folder / "endpoints.parquet"
+            assert pq.ParquetFile(path).metadata.num_row_groups == math.ceil(len(ref.patients["patient"]) / 4)
+            assert_same_endpoints(read_endpoints(r.folder), ref.patients)
+            assert r.summary["arms"] == ref.summary["arms"]
+            shas.append(sha(path))
+        assert shas[0] == shas[1]
+
+
+def test_the_summary_reads_only_the_columns_it_needs(scenario_file, reference, tmp_path):
+    """The trial's table is read from endpoints.parquet column by column as used (memory of
+    a 10⁶-patient summary: the columns it reads, not the table); every column is there."""
+    r = run_trial(scenario_file, tmp_path / "t", chunk_size=10, figures=False)
+    cols = r.patients
+    loaded = set(cols._cache)  # type: ignore[attr-defined]
+    assert "os_day" in loaded and not loaded & {"weight", "leukaemia", "car_auc28", "tumour_nadir"}
+    assert set(cols) == set(read_endpoints(r.folder))
+    assert_same_endpoints(dict(cols), reference.patients)
+
+
 def test_comparison_with_logistics_does_not_depend_on_the_chunk_size(comparison_file, cmp_reference, tmp_path):
     ref = cmp_reference.patients
     # the logistics matter here: drop-outs and patients who waited untreated

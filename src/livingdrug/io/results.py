@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ import xarray as xr
 
 from .atomic import atomic_write_text, atomic_write_with
 
-__all__ = ["write_trajectories", "read_trajectories", "read_units", "write_json", "to_jsonable", "write_columns"]
+__all__ = ["write_trajectories", "read_trajectories", "read_units", "write_json", "to_jsonable", "write_columns",
+           "arrow_to_numpy", "Columns", "merge_parquet"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -90,3 +92,101 @@ def read_trajectories(path: Path):  # noqa: ANN201 (pandas is imported lazily by
 def read_units(path: Path) -> dict[str, str]:
     meta = pq.read_schema(path).metadata or {}
     return json.loads(meta.get(b"livingdrug.units", b"{}"))
+
+
+def arrow_to_numpy(col: Any) -> np.ndarray:
+    """A numpy array of an Arrow column; strings become an object array whose equal values
+    share one Python string (8 bytes a row, not a new string per row)."""
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        if col.null_count:
+            return np.asarray(col.to_pylist(), dtype=object)
+        enc = (col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col).dictionary_encode()
+        return np.asarray(enc.dictionary.to_pylist(), dtype=object)[enc.indices.to_numpy()]
+    return col.to_numpy(zero_copy_only=False)
+
+
+class Columns(Mapping[str, np.ndarray]):
+    """A per-patient table (column name → array) whose columns are read when first used and
+    then kept: from a Parquet file, or from another mapping restricted to ``rows`` (a
+    boolean mask or indices); ``extra`` columns (already of the final length) replace or add
+    to them.  A summary of a 10⁶-patient trial then holds the few columns it reads, not the
+    whole table."""
+
+    def __init__(self, source: str | Path | Mapping[str, Any], rows: Any = None,
+                 extra: Mapping[str, np.ndarray] | None = None) -> None:
+        self._path: Path | None = None
+        self._source: Mapping[str, Any] | None = None
+        if isinstance(source, (str, Path)):
+            self._path = Path(source)
+            names = list(pq.read_schema(self._path).names)
+        else:
+            self._source = source
+            names = list(source)
+        self._rows = rows
+        self._cache: dict[str, np.ndarray] = dict(extra or {})
+        self._names = names + [k for k in self._cache if k not in names]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        got = self._cache.get(name)
+        if got is None:
+            if name not in self._names:
+                raise KeyError(name)
+            if self._path is not None:
+                got = arrow_to_numpy(pq.read_table(self._path, columns=[name]).column(name))
+            else:
+                assert self._source is not None
+                got = np.asarray(self._source[name])
+            if self._rows is not None:
+                got = got[self._rows]
+            self._cache[name] = got
+        return got
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+
+#: rows per row group of a merged table: a fixed number, so that the file's bytes do not
+#: depend on how its rows were split into parts, and a bounded buffer while merging
+MERGE_ROW_GROUP = 65_536
+
+
+def merge_parquet(out: str | Path, parts: Sequence[str | Path], *, by: str | None = None,
+                  groups: Sequence[str] = (), order: str | None = None) -> None:
+    """Concatenate the Parquet ``parts`` into ``out`` without holding them all: part by part,
+    in row groups of :data:`MERGE_ROW_GROUP` rows.  With ``by``, the rows of each value of
+    ``groups`` come together, in that order (each part read once per group) and, within a
+    part, sorted by ``order``.  Columns of the parts are unified (a column missing from a
+    part is null there); the schema metadata (units) is the first part's.  Same rows, same
+    bytes, whatever the parts."""
+    import pyarrow.compute as pc
+
+    schemas = [pq.read_schema(p) for p in parts]
+    schema = pa.unify_schemas(schemas, promote_options="default").with_metadata(schemas[0].metadata)
+    held: list[pa.Table] = []
+    n_held = 0
+    with pq.ParquetWriter(out, schema) as writer:
+        for group in (groups if by is not None else [None]):
+            for p in parts:
+                t = pq.read_table(p)
+                if by is not None:
+                    t = t.filter(pc.equal(t.column(by), group))
+                    if order is not None:
+                        t = t.take(pc.sort_indices(t.column(order)))
+                if not t.num_rows:
+                    continue
+                held.append(pa.Table.from_arrays(
+                    [t.column(f.name).cast(f.type) if f.name in t.column_names else pa.nulls(t.num_rows, f.type)
+                     for f in schema], schema=schema))
+                n_held += t.num_rows
+                while n_held >= MERGE_ROW_GROUP:
+                    block = pa.concat_tables(held)
+                    writer.write_table(block.slice(0, MERGE_ROW_GROUP), row_group_size=MERGE_ROW_GROUP)
+                    held, n_held = [block.slice(MERGE_ROW_GROUP)], n_held - MERGE_ROW_GROUP
+        if n_held:
+            writer.write_table(pa.concat_tables(held), row_group_size=MERGE_ROW_GROUP)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..io.atomic import atomic_write_text, ensure_writable_dir
-from ..io.results import write_columns, write_json
+from ..io.results import Columns, write_columns, write_json
 from .html import figure_html, page_html, save_png, scenario_html
 
 __all__ = ["save_comparison_run", "write_comparison_report", "comparison_rows", "column_units", "ENDPOINTS",
@@ -136,8 +136,10 @@ def _figures(result: Any, out: Path) -> list[Path]:
     from . import trial_figures as tf
 
     # arm names label legends and the number-at-risk rows: keep them short enough to leave room
-    pt = dict(result.patients)
-    pt["arm"] = np.array([a if len(a) <= 32 else a[:31] + "…" for a in pt["arm"]], dtype=object)
+    # (read lazily: a figure loads the columns it draws, not the whole table)
+    full_arm = np.asarray(result.patients["arm"], dtype=object)
+    short = {a: a if len(a) <= 32 else a[:31] + "…" for a in dict.fromkeys(full_arm.tolist())}
+    pt = Columns(result.patients, extra={"arm": np.array([short[a] for a in full_arm], dtype=object)})
     paths.append(tf.km_figure(pt, out / "efs_from_referral.png", time_col="efs_day", event_col="efs_event", by="arm",
                               xlabel="days since referral",
                               title="Event-free survival from referral\n(drop-out, no response, relapse, death)"))
@@ -145,11 +147,11 @@ def _figures(result: Any, out: Path) -> list[Path]:
         paths.append(tf.km_figure(pt, out / "os_from_referral.png", time_col="os_day", event_col="os_event", by="arm",
                                   xlabel="days since referral",
                                   title="Overall survival from referral\n(event: death)"))
-        inf = {k: v[pt["outcome"] == "infused"] for k, v in pt.items()}
+        inf = Columns(pt, rows=pt["outcome"] == "infused")
         paths.append(tf.km_figure(inf, out / "pfs_from_infusion.png", time_col="pfs_day", event_col="pfs_event",
                                   by="arm", xlabel="days since infusion",
                                   title="Progression-free survival from infusion\n(events: progression, death)"))
-    treated = {k: v[(pt["outcome"] == "infused") & (pt["status"] == 0)] for k, v in pt.items()}
+    treated = Columns(pt, rows=(pt["outcome"] == "infused") & (pt["status"] == 0))
     if treated["patient"].size:
         paths.append(tf.grade_bars(treated, out / "grade_bars.png"))
         paths.append(tf.waterfall(treated, out / "waterfall.png", baseline="tumour_at_infusion", nadir="tumour_nadir"))
