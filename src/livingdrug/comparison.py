@@ -622,14 +622,15 @@ def _score(cols: dict, idx: np.ndarray, t: np.ndarray, obs: np.ndarray, status: 
 def max_grades(signs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Maximum ASTCT CRS and ICANS grade per patient of sign arrays ``[n, T]`` (contract roles
     of :mod:`livingdrug.clinical.grading`), equal to the maximum over time of
-    :func:`~livingdrug.clinical.grading.grade_signs` but grading only the (patient, time)
+    :func:`~livingdrug.clinical.grading.grade_signs` (its calls of ``crs_grade`` and
+    ``icans_grade``, one each) but grading only the (patient, time)
     points where a grade can be above 0: CRS needs fever (T ≥ 38 °C), or anti-cytokine
     therapy given (Lee 2019: no fever and no therapy is grade 0) together with a sign that
     grades without fever — hypotension (SBP < 90 mmHg), a vasopressor, vasopressin or
     oxygen (therapy once given stays given, so gating on it alone would grade every later
     point); ICANS needs an ICE score below 10 or a consciousness, seizure, motor or oedema
     level ≥ 1.  Same rules, a few per cent of the work."""
-    from .clinical.grading import FEVER_C, HYPOTENSION_SBP_MMHG, grade_signs
+    from .clinical.grading import FEVER_C, HYPOTENSION_SBP_MMHG, ICANS_SIGNS, crs_grade, icans_grade
 
     n = next(iter(signs.values())).shape[0]
     out: dict[str, np.ndarray] = {}
@@ -658,7 +659,16 @@ def max_grades(signs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         grade = np.zeros(n, dtype=np.int64)
         rows, _ = np.nonzero(on)
         if rows.size:
-            g = grade_signs({r: signs[r][on] for r in present})[f"{key}_grade"]
+            def sign(r: str, on: np.ndarray = on, m: int = rows.size) -> np.ndarray:
+                return signs[r][on] if r in signs else np.full(m, np.nan)  # not recorded
+
+            if key == "crs":  # the calls of grade_signs, for the one grade needed
+                g = crs_grade(*(sign(r) for r in ("temperature_c", "sbp_mmhg", "vasopressors_n", "o2_level",
+                                                  "anticytokine_given")),
+                              o2_flow_l_min=sign("o2_flow_l_min"),
+                              vasopressin=signs["vasopressin"][on] if "vasopressin" in signs else None)
+            else:
+                g = icans_grade(*(sign(r) for r in ICANS_SIGNS))
             np.maximum.at(grade, rows, g)
         out[key] = grade
     return out
