@@ -239,10 +239,12 @@ def test_static_sparse_lu_solves_the_rosenbrock_system_of_the_car_t_model():
     with partial pivoting that the Rodas step falls back to does.  The static factors hold
     far fewer entries than the dense n², and are accepted in most of the 9 cases."""
     from livingdrug.engines import _ode_kernel as K
-    from livingdrug.engines.ode import _lu_plan
+    from livingdrug.engines.ode import _lu_plan, lu_source
     from livingdrug.models import car_t
+    from livingdrug.network import _load_generated
 
     c = compile_network(car_t.build())
+    gen = _load_generated(lu_source(c))  # the model's generated LU and solve
     net = c.network
     P = net.parameter_vector()
     y0 = net.initial_state()
@@ -262,11 +264,9 @@ def test_static_sparse_lu_solves_the_rosenbrock_system_of_the_car_t_model():
             K._ode_w_static(J, fac, W, plan)
             b = rng.normal(size=n) * (1.0 + np.abs(y))
             x = b.copy()
-            if K._ode_lu_static(W, plan, y, 1e-6, 1e-9):
+            if gen.lu(W, y, 1e-6, 1e-9):
                 accepted += 1
-                pv = np.empty(plan[2].size + plan[6].size + n)
-                K._ode_lu_static_pack(W, plan, pv)
-                K._ode_lu_static_solve(pv, plan, x)
+                gen.lusolve(W, x)
             else:  # what the Rodas step does then: dense LU with partial pivoting
                 W = _dense_w(J, fac)
                 iw = np.zeros(4 * n + 2 + n * (n - 1), dtype=np.int64)
@@ -284,13 +284,20 @@ def test_static_lu_refuses_a_small_pivot_and_the_dense_lu_pivots():
     system like numpy to 1e-12, and so does it on random sparse matrices that need row
     exchanges."""
     from livingdrug.engines import _ode_kernel as K
-    from livingdrug.engines.ode import _lu_plan
+    from livingdrug.engines.ode import lu_source
+    from livingdrug.network import _load_generated
 
     c = compile_network(robertson_network())
-    plan = _lu_plan(c)
+    gen = _load_generated(lu_source(c))
     A = np.array([[1e-12, 1.0, 1.0], [1.0, 1.0, 1.0], [0.0, 1.0, 1.5]])
     W = A.copy()
-    assert not K._ode_lu_static(W, plan, np.ones(3), 1e-6, 1e-9)
+    assert not gen.lu(W, np.ones(3), 1e-6, 1e-9)
+    W = np.array([[2.0, 1.0, 1.0], [1.0, 3.0, 1.0], [0.0, 1.0, 1.5]])  # diagonally dominant: accepted
+    x = np.array([1.0, -2.0, 0.5])
+    assert gen.lu(W, np.ones(3), 1e-6, 1e-9)
+    gen.lusolve(W, x)
+    np.testing.assert_allclose(x, np.linalg.solve([[2.0, 1.0, 1.0], [1.0, 3.0, 1.0], [0.0, 1.0, 1.5]],
+                                                  [1.0, -2.0, 0.5]), rtol=1e-12)
     rng = np.random.default_rng(3)
     for n, M in [(3, A)] + [(m, None) for m in (5, 12, 31)] * 3:
         if M is None:

@@ -31,9 +31,10 @@ Both methods interpolate output times inside a step (DOPRI5: Shampine's order-4 
 Rodas4: Hairer & Wanner's order-3 extension of rodas.f); only ``fixed_step`` lands on them.
 Rodas's matrix ``W = I/(hγ) − J`` is factored on the structural pattern prepared by
 :func:`livingdrug.engines.ode._lu_plan` (the ``plan`` argument of the drivers: diagonal
-pivots in Markowitz order under a scaled threshold-pivoting test, see
-:func:`_ode_lu_static`), falling back to dense LU with partial pivoting (:func:`_ode_lu`) for
-a step whose pivots fail the test.
+pivots in Markowitz order under a scaled threshold-pivoting test), by the model's own
+straight-line factorisation and solve, generated from that plan
+(:func:`livingdrug.engines.ode._lu_cfuncs`, the last two of ``fns``), falling back to dense
+LU with partial pivoting (:func:`_ode_lu`) for a step whose pivots fail the test.
 
 Method codes: 0 = auto (DP5 with stiffness detection, switching to Rodas4), 1 = Rodas4,
 2 = DOPRI5.  Status codes are those of :mod:`livingdrug.engines.common`.
@@ -148,7 +149,6 @@ _NONSTIFF_RESET = 6
 _NONSTIFF_HRHO = 2.0  # h*rho(J) below this for _NONSTIFF_COUNT Rodas steps -> back to DP5
 _NONSTIFF_COUNT = 25
 
-_LU_TAU = 0.1  # threshold of the static-pattern LU (threshold partial pivoting)
 
 _ST_OK = 0
 _ST_MAX_STEPS = 1
@@ -287,106 +287,10 @@ def _ode_w_static(J, fac, W, plan):
         W[i, i] += fac
 
 
-@njit(cache=True, nogil=True)
-def _ode_lu_static(A, plan, y, rtol, atol):
-    """LU without row exchanges on the precomputed pattern (``plan``, see
-    :func:`livingdrug.engines.ode._lu_plan`), accepted only if every pivot passes the
-    threshold test of threshold partial pivoting, ``|a_kk| ≥ τ·max_i>k |a_ik|`` with
-    τ = 0.1 (Duff, Erisman & Reid, *Direct Methods for Sparse Matrices*, 1986, Sect. 7.8;
-    the default of MA48/UMFPACK): the element growth is then bounded as for partial
-    pivoting with a factor (1 + 1/τ) per step instead of 2.  The test is applied to the
-    matrix scaled by the weights of the error norm, ``D⁻¹ A D`` with
-    ``D = diag(atol + rtol·|y_i|)``, so that it does not depend on the units of the species
-    (cells against pg/mL): ``τ·|a_ik|·d_k ≤ |a_kk|·d_i``.  False (A partly overwritten)
-    if a pivot fails the test: the caller then factors W afresh with :func:`_ode_lu`.
-    The diagonal of the result holds the reciprocals of the pivots."""
-    lptr = plan[1]
-    lidx = plan[2]
-    uptr = plan[3]
-    uidx = plan[4]
-    order = plan[14]
-    n = A.shape[0]
-    for kk in range(n):
-        k = order[kk]
-        d = A[k, k]
-        ad = abs(d)
-        if ad == 0.0 or not math.isfinite(ad):
-            return False
-        sck = atol + rtol * abs(y[k])
-        for q in range(lptr[k], lptr[k + 1]):
-            i = lidx[q]
-            if not (_LU_TAU * abs(A[i, k]) * sck <= ad * (atol + rtol * abs(y[i]))):
-                return False
-        inv = 1.0 / d
-        A[k, k] = inv
-        for q in range(lptr[k], lptr[k + 1]):
-            i = lidx[q]
-            f = A[i, k] * inv
-            A[i, k] = f
-            if f != 0.0:
-                for r in range(uptr[k], uptr[k + 1]):
-                    jj = uidx[r]
-                    A[i, jj] -= f * A[k, jj]
-    return True
-
-
-@njit(cache=True, nogil=True)
-def _ode_lu_static_pack(A, plan, pv):
-    """Copy the factors of :func:`_ode_lu_static` into ``pv`` in the order the solves read
-    them: L's columns, U's columns (descending), then the reciprocal pivots."""
-    n = A.shape[0]
-    Af = A.reshape(n * n)
-    lflat = plan[12]
-    uflat = plan[13]
-    m = 0
-    for q in range(lflat.shape[0]):
-        pv[m] = Af[lflat[q]]
-        m += 1
-    for q in range(uflat.shape[0]):
-        pv[m] = Af[uflat[q]]
-        m += 1
-    for i in range(n):
-        pv[m + i] = A[i, i]
-
-
-@njit(cache=True, nogil=True)
-def _ode_lu_static_solve(pv, plan, b):
-    """Solve ``A x = b`` in place with the factors of :func:`_ode_lu_static`, packed by
-    :func:`_ode_lu_static_pack` (forward sweep down L's columns, backward sweep up U's
-    columns, structural non-zeros only; columns without off-diagonal entries are skipped, or
-    only scaled by their pivot's reciprocal).  Every ``b[i]`` sees the same operations in
-    the same order as in a dense sweep."""
-    lptr = plan[1]
-    lidx = plan[2]
-    ucptr = plan[5]
-    ucidx = plan[6]
-    lcols = plan[9]
-    ucols = plan[10]
-    dcols = plan[11]
-    nl = lidx.shape[0]
-    dg = nl + ucidx.shape[0]
-    for jq in range(lcols.shape[0]):
-        j = lcols[jq]
-        bj = b[j]
-        for q in range(lptr[j], lptr[j + 1]):
-            b[lidx[q]] -= pv[q] * bj
-    for jq in range(ucols.shape[0]):
-        j = ucols[jq]
-        bj = b[j] * pv[dg + j]
-        b[j] = bj
-        for q in range(ucptr[j], ucptr[j + 1]):
-            b[ucidx[q]] -= pv[nl + q] * bj
-    # columns of U without off-diagonal entries: nothing depends on them, scale last (their
-    # b[j] is already final: only columns right of j subtract from it)
-    for jq in range(dcols.shape[0]):
-        j = dcols[jq]
-        b[j] = b[j] * pv[dg + j]
-
-
 @njit(cache=True, nogil=True, inline="always")
-def _ode_wsolve(W, iw, plan, pv, static, b):
+def _ode_wsolve(W, iw, lusolve, static, b):
     if static:
-        _ode_lu_static_solve(pv, plan, b)
+        lusolve(W.ctypes, b.ctypes)
     else:
         _ode_lu_solve(W, iw, b)
 
@@ -460,8 +364,8 @@ def _ode_dp5_step(rhs, t, y, p, h, f0, ynew, fnew, k2, k3, k4, k5, k6, ytmp, y6,
 
 
 @njit(cache=True, nogil=True)
-def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, pv, ynew, k1, k2, k3, k4, k5, k6,
-                    ytmp, rtol, atol):
+def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, lu, lusolve, ynew, k1, k2, k3, k4, k5,
+                    k6, ytmp, rtol, atol):
     """One Rodas4 step of size h from (t, y); f0 = f(t, y), J = ∂f/∂y(t, y), ft = ∂f/∂t.
 
     Stage i solves (I/(hγ) − J) k_i = f(t + c_i h, y + Σ_j a_ij k_j) + Σ_j (c_ij/h) k_j
@@ -470,10 +374,8 @@ def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, pv, ynew,
     n = y.shape[0]
     fac = 1.0 / (h * _RO_GAMMA)
     _ode_w_static(J, fac, W, plan)
-    static = _ode_lu_static(W, plan, y, rtol, atol)
-    if static:
-        _ode_lu_static_pack(W, plan, pv)
-    else:
+    static = lu(W.ctypes, y.ctypes, rtol, atol)
+    if not static:
         for i in range(n):
             for j in range(n):
                 W[i, j] = -J[i, j]
@@ -485,7 +387,7 @@ def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, pv, ynew,
         k1[i] = f0[i]
         if nonauto:
             k1[i] += h * _RO_D1 * ft[i]
-    _ode_wsolve(W, piv, plan, pv, static, k1)
+    _ode_wsolve(W, piv, lusolve, static, k1)
     # stage 2
     for i in range(n):
         ytmp[i] = y[i] + _RO_A21 * k1[i]
@@ -495,7 +397,7 @@ def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, pv, ynew,
         k2[i] += hc * (_RO_C21 * k1[i])
         if nonauto:
             k2[i] += h * _RO_D2 * ft[i]
-    _ode_wsolve(W, piv, plan, pv, static, k2)
+    _ode_wsolve(W, piv, lusolve, static, k2)
     # stage 3
     for i in range(n):
         ytmp[i] = y[i] + _RO_A31 * k1[i] + _RO_A32 * k2[i]
@@ -504,7 +406,7 @@ def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, pv, ynew,
         k3[i] += hc * (_RO_C31 * k1[i] + _RO_C32 * k2[i])
         if nonauto:
             k3[i] += h * _RO_D3 * ft[i]
-    _ode_wsolve(W, piv, plan, pv, static, k3)
+    _ode_wsolve(W, piv, lusolve, static, k3)
     # stage 4
     for i in range(n):
         ytmp[i] = y[i] + _RO_A41 * k1[i] + _RO_A42 * k2[i] + _RO_A43 * k3[i]
@@ -513,14 +415,14 @@ def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, pv, ynew,
         k4[i] += hc * (_RO_C41 * k1[i] + _RO_C42 * k2[i] + _RO_C43 * k3[i])
         if nonauto:
             k4[i] += h * _RO_D4 * ft[i]
-    _ode_wsolve(W, piv, plan, pv, static, k4)
+    _ode_wsolve(W, piv, lusolve, static, k4)
     # stage 5
     for i in range(n):
         ytmp[i] = y[i] + _RO_A51 * k1[i] + _RO_A52 * k2[i] + _RO_A53 * k3[i] + _RO_A54 * k4[i]
     rhs(t + h, ytmp.ctypes, p.ctypes, k5.ctypes)
     for i in range(n):
         k5[i] += hc * (_RO_C51 * k1[i] + _RO_C52 * k2[i] + _RO_C53 * k3[i] + _RO_C54 * k4[i])
-    _ode_wsolve(W, piv, plan, pv, static, k5)
+    _ode_wsolve(W, piv, lusolve, static, k5)
     # stage 6 (embedded error estimate)
     for i in range(n):
         ytmp[i] = ytmp[i] + k5[i]
@@ -528,7 +430,7 @@ def _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, pv, ynew,
     for i in range(n):
         k6[i] += hc * (_RO_C61 * k1[i] + _RO_C62 * k2[i] + _RO_C63 * k3[i] + _RO_C64 * k4[i]
                        + _RO_C65 * k5[i])
-    _ode_wsolve(W, piv, plan, pv, static, k6)
+    _ode_wsolve(W, piv, lusolve, static, k6)
     for i in range(n):
         ynew[i] = ytmp[i] + k6[i]
     return _ode_err_norm(k6, 1.0, y, ynew, rtol, atol), True
@@ -604,15 +506,15 @@ def _ode_jump_conditions(event_condition, event_apply, t, y, p, ev_timed, ev_dir
 
 
 @njit(cache=True, nogil=True)
-def _ode_any_step(rhs, mode, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, pv, ynew, fnew, k1, k2, k3, k4,
-                  k5, k6, ytmp, y6, err, rtol, atol, stiff):
+def _ode_any_step(rhs, mode, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, lu, lusolve, ynew, fnew, k1, k2, k3,
+                  k4, k5, k6, ytmp, y6, err, rtol, atol, stiff):
     """A step of the current method; returns (error norm, ok, stnum, stden)."""
     if mode == 0:
         en, stnum, stden = _ode_dp5_step(rhs, t, y, p, h, f0, ynew, fnew, k2, k3, k4, k5, k6, ytmp,
                                          y6, err, rtol, atol, stiff)
         return en, True, stnum, stden
-    en, ok = _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, pv, ynew, k1, k2, k3, k4, k5,
-                             k6, ytmp, rtol, atol)
+    en, ok = _ode_rodas_step(rhs, t, y, p, h, f0, J, ft, nonauto, W, piv, plan, lu, lusolve, ynew, k1, k2, k3,
+                             k4, k5, k6, ytmp, rtol, atol)
     return en, ok, 0.0, 0.0
 
 
@@ -621,7 +523,7 @@ def _ode_solve_one(fns, plan, t0, y0, p, t_eval, rtol, atol, method, max_steps, 
                    nonauto, ev_timed, ev_dir, ev_once, yout, stats, tprog):
     """Integrate one patient from t0 over t_eval; returns (status, time of failure).
     ``tprog[0]`` is kept equal to the time reached (for reports on exceptions)."""
-    rhs, jac, event_time, event_condition, event_apply = fns
+    rhs, jac, event_time, event_condition, event_apply, lu, lusolve = fns
     n = y0.shape[0]
     nev = ev_timed.shape[0]
     nT = t_eval.shape[0]
@@ -643,7 +545,6 @@ def _ode_solve_one(fns, plan, t0, y0, p, t_eval, rtol, atol, method, max_steps, 
     J = np.zeros((n, n))
     W = np.empty((n, n))
     piv = np.zeros(4 * n + 2 + n * (n - 1), dtype=np.int64)
-    pv = np.empty(plan[2].shape[0] + plan[6].shape[0] + n)
     te = np.full(max(nev, 1), math.inf)
     fired = np.zeros(max(nev, 1), dtype=np.bool_)
     gprev = np.ones(max(nev, 1))
@@ -764,7 +665,7 @@ def _ode_solve_one(fns, plan, t0, y0, p, t_eval, rtol, atol, method, max_steps, 
                                              k6, ytmp, y6, err, rtol, atol, chk)
             ok = True
         else:
-            en, ok = _ode_rodas_step(rhs, t, y, p, h_try, f0, J, ft, nonauto, W, piv, plan, pv,
+            en, ok = _ode_rodas_step(rhs, t, y, p, h_try, f0, J, ft, nonauto, W, piv, plan, lu, lusolve,
                                      ynew, k1, k2, k3, k4, k5, k6, ytmp, rtol, atol)
             stnum = 0.0
             stden = 0.0
@@ -845,7 +746,7 @@ def _ode_solve_one(fns, plan, t0, y0, p, t_eval, rtol, atol, method, max_steps, 
                         s = b - gb * (b - a) / (gb - ga)
                         if not (s > a and s < b):
                             s = 0.5 * (a + b)
-                        _ode_any_step(rhs, mode, t, y, p, s, f0, J, ft, nonauto, W, piv, plan, pv, yr,
+                        _ode_any_step(rhs, mode, t, y, p, s, f0, J, ft, nonauto, W, piv, plan, lu, lusolve, yr,
                                       fnew, k1, k2, k3, k4, k5, k6, ytmp, y6, err, rtol,
                                       atol, False)
                         n_fev += 6 if mode == 0 else 5
@@ -871,7 +772,7 @@ def _ode_solve_one(fns, plan, t0, y0, p, t_eval, rtol, atol, method, max_steps, 
         if kev >= 0:
             # redo the step exactly to the root (also when the root is the step's end: the
             # trials overwrote the stages that the dense output needs)
-            _ode_any_step(rhs, mode, t, y, p, s_best, f0, J, ft, nonauto, W, piv, plan, pv, ynew, fnew, k1,
+            _ode_any_step(rhs, mode, t, y, p, s_best, f0, J, ft, nonauto, W, piv, plan, lu, lusolve, ynew, fnew, k1,
                           k2, k3, k4, k5, k6, ytmp, y6, err, rtol, atol, False)
             n_fev += 6 if mode == 0 else 5
             n_lu += 0 if mode == 0 else 1
