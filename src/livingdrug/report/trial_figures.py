@@ -246,7 +246,7 @@ def draw_km(
     band = f"{100 * confidence:g} % pointwise band (Greenwood, log-log); + censored"
     head = title or default
     # the band note goes on its own line when the title's last line would not leave it room
-    sep = ", " if len(head.splitlines()[-1]) + len(band) <= 80 else "\n"
+    sep = ", " if len(head.splitlines()[-1]) + len(band) <= 60 else "\n"
     ax.set_title(f"{head}{sep}{band}", fontsize=10)
     return fig
 
