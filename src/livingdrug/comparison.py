@@ -53,7 +53,6 @@ import dataclasses
 import inspect
 import math
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -486,16 +485,16 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
     return cols, ds
 
 
-_SOLVER: ThreadPoolExecutor | None = None
+_SOLVER: concurrent.futures.ThreadPoolExecutor | None = None
 
 
-def _solver_thread() -> ThreadPoolExecutor:
+def _solver_thread() -> concurrent.futures.ThreadPoolExecutor:
     """The one background thread that solves trial blocks, kept for the process: a new
     thread per chunk would get its own malloc arena and, over hundreds of chunks, the
     process's memory would grow with the number of patients."""
     global _SOLVER
     if _SOLVER is None:
-        _SOLVER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livingdrug-solve")
+        _SOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="livingdrug-solve")
     return _SOLVER
 
 

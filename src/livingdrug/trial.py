@@ -289,17 +289,17 @@ def _local(recipe: dict, tasks: list[tuple[int, int, int]]) -> Generator[tuple[i
     its part), the other keeps the solver busy, so no core idles at chunk boundaries.  The
     chunks come back in order; every patient's row depends on its index only, so the result
     is the same bytes as one chunk at a time (tested)."""
-    lanes = _chunk_threads()
-    if lanes == 1:
+    at_once = _chunk_threads()
+    if at_once == 1:
         for k, lo, hi in tasks:
             yield k, chunk_task(recipe, lo, hi)
         return
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="livingdrug-chunk")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="livingdrug-chunk")
     inflight: list[tuple[int, concurrent.futures.Future]] = []
     try:
         for k, lo, hi in tasks:
             inflight.append((k, pool.submit(chunk_task, recipe, lo, hi)))
-            if len(inflight) == lanes:
+            if len(inflight) == at_once:
                 k0, f0 = inflight.pop(0)
                 yield k0, f0.result()
         while inflight:
@@ -590,7 +590,7 @@ def _calibration(c: Any, per_arm: dict[str, Mapping[str, np.ndarray]], out: Path
     from .calibrate import calibrate_population
     from .io.results import write_columns
     from .trials.calibration import CalibrationInputError
-    from .trials.survival import weighted_survival_at
+    from .trials.survival import MONTH_DAYS, weighted_survival_at
 
     cols = next(iter(per_arm.values()))
     try:
@@ -622,7 +622,7 @@ def _calibration(c: Any, per_arm: dict[str, Mapping[str, np.ndarray]], out: Path
             "icans_grade_ge_3": wmean((icans >= 3).astype(float), infused),
         },
         **({"weighted_survival": {
-            f"{key}_at_{m}_months": weighted_survival_at(cols[f"{key}_day"], cols[f"{key}_event"], w, m * 30.4375)
+            f"{key}_at_{m}_months": weighted_survival_at(cols[f"{key}_day"], cols[f"{key}_event"], w, m * MONTH_DAYS)
             for key in ("os", "pfs") for m in (6, 12)}} if "os_day" in cols else {}),
         "weights_file": "weights.parquet",
     }

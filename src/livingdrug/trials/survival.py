@@ -64,15 +64,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..logistics.programme import DAYS_PER_MONTH
+
 __all__ = ["SurvivalModel", "SurvivalInputError", "DEFAULTS", "SURVIVAL_STREAM", "MONTH_DAYS", "LANDMARK_SLACK_DAYS",
            "disease_of", "default_survival", "exposures", "death_times", "cumulative_hazard",
            "weighted_survival_at"]
 
 #: spawn-key stream of each patient's Exp(1) death threshold
 SURVIVAL_STREAM = 0x5EAD
-_MONTH = 30.4375  # d
-#: days per month of the landmark read-outs (365.25 / 12)
-MONTH_DAYS = _MONTH
+#: days per month of the landmark read-outs (365.25 / 12, the logistics' month)
+MONTH_DAYS = DAYS_PER_MONTH
 #: a follow-up that ends at most this much (d) before a landmark still reads it (365 d of
 #: follow-up gives the 12-month figure at 365.25 d); later landmarks are not extrapolated
 LANDMARK_SLACK_DAYS = 1.0
@@ -128,7 +129,7 @@ class SurvivalModel:
 
 def _constant(median_months: float, nrm: float, b_ref: float, source: str) -> SurvivalModel:
     h_bg = -math.log1p(-nrm) / _YEAR
-    return SurvivalModel(h_bg, math.log(2.0) / (median_months * _MONTH) - h_bg, b_ref, 1.0, None, source)
+    return SurvivalModel(h_bg, math.log(2.0) / (median_months * MONTH_DAYS) - h_bg, b_ref, 1.0, None, source)
 
 
 def _defaults() -> dict[str, SurvivalModel]:
