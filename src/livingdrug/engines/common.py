@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numba.core.errors import NumbaExperimentalFeatureWarning
 
 __all__ = ["OdeSolution", "STATUS_OK", "STATUS_BAD_PROPENSITY", "STATUS_MESSAGES", "require_count_species"]
+
+# numba calls passing functions as arguments (first-class function types) "experimental";
+# the engines pass cfuncs, its documented, stable use.  Silenced once, for the process and
+# this message only: a warnings.catch_warnings() around each call is not thread-safe (two
+# trial chunks solving at once restored each other's filters, and the warning leaked).
+warnings.filterwarnings("ignore", message="First-class function type feature is experimental",
+                        category=NumbaExperimentalFeatureWarning)
 
 #: per-patient status codes (failures are data, never an exception for one bad patient)
 STATUS_OK = 0

@@ -133,13 +133,11 @@ numba keys its cache on the kernel file, so changing the kernels recompiles them
 from __future__ import annotations
 
 import hashlib
-import warnings
 import weakref
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numba.core.errors import NumbaExperimentalFeatureWarning
 
 from ..network import CompiledNetwork, T
 from . import _ode_kernel
@@ -483,32 +481,28 @@ def solve(
             _ode_kernel.ode_solve_batch_parallel if parallel else _ode_kernel.ode_solve_batch_serial
         )
         ev_timed, ev_dir, ev_once = event_arrays(compiled)
-        with warnings.catch_warnings():
-            # numba calls passing functions as arguments "experimental" (first-class
-            # function types); cfuncs are the documented, stable use of it
-            warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
-            driver(
-                compiled.cfuncs + _lu_cfuncs(compiled),
-                _lu_plan(compiled),
-                t_start,
-                Y0,
-                PP,
-                te,
-                float(rtol),
-                float(atol),
-                METHODS[method],
-                int(max_steps),
-                0.0 if first_step is None else float(first_step),
-                0.0 if fixed_step is None else float(fixed_step),
-                bool(_is_nonautonomous(compiled)),
-                ev_timed,
-                ev_dir,
-                ev_once,
-                Yout,
-                status,
-                t_fail,
-                stats,
-            )
+        driver(
+            compiled.cfuncs + _lu_cfuncs(compiled),
+            _lu_plan(compiled),
+            t_start,
+            Y0,
+            PP,
+            te,
+            float(rtol),
+            float(atol),
+            METHODS[method],
+            int(max_steps),
+            0.0 if first_step is None else float(first_step),
+            0.0 if fixed_step is None else float(fixed_step),
+            bool(_is_nonautonomous(compiled)),
+            ev_timed,
+            ev_dir,
+            ev_once,
+            Yout,
+            status,
+            t_fail,
+            stats,
+        )
     messages = []
     exc = status == _KERNEL_EXCEPTION
     for i in range(n):

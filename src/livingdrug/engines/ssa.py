@@ -89,13 +89,11 @@ identifies the kernels' source.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numba
 import numpy as np
-from numba.core.errors import NumbaExperimentalFeatureWarning
 
 from ..network import CompiledNetwork, T
 from . import _ssa_kernel, _ssa_lanes, ssa_lanes
@@ -375,10 +373,8 @@ def run_batch(
     if n > 0:
         states = replicate_states(int(seed), int(replicate_offset), n)
         driver = drivers[0] if parallel else drivers[1]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
-            driver(compiled.ssa_cfuncs, t_start, Y0, P, t_eval, *model_arrays,
-                   *event_arrays(compiled), states, *options, Yout, status, t_fail, stats)
+        driver(compiled.ssa_cfuncs, t_start, Y0, P, t_eval, *model_arrays,
+               *event_arrays(compiled), states, *options, Yout, status, t_fail, stats)
     messages = _messages(status, t_fail, limit[0], limit[1], int(replicate_offset))
     summed = stats.sum(axis=0)
     return OdeSolution(
@@ -493,10 +489,8 @@ def solve_ssa(
         # its last replicates run with idle lanes), at least one lane set per block
         nblocks = max(1, min(numba.get_num_threads(), n // lanes))
         driver = _ssa_lanes.ssa_lanes_parallel if parallel else _ssa_lanes.ssa_lanes_serial
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NumbaExperimentalFeatureWarning)
-            driver(fns, lanes, nblocks, t_start, Y0, PP, te, ST, states, int(max_events), Yout,
-                   status, t_fail, stats)
+        driver(fns, lanes, nblocks, t_start, Y0, PP, te, ST, states, int(max_events), Yout,
+               status, t_fail, stats)
     messages = _messages(status, t_fail, limit[0], limit[1], int(replicate_offset))
     return OdeSolution(
         t=te.copy(),
