@@ -423,3 +423,56 @@ def test_landmark_survival_reads_a_year_of_follow_up_and_never_extrapolates():
     # the weighted estimate (calibrated trials) follows the same rule; equal weights = Kaplan–Meier
     assert weighted_survival_at(days, event, np.ones(8), 12 * MONTH_DAYS)["estimate"] == pytest.approx(0.6)
     assert np.isnan(weighted_survival_at(days.clip(max=300.0), event, np.ones(8), 12 * MONTH_DAYS)["estimate"])
+
+
+def test_daily_output_after_day_28_scores_like_six_hourly_throughout():
+    """The built-in one-year trials sample 6-hourly to day 28, then daily
+    (``simulation.output_after``).  The daily points are a subset of the 6-hourly ones and the
+    solver's steps do not depend on the output times, so against the same patients on a
+    6-hourly grid throughout: every endpoint read before day 28 (grades, response, AUC) is
+    the same bits; a first time after day 28 (relapse, MRD negativity, progression) comes at
+    most one day later, never earlier; a maximum can only be lower and a minimum only higher;
+    death days, from the hazard integrated on the grid, move by under 0.05 d (and so may
+    progression- and event-free survival, which end at the earlier of the two)."""
+    from livingdrug.comparison import arm_chunk, plan_arm
+    from livingdrug.scenarios import load_scenario, scenario_from_dict
+    from livingdrug.scenarios.load import thaw
+    from livingdrug.trial import trial_design
+
+    coarse_s = load_scenario("cd19-ball")
+    assert coarse_s.simulation.output_after == ((28.0, 1.0),)
+    raw = thaw(coarse_s.raw)
+    del raw["simulation"]["output_after"]
+    fine_s = scenario_from_dict(raw, source="cd19-ball (6-hourly)")
+    n = 150
+    cols = {}
+    for name, s in (("coarse", coarse_s), ("fine", fine_s)):
+        c = trial_design(s)
+        plan = plan_arm(c, 0, n)
+        cols[name], _ = arm_chunk(c, plan, np.arange(n), with_dataset=False)
+        cols[name + "_points"] = plan.rs.t_out.size
+    assert cols["coarse_points"] == 24 + 4 * 28 + 365 - 28 + 1 and cols["fine_points"] == 4 * 371 + 1
+    coarse, fine = cols["coarse"], cols["fine"]
+    later = {"relapse_day": 0.0, "mrd_negative_day": 0.0, "pfs_day": -0.05, "efs_day": -0.05}
+    moved = {*later, "car_cmax", "car_tmax", "tumour_nadir", "death_day", "os_day"}
+    for k, v in fine.items():
+        if k in moved:
+            continue
+        if v.dtype == object:
+            assert (v == coarse[k]).all(), k
+        else:
+            np.testing.assert_array_equal(coarse[k], v, err_msg=k)
+    for k, lo in later.items():
+        f, c = fine[k], coarse[k]
+        np.testing.assert_array_equal(np.isnan(c), np.isnan(f), err_msg=k)
+        d = (c - f)[~np.isnan(f)]
+        assert np.all((d >= lo) & (d < 1.0)), (k, d.min(), d.max())
+    assert (fine["relapse_day"] > 28).sum() >= 10  # the test sees late relapses
+    assert np.all(coarse["car_cmax"] <= fine["car_cmax"])
+    early = fine["car_tmax"] <= 28
+    assert early.mean() > 0.9
+    np.testing.assert_array_equal(coarse["car_cmax"][early], fine["car_cmax"][early])
+    assert np.all(coarse["tumour_nadir"] >= fine["tumour_nadir"])
+    for k in ("death_day", "os_day"):
+        np.testing.assert_array_equal(np.isnan(coarse[k]), np.isnan(fine[k]), err_msg=k)
+        np.testing.assert_allclose(coarse[k], fine[k], atol=0.05, rtol=0, err_msg=k)

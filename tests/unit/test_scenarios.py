@@ -215,6 +215,63 @@ def test_output_times_include_end_when_not_a_multiple() -> None:
     assert list(r.t_out) == [0.0, 3.0, 6.0, 9.0, 10.0]
 
 
+def test_output_after_switches_the_grid() -> None:
+    """A two-rate sampling design: every 0.25 d to day 2, daily to day 5, then every 2.5 d;
+    each switch time is an output, the end is always included."""
+    d = base()
+    d["simulation"] = {"days": 10, "start": "0 d", "output_interval": "6 h",
+                       "output_after": [{"time": "2 d", "interval": "1 d"}, {"time": 5, "interval": "60 h"}]}
+    s = load(d)
+    assert s.simulation.output_after == ((2.0, 1.0), (5.0, 2.5))
+    assert list(resolve(s).t_out) == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0]
+    # a switch at or after the end is never reached (e.g. a shorter --days)
+    assert list(resolve(with_days(s, 3)).t_out) == [0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 3.0]
+    assert list(resolve(with_days(s, 1)).t_out) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    # without output_after the hash is what it was; with it, it changes with every value
+    plain = load(base())
+    d2 = base()
+    d2["simulation"] = {**d2["simulation"], "output_after": [{"time": "50 d", "interval": "2 d"}]}
+    d3 = base()
+    d3["simulation"] = {**d3["simulation"], "output_after": [{"time": "50 d", "interval": "3 d"}]}
+    hashes = {scenario_hash(plain), scenario_hash(load(d2)), scenario_hash(load(d3))}
+    assert len(hashes) == 3
+
+
+def test_output_after_round_trips_through_toml(tmp_path: Path) -> None:
+    d = base()
+    d["simulation"] = {**d["simulation"], "output_after": [{"time": "28 d", "interval": "7 d"}]}
+    s = load(d)
+    text = dump_scenario(s)
+    assert 'output_after = [{ time = "28 d", interval = "7 d" }]' in text
+    s2 = scenario_from_toml(text, models=MODELS)
+    assert s2.simulation == s.simulation and scenario_hash(s2) == scenario_hash(s)
+
+
+@pytest.mark.parametrize(
+    ("value", "field", "needles"),
+    [
+        ("1 d", "simulation.output_after", ["list of 1 to 100", 'time = "28 d"']),
+        ([], "simulation.output_after", ["list of 1 to 100"]),
+        ([{"time": "-5 d", "interval": "1 d"}], "simulation.output_after[0].time", ["after the start (0 d)"]),
+        ([{"time": "50 d", "interval": "1 d"}, {"time": "40 d", "interval": "2 d"}],
+         "simulation.output_after[1].time", ["after the previous switch (50 d)"]),
+        ([{"time": "50 d", "interval": "0 d"}], "simulation.output_after[0].interval", ["above 0"]),
+        ([{"time": "50 d", "interval": "1 cell"}], "simulation.output_after[0].interval", ["a time step in d"]),
+        ([{"time": "50 d"}], "simulation.output_after[0].interval", ["interval of this part"]),
+        ([{"time": "50 d", "interval": "1 d", "every": 2}], "simulation.output_after[0].every", ["unknown name"]),
+        ([{"time": "50 d", "interval": "1 s"}], "simulation.output_after[0].interval",
+         ["1,000,000 output points in all", "4,320,001"]),
+    ],
+)
+def test_output_after_errors_name_the_part(value: Any, field: str, needles: list[str]) -> None:
+    d = base()
+    d["simulation"] = {"days": 100, "start": "0 d", "output_interval": "1 d", "output_after": value}
+    e = error_of(d)
+    assert e.field == field, str(e)
+    for n in needles:
+        assert n in str(e), (n, str(e))
+
+
 def test_model_without_dose_and_model_options() -> None:
     s = load({"name": "n", "model": "nodose", "simulation": {"days": 5}})
     assert s.dosing is None and s.dose_cells is None

@@ -100,6 +100,7 @@ _SECTION_KEYS: dict[str, tuple[str, ...]] = {
         "days",
         "start",
         "output_interval",
+        "output_after",
         "engine",
         "rtol",
         "atol",
@@ -789,6 +790,17 @@ def _validate(
                 expected=f"at most {MAX_OUTPUT_POINTS:,} output points",
                 hint=f'use a step of at least {(days - start) / (MAX_OUTPUT_POINTS - 1) * 1.001:.3g} d',
             )
+    after = _output_after(ctx, sim, start) if "output_after" in sim else ()
+    if after:
+        edges = [start, *[min(t, days) for t, _ in after], days]
+        steps = [interval, *[dt for _, dt in after]]
+        parts = [(b - a) / dt + 1 for a, b, dt in zip(edges, edges[1:], steps, strict=False)]
+        if sum(parts) > MAX_OUTPUT_POINTS:
+            k = int(np.argmax(parts))
+            field, value = (("simulation.output_interval", sim.get("output_interval", 1)) if k == 0 else
+                            (f"simulation.output_after[{k - 1}].interval", sim["output_after"][k - 1]["interval"]))
+            raise ctx.error(field, value, expected=f"at most {MAX_OUTPUT_POINTS:,} output points in all "
+                            f"(this part of the grid has {parts[k]:,.0f})", hint="use a longer interval")
     engine = "ode"
     if "engine" in sim:
         engine = _text(ctx, "simulation.engine", sim["engine"], maxlen=50)
@@ -881,6 +893,7 @@ def _validate(
         replicates=replicates,
         hybrid_threshold=threshold,
         tau_epsilon=epsilon,
+        output_after=after,
     )
 
     # --- dosing --------------------------------------------------------------------------
@@ -1323,6 +1336,8 @@ def _toml_value(v: Any) -> str:
         return _toml_str(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
     raise TypeError(f"cannot write {type(v).__name__} as TOML")
 
 
@@ -1378,6 +1393,8 @@ def _canonical(s: Scenario) -> dict[str, Any]:
         "t_start": r.t_start,
         "t_end": r.t_end,
         "output_interval": s.simulation.output_interval,
+        # only when set: hashes of scenarios with one output interval are unchanged
+        **({"output_after": [list(a) for a in s.simulation.output_after]} if s.simulation.output_after else {}),
         "engine": r.engine,
         "rtol": r.rtol,
         "atol": r.atol,
@@ -1456,8 +1473,46 @@ def _network_of(s: Scenario) -> Network:
     return _model_network(ctx, s.model, s.model_options)
 
 
-def output_times(t_start: float, t_end: float, interval: float) -> np.ndarray:
-    """``t_start, t_start + dt, …`` up to and including ``t_end``."""
+def _output_after(ctx: _Ctx, sim: Mapping[str, Any], start: float) -> tuple[tuple[float, float], ...]:
+    """``[[simulation.output_after]]`` (or ``output_after = [{ time = "28 d", interval = "1 d" }]``):
+    ``(time, interval)`` pairs in days, times after ``start`` and increasing, intervals > 0."""
+    raw = sim["output_after"]
+    example = 'write output_after = [{ time = "28 d", interval = "1 d" }]'
+    if not isinstance(raw, list) or not 0 < len(raw) <= 100:
+        raise ctx.error("simulation.output_after", raw, expected="a list of 1 to 100 { time, interval } tables",
+                        hint=example)
+    out: list[tuple[float, float]] = []
+    for k, item in enumerate(raw):
+        f = f"simulation.output_after[{k}]"
+        t = _table(ctx, f, item)
+        _check_keys(ctx, f, t, ("time", "interval"))
+        for key in ("time", "interval"):
+            if key not in t:
+                raise ctx.error(f"{f}.{key}", expected=f"the {key} of this part of the output grid", hint=example)
+        at = _quantity(ctx, f"{f}.time", t["time"], "d", bare_unit="d", what="a time")
+        lower = out[-1][0] if out else start
+        if not at > lower:
+            raise ctx.error(f"{f}.time", t["time"],
+                            expected=f"a time after {'the previous switch' if out else 'the start'} ({_fmt(lower)} d)",
+                            hint="list the switches in time order, after simulation.start")
+        dt = _quantity(ctx, f"{f}.interval", t["interval"], "d", bare_unit="d", what="a time step")
+        if not dt > 0:
+            raise ctx.error(f"{f}.interval", t["interval"], expected="a time step above 0 d", hint='write e.g. "1 d"')
+        out.append((at, dt))
+    return tuple(out)
+
+
+def output_times(t_start: float, t_end: float, interval: float,
+                 after: tuple[tuple[float, float], ...] = ()) -> np.ndarray:
+    """``t_start, t_start + dt, …`` up to and including ``t_end``; with ``after``
+    (``(time, interval)`` pairs, times increasing) the grid switches at each ``time`` (always an
+    output) to its own interval — e.g. 6-hourly through the first month, then daily, as a
+    sampling design (mrgsolve's ``tgrid`` unions do the same).  Switch times at or after
+    ``t_end`` are never reached."""
+    if after and after[0][0] < t_end:
+        (t_switch, dt_next), rest = after[0], after[1:]
+        head = output_times(t_start, t_switch, interval)
+        return np.concatenate([head[:-1], output_times(t_switch, t_end, dt_next, rest)])
     n = int(math.floor((t_end - t_start) / interval * (1 + 1e-12))) + 1
     t = t_start + interval * np.arange(n, dtype=float)
     t = t[t <= t_end]
@@ -1490,7 +1545,7 @@ def resolve(s: Scenario) -> ResolvedScenario:
     P = net.parameter_vector(overrides)
     y0 = net.initial_state(dict(s.initial))
     sim = s.simulation
-    t_out = output_times(sim.start, sim.days, sim.output_interval)
+    t_out = output_times(sim.start, sim.days, sim.output_interval, sim.output_after)
     for a in (P, y0, t_out):
         a.setflags(write=False)
     return ResolvedScenario(

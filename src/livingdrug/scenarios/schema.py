@@ -224,6 +224,10 @@ class Dosing:
 class Simulation:
     """Time span (days), output spacing (days) and engine settings.
 
+    ``output_after`` coarsens (or refines) the output grid part-way: ``(time, interval)``
+    pairs (days, times increasing) — from ``time`` on, outputs every ``interval`` (see
+    :func:`~livingdrug.scenarios.output_times`).
+
     Stochastic settings (used only by the engines in :data:`STOCHASTIC_ENGINES`):
     ``replicates`` (independent random realisations; ``None`` means
     :data:`DEFAULT_REPLICATES`), ``hybrid_threshold`` (cells; below it the hybrid engine
@@ -241,6 +245,7 @@ class Simulation:
     replicates: int | None = None
     hybrid_threshold: float = DEFAULT_HYBRID_THRESHOLD
     tau_epsilon: float = DEFAULT_TAU_EPSILON
+    output_after: tuple[tuple[float, float], ...] = ()
 
     @property
     def stochastic(self) -> bool:
@@ -317,7 +322,7 @@ class ResolvedScenario:
 
     ``P[m]`` in the order of ``network.params``, ``y0[k]`` in the order of
     ``network.species``; ``t_out`` runs from ``t_start`` to ``t_end`` (both included) every
-    ``simulation.output_interval`` days.
+    ``simulation.output_interval`` days, then as ``simulation.output_after`` says.
     """
 
     scenario: Scenario
