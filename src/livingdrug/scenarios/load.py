@@ -1381,7 +1381,7 @@ def dump_scenario(s: Scenario) -> str:
 
 def _canonical(s: Scenario) -> dict[str, Any]:
     r = resolve(s)
-    out = {
+    out: dict[str, Any] = {
         "format": HASH_FORMAT,
         "model": s.model,
         "model_options": dict(s.model_options),
