@@ -48,10 +48,12 @@ the B-ALL remission, Lugano CR, IMWG CR or sCR at day 90.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import dataclasses
 import inspect
 import math
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -395,12 +397,11 @@ def arm_inputs(c: Any, plan: ArmPlan, patients: np.ndarray) -> ArmInputs:
         P[:, pidx["k_exp"]] = K_EXP_REFERENCE * fates["fitness"][idx] * factor
     y0 = np.tile(np.asarray(rs.y0, dtype=float), (idx.size, 1))
     if state_fn is not None and pop.variables:
-        covs = {k: shared.get(k, np.full(n, v)) for k, v in cov_typ.items()}
-        for row, i in enumerate(idx):
-            st = state_fn(dict(zip(names, P[row], strict=True)), **{k: float(v[i]) for k, v in covs.items()})
-            for sp_name, val in st.items():
-                if sp_name in sidx:
-                    y0[row, sidx[sp_name]] = val
+        covs = {k: shared.get(k, np.full(n, v))[idx] for k, v in cov_typ.items()}
+        st = state_fn({name: P[:, j] for j, name in enumerate(names)}, **covs)  # all patients at once
+        for sp_name, val in st.items():
+            if sp_name in sidx:
+                y0[:, sidx[sp_name]] = val
         for sp_name, val in arm.scenario.initial.items():  # explicit overrides still win
             y0[:, sidx[sp_name]] = val
     return ArmInputs(patients, shared, own, fates, outcome, wait, bridged, end, idx, untreated, P, y0)
@@ -455,29 +456,33 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
         # Without a dataset the infused are solved and scored SOLVE_BLOCK at a time: the
         # outputs (patients × times × species) then live in reused heap memory instead of
         # hundreds of MB of fresh pages per chunk, and peak memory does not grow with the chunk.
-        # The next block is solved in a background thread (the compiled solver releases the
-        # GIL) while this one is scored, so scoring does not leave a core idle.
+        # The blocks are solved by the solver threads (one per core; the compiled solver
+        # releases the GIL), each block on one thread with the serial kernel, as many ahead as
+        # there are threads, while this thread scores: no core waits at a parallel kernel's
+        # barrier or for scoring.  A single block (with a dataset) uses the parallel kernel.
         step = idx.size if needs_ds else SOLVE_BLOCK
+        starts = list(range(0, idx.size, step))
 
-        def solve_block(lo: int) -> tuple[slice, Any, np.ndarray]:
+        def solve_block(lo: int) -> tuple[slice, Any]:
             blk = slice(lo, lo + step)
-            sol = solve(compiled, y0[blk], P[blk], t_eval, t0=float(rs.t_start), rtol=rs.rtol, atol=rs.atol)
-            # only failed patients hold NaN (after their failure)
-            return blk, sol, _observed(compiled, sol.t, sol.y, P[blk], rows=np.flatnonzero(sol.status != 0))
+            return blk, solve(compiled, y0[blk], P[blk], t_eval, t0=float(rs.t_start), rtol=rs.rtol,
+                              atol=rs.atol, parallel=len(starts) == 1)
 
-        pool = _solver_thread()
-        pending = pool.submit(solve_block, 0)
+        pool, ahead = _solver_pool()
+        pending = collections.deque(pool.submit(solve_block, lo) for lo in starts[:ahead])
         try:
-            for lo in range(0, idx.size, step):
-                blk, sol, obs = pending.result()
-                if lo + step < idx.size:
-                    pending = pool.submit(solve_block, lo + step)
+            for i in range(len(starts)):
+                blk, sol = pending.popleft().result()
+                if i + ahead < len(starts):
+                    pending.append(pool.submit(solve_block, starts[i + ahead]))
+                # only failed patients hold NaN (after their failure)
+                obs = _observed(compiled, sol.t, sol.y, P[blk], rows=np.flatnonzero(sol.status != 0))
                 status = np.where(status_pre[blk] != 0, status_pre[blk], sol.status)
                 ds = _dataset(net, sol.t, sol.y, obs, status, sol.message) if needs_ds else None
                 _score(cols, idx[blk], np.asarray(sol.t), obs, status, net, t_dose, ds)
                 survival.infused(cols, blk, np.asarray(sol.t), obs[:, :, survival.sel], sol.y[:, -1], status)
         finally:
-            concurrent.futures.wait([pending])  # on an error or Ctrl-C, leave no block running behind
+            concurrent.futures.wait(pending)  # on an error or Ctrl-C, leave no block running behind
         if ds is not None and with_dataset:
             ds = with_grades(ds, net)
     follow, progression = survival.finish(cols)
@@ -485,17 +490,23 @@ def arm_chunk(c: Any, plan: ArmPlan, patients: np.ndarray, *,
     return cols, ds
 
 
-_SOLVER: concurrent.futures.ThreadPoolExecutor | None = None
+_SOLVER: tuple[concurrent.futures.ThreadPoolExecutor, int] | None = None
+_SOLVER_LOCK = threading.Lock()
 
 
-def _solver_thread() -> concurrent.futures.ThreadPoolExecutor:
-    """The one background thread that solves trial blocks, kept for the process: a new
-    thread per chunk would get its own malloc arena and, over hundreds of chunks, the
-    process's memory would grow with the number of patients."""
+def _solver_pool() -> tuple[concurrent.futures.ThreadPoolExecutor, int]:
+    """The threads that solve trial blocks (numba's thread count: one per core unless the user
+    set ``NUMBA_NUM_THREADS``) and how many blocks a chunk keeps in flight; kept for the
+    process: a new thread per chunk would get its own malloc arena and, over hundreds of
+    chunks, the process's memory would grow with the number of patients."""
     global _SOLVER
-    if _SOLVER is None:
-        _SOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="livingdrug-solve")
-    return _SOLVER
+    import numba
+
+    with _SOLVER_LOCK:  # two trial chunks may ask at once
+        if _SOLVER is None:
+            n = max(1, numba.get_num_threads())
+            _SOLVER = (concurrent.futures.ThreadPoolExecutor(max_workers=n, thread_name_prefix="livingdrug-solve"), n)
+        return _SOLVER
 
 
 def advance_untreated(compiled: Any, rs: Any, y0: np.ndarray, P: np.ndarray,

@@ -437,6 +437,11 @@ def generate_source(net: Network) -> str:
         if isinstance(e.trigger, When):
             L.append(f"    if k == {k}:\n        return float({pr.doprint(sp.sympify(e.trigger.expr))})")
     L += ["    return 1.0"]
+    # every condition at once, the same expressions as event_condition (so the same bits):
+    # one call per solver step instead of one per event, and shared terms computed once
+    L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def event_conditions(t, y, p, g):"]
+    L += [f"    g[{k}] = float({pr.doprint(sp.sympify(e.trigger.expr))})"
+          for k, e in enumerate(net.events) if isinstance(e.trigger, When)] or ["    pass"]
     L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def event_apply(k, t, y, p):"]
     idx = {n: i for i, n in enumerate(net.species_names)}
     for k, e in enumerate(net.events):
@@ -495,6 +500,10 @@ def generate_source(net: Network) -> str:
         "@cfunc(_F8(types.int64, _F8, _PTR, _PTR), cache=True, nogil=True, error_model=\"numpy\")",
         "def event_condition_c(k, t, y, p):",
         "    return event_condition(k, t, carray(y, (N_SPECIES,)), carray(p, (N_PARAMS,)))",
+        "",
+        "@cfunc(types.void(_F8, _PTR, _PTR, _PTR), cache=True, nogil=True, error_model=\"numpy\")",
+        "def event_conditions_c(t, y, p, g):",
+        "    event_conditions(t, carray(y, (N_SPECIES,)), carray(p, (N_PARAMS,)), carray(g, (max(N_EVENTS, 1),)))",
         "",
         "@cfunc(types.void(types.int64, _F8, _PTR, _PTR), cache=True, nogil=True, error_model=\"numpy\")",
         "def event_apply_c(k, t, y, p):",
@@ -592,12 +601,14 @@ class CompiledNetwork:
 
     @property
     def cfuncs(self) -> tuple[Any, ...]:
-        """``(rhs_c, jac_c, event_time_c, event_condition_c, event_apply_c)``: numba
-        ``cfunc`` s with the signatures of the array functions, arrays passed as raw float64
-        pointers (``J`` as an ``N_SPECIES × N_SPECIES`` C-order block).  Compiled engine
-        kernels take them as arguments, so they are compiled once for every model."""
+        """``(rhs_c, jac_c, event_time_c, event_condition_c, event_apply_c,
+        event_conditions_c)``: numba ``cfunc`` s with the signatures of the array functions,
+        arrays passed as raw float64 pointers (``J`` as an ``N_SPECIES × N_SPECIES`` C-order
+        block; ``event_conditions_c(t, y, p, g)`` writes every condition event's function to
+        ``g[k]``, ``N_EVENTS`` long, and leaves the timed events' entries alone).  Compiled
+        engine kernels take them as arguments, so they are compiled once for every model."""
         m = self.module
-        return (m.rhs_c, m.jac_c, m.event_time_c, m.event_condition_c, m.event_apply_c)
+        return (m.rhs_c, m.jac_c, m.event_time_c, m.event_condition_c, m.event_apply_c, m.event_conditions_c)
 
     @property
     def ssa_cfuncs(self) -> tuple[Any, ...]:

@@ -323,6 +323,30 @@ def test_trial_columns_do_not_depend_on_the_solve_block(monkeypatch):
             np.testing.assert_array_equal(v, small[k], err_msg=k)
 
 
+def test_trial_columns_do_not_depend_on_the_solver_threads(monkeypatch):
+    """Blocks are solved by a pool of solver threads, several ahead of the scoring: three
+    threads racing over blocks of 2 give the bits of one thread solving them in order."""
+    import concurrent.futures
+
+    import livingdrug.comparison as cmp
+
+    c = load_comparison("cart-vs-carnk")
+    plan = cmp.plan_arm(c, 1, 20)
+    monkeypatch.setattr(cmp, "SOLVE_BLOCK", 2)
+    cols = []
+    for threads in (1, 3):
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            monkeypatch.setattr(cmp, "_SOLVER", (pool, threads))
+            cols.append(cmp.arm_chunk(c, plan, np.arange(20), with_dataset=False)[0])
+    one, three = cols
+    assert (one["outcome"] == "infused").sum() > 6
+    for k, v in one.items():
+        if v.dtype == object:
+            assert (v == three[k]).all(), k
+        else:
+            np.testing.assert_array_equal(v, three[k], err_msg=k)
+
+
 def test_a_failed_solve_is_scored_as_failed_not_as_data(monkeypatch):
     """A patient whose integration stops (status != 0, NaN after the failure) gets its status,
     no response and no grade; the other patients of its block are untouched."""

@@ -155,3 +155,28 @@ def test_burden_options_out_of_range_name_the_option(option, value):
     as in car_nk."""
     with pytest.raises(ValueError, match=f"model option {option} .*write e.g."):
         get_model("car_t").network(**{option: value})
+
+
+@pytest.mark.parametrize("model", ["car_t", "car_nk"])
+def test_patient_state_of_a_cohort_is_each_patients_own(model):
+    """A trial builds every patient's state at referral in one element-wise call; each patient
+    must get the bits of a call with its own floats (the state the network's build uses)."""
+    spec = get_model(model)
+    net = spec.network()
+    typical = {p.name: float(p.value) for p in net.params}
+    rng = np.random.default_rng(5)
+    n = 7
+    cols = {k: np.full(n, v) for k, v in typical.items()}
+    cols["weight"] = rng.uniform(40, 140, n)
+    cols["K_mar"] = typical["K_mar"] * rng.uniform(0.5, 1.5, n)
+    leuk = np.array([0.0, 1e9, 1e11, 2.2e11, 5e11, 1e12, 1e14])  # the last crowds the marrow out
+    neg = rng.uniform(0, 0.01, n)
+    together = spec.patient_state(cols, leukaemia=leuk, neg_fraction=neg)
+    assert set(together) >= {"N_T", "B_N", "L_M", "H_M"}
+    for i in range(n):
+        own = spec.patient_state({k: float(v[i]) for k, v in cols.items()},
+                                 leukaemia=float(leuk[i]), neg_fraction=float(neg[i]))
+        assert all(type(v) is float for v in own.values())
+        for k, v in own.items():
+            assert together[k][i] == v or (np.isnan(v) and np.isnan(together[k][i])), (k, i)
+    assert together["H_M"][-1] == 0.02 * cols["K_mar"][-1]  # the floor of a crowded marrow

@@ -29,7 +29,8 @@ class ModelSpec:
     patient's state before treatment from one patient's parameter values (canonical units)
     and the state covariates named in ``covariates`` (name → canonical unit), e.g. the B-ALL
     burden ``leukaemia`` (cell); virtual populations use it to vary the disease at referral
-    consistently (normal marrow, B and T cells follow the burden).
+    consistently (normal marrow, B and T cells follow the burden).  It must work element-wise
+    (numpy operations): a trial passes every value as an array with one entry per patient.
     """
 
     name: str

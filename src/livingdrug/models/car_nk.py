@@ -111,6 +111,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
 import sympy as sp
 
 from ..network import At, Event, Network, Observable, Reaction, Species, When, sym
@@ -257,7 +258,8 @@ def patient_state(p: Mapping[str, float], *, leukaemia: float = car_t.L0_MARROW,
     cells at capacity, ``NK_h = K_NK V/f_NK`` (cell; ``V = 10⁶ v_b W`` µL)."""
     st = car_t.ball_patient_state(p, leukaemia=leukaemia, neg_fraction=neg_fraction)
     vul = p["v_b"] * p["weight"] * 1e6
-    st["NK_h"] = p["K_NK"] * vul / p["f_NK"]
+    nk = p["K_NK"] * vul / p["f_NK"]
+    st["NK_h"] = float(nk) if np.ndim(nk) == 0 else nk
     return st
 
 

@@ -173,6 +173,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import replace
 
+import numpy as np
 import sympy as sp
 
 from ..network import At, Event, Network, Observable, Reaction, Species, When, sym
@@ -477,14 +478,16 @@ def ball_patient_state(p: Mapping[str, float], *, leukaemia: float = L0_MARROW,
     * B cells at the production equilibrium :math:`B_N = (B_n V/f_B)\, H/K_{mar}`.
 
     Shared by :mod:`.car_t` and :mod:`.car_nk` (the same patient receives either product) and
-    used by virtual populations to set each patient's burden at referral.
+    used by virtual populations to set each patient's burden at referral.  Element-wise: ``p``
+    values and the covariates may be arrays (one entry per patient), which gives each patient
+    the same bits as a call with its own floats.
     """
-    lm0 = float(leukaemia)
-    nf = float(neg_fraction)
+    lm0 = np.asarray(leukaemia, dtype=float)  # one value, or one per patient
+    nf = np.asarray(neg_fraction, dtype=float)
     vul = p["v_b"] * p["weight"] * 1e6
-    H0 = max(p["K_mar"] - p["c_LH"] * lm0, 0.02 * p["K_mar"])
+    H0 = np.maximum(p["K_mar"] - p["c_LH"] * lm0, 0.02 * p["K_mar"])
     ratio = p["k_out"] / p["k_in"]
-    return {
+    st = {
         "N_T": p["K_N"] * vul / p["f_T"],
         "B_N": p["B_n"] * vul / p["f_B"] * H0 / p["K_mar"],
         "L_M": lm0 * (1 - nf),
@@ -493,6 +496,7 @@ def ball_patient_state(p: Mapping[str, float], *, leukaemia: float = L0_MARROW,
         "Lneg_B": lm0 * nf * ratio,
         "H_M": H0,
     }
+    return {k: float(v) if np.ndim(v) == 0 else v for k, v in st.items()}
 
 
 def _blast_reactions(name: str, x: str, r: str, occupied: sp.Expr) -> tuple[Reaction, ...]:
