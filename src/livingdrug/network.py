@@ -26,6 +26,13 @@ defines C-callable wrappers (``cfunc``) of ``rhs``, ``jac``, ``propensities``, `
 cfunc by its signature alone, so an engine kernel is compiled once for every model instead of
 once per model (see :mod:`livingdrug.engines.ode`).  :func:`use_cache_dir_for_numba` puts the
 engines' own numba cache in the same folder.
+
+The ODE engine's right-hand side and Jacobian (``rhs_q``, ``jac_q``) are the same expressions
+with their parameter-only parts — ``1/V`` in ``x/V``, the factor ``1e6·v_b·W`` of a product —
+computed once per patient by ``derive(p, q)`` into ``q = [p, d]``
+(:func:`hoist_parameters`): on the ``car_t`` model 92 such parts, the divisions in ``rhs``
+from 34 to 15 and a patient's solve ≈ 12 % faster.  They agree with ``rhs``/``jac`` to
+rounding (tested), not bitwise: a parameter-only part is rounded once, on its own.
 """
 
 from __future__ import annotations
@@ -375,14 +382,64 @@ def _printer(symbol_map: dict[sp.Symbol, str]) -> _Printer:
     return pr
 
 
-def _emit_block(exprs: list[sp.Expr], targets: list[str], pr: _Printer, indent: str) -> list[str]:
-    """Common-subexpression-eliminated assignments ``targets[i] = exprs[i]``."""
+def _emit_block(exprs: list[sp.Expr], targets: list[str], pr: _Printer, indent: str, prefix: str = "_c",
+                optimizations: str | None = "basic") -> list[str]:
+    """Common-subexpression-eliminated assignments ``targets[i] = exprs[i]`` (temporaries
+    named ``prefix0``, ``prefix1``, …; ``optimizations=None`` skips sympy's factoring, which
+    takes seconds on nested Max/Min)."""
     if not exprs:
         return []
-    repl, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_c"), optimizations="basic")
+    repl, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(prefix), optimizations=optimizations)
     lines = [f"{indent}{pr.doprint(s)} = {pr.doprint(e)}" for s, e in repl]
     lines += [f"{indent}{tgt} = {pr.doprint(e)}" for tgt, e in zip(targets, reduced, strict=True)]
     return lines
+
+
+def hoist_parameters(exprs: list[sp.Expr], params: set[sp.Symbol]) -> tuple[list[sp.Expr], list[tuple[sp.Symbol, sp.Expr]]]:
+    """``exprs`` with every parameter-only part (no species, no time) — a whole subexpression,
+    or the parameter factors of a product or terms of a sum, e.g. ``1/V`` in ``x/V`` or
+    ``1e6*V*W`` in ``1e6*V*W*x`` — replaced by a new symbol, and the ``(symbol, expression)``
+    pairs.  The engine computes them once per patient, so a right-hand side evaluated
+    thousands of times no longer divides by parameters (``x/V`` becomes ``x*d`` with
+    ``d = 1/V``: the same value up to one rounding)."""
+    memo: dict[sp.Expr, sp.Symbol] = {}
+
+    def name(e: sp.Expr) -> sp.Expr:
+        if e.is_Atom:
+            return e
+        if e not in memo:
+            memo[e] = sp.Symbol(f"_d{len(memo)}", real=True)
+        return memo[e]
+
+    fixed_memo: dict[sp.Basic, bool] = {}
+    visit_memo: dict[sp.Basic, sp.Basic] = {}
+
+    def fixed(e: sp.Basic) -> bool:  # memoised: free_symbols walks the whole subtree
+        if e not in fixed_memo:
+            fixed_memo[e] = isinstance(e, sp.Expr) and e.free_symbols <= params
+        return fixed_memo[e]
+
+    def visit(e: sp.Basic) -> sp.Basic:
+        if e.is_Atom:
+            return e
+        if e in visit_memo:
+            return visit_memo[e]
+        if fixed(e):
+            out = name(e)
+        elif isinstance(e, (sp.Mul, sp.Add)):
+            const = [a for a in e.args if fixed(a)]
+            rest = [visit(a) for a in e.args if not fixed(a)]
+            if len(const) > 1 or (const and not const[0].is_Atom):
+                out = e.func(name(e.func(*const)), *rest)
+            else:
+                out = e.func(*const, *rest)
+        else:
+            out = e.func(*[visit(a) for a in e.args])
+        visit_memo[e] = out
+        return out
+
+    out = [visit(sp.sympify(e)) for e in exprs]
+    return out, [(d, e) for e, d in memo.items()]
 
 
 def generate_source(net: Network) -> str:
@@ -421,6 +478,20 @@ def generate_source(net: Network) -> str:
                 jt.append(f"J[{k}, {j}]")
                 je.append(d)
     L += ["    J[:, :] = 0.0"] + _emit_block(je, jt, pr, "    ")
+    # the ODE engine's versions: parameter-only parts hoisted into q = [p, d] (``derive``,
+    # once per patient), no per-call zeroing of J (the engine's J is written only here)
+    psyms = {sym(p.name) for p in net.params}
+    hoisted, derived = hoist_parameters([*odes, *je], psyms)
+    qmap = dict(smap)
+    qmap.update({d: f"p[{len(net.params) + j}]" for j, (d, _) in enumerate(derived)})
+    qr = _printer(qmap)
+    L += ["", f"N_DERIVED = {len(derived)}", "", "@njit(cache=True, nogil=True, error_model=\"numpy\")",
+          "def derive(p, q):", "    for i in range(N_PARAMS):", "        q[i] = p[i]"]
+    L += _emit_block([e for _, e in derived], [f"q[N_PARAMS + {j}]" for j in range(len(derived))], pr, "    ")
+    L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def rhs_q(t, y, p, dy):"]
+    L += _emit_block(hoisted[:len(odes)], [f"dy[{k}]" for k in range(len(odes))], qr, "    ") or ["    pass"]
+    L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def jac_q(t, y, p, J):"]
+    L += _emit_block(hoisted[len(odes):], jt, qr, "    ") or ["    pass"]
     L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def propensities(t, y, p, a):"]
     L += _emit_block(rates, [f"a[{j}]" for j in range(len(rates))], pr, "    ") or ["    pass"]
     L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def observables(t, y, p, out):"]
@@ -432,16 +503,19 @@ def generate_source(net: Network) -> str:
         if isinstance(e.trigger, At):
             L.append(f"    if k == {k}:\n        return float({pr.doprint(sp.sympify(e.trigger.time))})")
     L += ["    return math.inf"]
+    # each condition with its own common subexpressions (the CRS/ICANS rules repeat their
+    # terms many times), printed the same way in both functions so they give the same bits
+    conds = {k: _emit_block([sp.sympify(e.trigger.expr)], ["_g"], pr, "", f"_e{k}_", None)
+             for k, e in enumerate(net.events) if isinstance(e.trigger, When)}
     L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def event_condition(k, t, y, p):"]
-    for k, e in enumerate(net.events):
-        if isinstance(e.trigger, When):
-            L.append(f"    if k == {k}:\n        return float({pr.doprint(sp.sympify(e.trigger.expr))})")
+    for k, block in conds.items():
+        L += [f"    if k == {k}:", *(f"        {line}" for line in block), "        return float(_g)"]
     L += ["    return 1.0"]
-    # every condition at once, the same expressions as event_condition (so the same bits):
-    # one call per solver step instead of one per event, and shared terms computed once
+    # every condition at once: one call per solver step instead of one per event
     L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def event_conditions(t, y, p, g):"]
-    L += [f"    g[{k}] = float({pr.doprint(sp.sympify(e.trigger.expr))})"
-          for k, e in enumerate(net.events) if isinstance(e.trigger, When)] or ["    pass"]
+    for k, block in conds.items():
+        L += [*(f"    {line}" for line in block), f"    g[{k}] = float(_g)"]
+    L += [] if conds else ["    pass"]
     L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def event_apply(k, t, y, p):"]
     idx = {n: i for i, n in enumerate(net.species_names)}
     for k, e in enumerate(net.events):
@@ -482,12 +556,16 @@ def generate_source(net: Network) -> str:
         "_PTR = types.CPointer(types.float64)",
         "",
         "@cfunc(types.void(_F8, _PTR, _PTR, _PTR), cache=True, nogil=True, error_model=\"numpy\")",
-        "def rhs_c(t, y, p, dy):",
-        "    rhs(t, carray(y, (N_SPECIES,)), carray(p, (N_PARAMS,)), carray(dy, (N_SPECIES,)))",
+        "def rhs_q_c(t, y, q, dy):",
+        "    rhs_q(t, carray(y, (N_SPECIES,)), carray(q, (N_PARAMS + N_DERIVED,)), carray(dy, (N_SPECIES,)))",
         "",
         "@cfunc(types.void(_F8, _PTR, _PTR, _PTR), cache=True, nogil=True, error_model=\"numpy\")",
-        "def jac_c(t, y, p, J):",
-        "    jac(t, carray(y, (N_SPECIES,)), carray(p, (N_PARAMS,)), carray(J, (N_SPECIES, N_SPECIES)))",
+        "def jac_q_c(t, y, q, J):",
+        "    jac_q(t, carray(y, (N_SPECIES,)), carray(q, (N_PARAMS + N_DERIVED,)), carray(J, (N_SPECIES, N_SPECIES)))",
+        "",
+        "@cfunc(types.void(_PTR, _PTR), cache=True, nogil=True, error_model=\"numpy\")",
+        "def derive_c(p, q):",
+        "    derive(carray(p, (N_PARAMS,)), carray(q, (N_PARAMS + N_DERIVED,)))",
         "",
         "@cfunc(types.void(_F8, _PTR, _PTR, _PTR), cache=True, nogil=True, error_model=\"numpy\")",
         "def propensities_c(t, y, p, a):",
@@ -601,14 +679,19 @@ class CompiledNetwork:
 
     @property
     def cfuncs(self) -> tuple[Any, ...]:
-        """``(rhs_c, jac_c, event_time_c, event_condition_c, event_apply_c,
-        event_conditions_c)``: numba ``cfunc`` s with the signatures of the array functions,
-        arrays passed as raw float64 pointers (``J`` as an ``N_SPECIES × N_SPECIES`` C-order
-        block; ``event_conditions_c(t, y, p, g)`` writes every condition event's function to
-        ``g[k]``, ``N_EVENTS`` long, and leaves the timed events' entries alone).  Compiled
-        engine kernels take them as arguments, so they are compiled once for every model."""
+        """``(rhs_q_c, jac_q_c, event_time_c, event_condition_c, event_apply_c,
+        event_conditions_c, derive_c)``: numba ``cfunc`` s with the signatures of the array
+        functions, arrays passed as raw float64 pointers (``J`` as an ``N_SPECIES ×
+        N_SPECIES`` C-order block; ``event_conditions_c(t, y, p, g)`` writes every condition
+        event's function to ``g[k]``, ``N_EVENTS`` long, and leaves the timed events' entries
+        alone).  The right-hand side and Jacobian take ``q = [p, d]`` (``N_PARAMS +
+        N_DERIVED`` long), filled once per patient by ``derive_c(p, q)`` with the
+        parameter-only parts of their expressions (:func:`hoist_parameters`); the event
+        functions read only ``q[:N_PARAMS]``, so they take ``q`` too.  Compiled engine kernels
+        take them as arguments, so they are compiled once for every model."""
         m = self.module
-        return (m.rhs_c, m.jac_c, m.event_time_c, m.event_condition_c, m.event_apply_c, m.event_conditions_c)
+        return (m.rhs_q_c, m.jac_q_c, m.event_time_c, m.event_condition_c, m.event_apply_c, m.event_conditions_c,
+                m.derive_c)
 
     @property
     def ssa_cfuncs(self) -> tuple[Any, ...]:

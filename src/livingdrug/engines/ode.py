@@ -495,6 +495,7 @@ def solve(
             0.0 if first_step is None else float(first_step),
             0.0 if fixed_step is None else float(fixed_step),
             bool(_is_nonautonomous(compiled)),
+            int(compiled.module.N_PARAMS + compiled.module.N_DERIVED),
             ev_timed,
             ev_dir,
             ev_once,
