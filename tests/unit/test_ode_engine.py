@@ -261,7 +261,7 @@ def test_static_sparse_lu_solves_the_rosenbrock_system_of_the_car_t_model():
         for h in (0.01, 1.0, 100.0):
             fac = 1.0 / (0.25 * h)
             W = np.zeros((n, n))
-            K._ode_w_static(J, fac, W, plan)
+            K._ode_w_static(J, fac, W, plan[0])
             b = rng.normal(size=n) * (1.0 + np.abs(y))
             x = b.copy()
             if gen.lu(W, y, 1e-6, 1e-9):
@@ -311,3 +311,29 @@ def test_static_lu_refuses_a_small_pivot_and_the_dense_lu_pivots():
         K._ode_lu_solve(W, iw, x)
         np.testing.assert_allclose(M @ x, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
         np.testing.assert_allclose(x, np.linalg.solve(M, b), rtol=1e-9, atol=1e-12)
+
+
+def test_borrowed_views_and_raw_pointers_reach_the_arrays_own_memory():
+    """The kernel's work arrays are borrowed views of one buffer and model functions get raw
+    data pointers (no reference counting, livingdrug.engines._pointers): a write through
+    either lands in the owning array, element for element, 1-D and 2-D."""
+    from numba import carray, njit
+
+    from livingdrug.engines._pointers import borrowed, keep, ptr
+
+    @njit
+    def fill(mem, n):
+        a = borrowed(mem[2:2 + n])
+        M = borrowed(mem[2 + n:2 + n + 4].reshape((2, 2)))
+        for i in range(n):
+            a[i] = i + 1.0
+        M[1, 0] = -7.0
+        raw = carray(ptr(a), (n,))
+        raw[0] += 100.0
+        keep(mem)
+        return a.sum()
+
+    mem = np.zeros(12)
+    total = fill(mem, 3)
+    np.testing.assert_array_equal(mem, [0, 0, 101, 2, 3, 0, 0, -7, 0, 0, 0, 0])
+    assert total == 106.0
