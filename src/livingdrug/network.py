@@ -544,9 +544,15 @@ def generate_source(net: Network) -> str:
         "def observables_batch(t, Y, P, O):",
         "    for i in prange(Y.shape[0]):",
         "        for j in range(Y.shape[1]):",
-        "            observables(t[j], Y[i, j], P[i], O[:, i, j])",
-        "",
     ]
+    # the same expressions and common subexpressions as ``observables`` (so the same bits),
+    # written out in the loop: a call with array views per point would cost more than the
+    # arithmetic (each view updates a reference count atomically)
+    bmap: dict[sp.Symbol, str] = {T: "t[j]"}
+    bmap.update({s.symbol: f"Y[i, j, {k}]" for k, s in enumerate(net.species)})
+    bmap.update({sym(p.name): f"P[i, {m}]" for m, p in enumerate(net.params)})
+    L += _emit_block(oexprs, [f"O[{j}, i, j]" for j in range(len(oexprs))], _printer(bmap), " " * 12) or ["            pass"]
+    L += [""]
     # C-callable wrappers (raw float64 pointers) of the functions the compiled engines call:
     # numba types a cfunc by its signature alone, so one engine kernel, compiled and cached
     # once, serves every model (see livingdrug.engines.ode)
