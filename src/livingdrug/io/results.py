@@ -173,7 +173,9 @@ def merge_parquet(out: str | Path, parts: Sequence[str | Path], *, by: str | Non
     with pq.ParquetWriter(out, schema) as writer:
         for group in (groups if by is not None else [None]):
             for p in parts:
-                t = pq.read_table(p)
+                # ParquetFile.read, not read_table: the latter builds a dataset per file,
+                # ~3x the time of reading a 256-row part (thousands of parts in a large trial)
+                t = pq.ParquetFile(p).read(use_threads=False)
                 if by is not None:
                     t = t.filter(pc.equal(t.column(by), group))
                     if order is not None:
