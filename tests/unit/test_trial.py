@@ -567,3 +567,16 @@ def test_optional_trajectories_are_kept_and_do_not_depend_on_chunking(scenario_f
         run_trial(scenario_file, tmp_path / "a", chunk_size=N, resume=True, figures=False, trajectories=1)
     with pytest.raises(ScenarioError, match="trajectories"):
         run_trial(scenario_file, tmp_path / "c", figures=False, trajectories=0)
+
+
+def test_default_chunk_is_large_but_leaves_several_chunks():
+    """1,024 patients per chunk for a large trial (fixed per-chunk costs amortised), 256 with
+    trajectories (held whole per chunk), never more than an eighth of the trial rounded up to
+    64, never under 64."""
+    from livingdrug.trial import default_chunk
+
+    assert default_chunk(1_000_000) == 1024
+    assert default_chunk(1_000_000, trajectories=1.0) == 256
+    assert default_chunk(1000) == 128  # 1000/8 = 125 → 128: eight chunks
+    assert default_chunk(20) == 64
+    assert default_chunk(8192) == 1024 and default_chunk(8193) == 1024
