@@ -288,8 +288,9 @@ def allocation(c: Any, patients: np.ndarray) -> np.ndarray:
     if getattr(c, "allocation", "paired") != "randomised":
         return np.full(patients.size, -1, dtype=np.int64)
     cum = np.cumsum(c.ratio) / np.sum(c.ratio)
-    u = np.array([np.random.default_rng(np.random.SeedSequence(entropy=int(c.seed), spawn_key=(int(i), ALLOCATION_STREAM)))
-                  .random() for i in patients])
+    from .rng import patient_draws
+
+    u = np.array(patient_draws(int(c.seed), patients, (ALLOCATION_STREAM,), lambda g: g.random()), dtype=float)
     return np.minimum(np.searchsorted(cum, u, side="right"), len(c.ratio) - 1).astype(np.int64)
 
 

@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from ..rng import patient_draws
+
 __all__ = ["Variability", "Effect", "Population", "PopulationInputError", "sample_population", "apply_effects",
            "DISTRIBUTIONS", "EFFECT_MODELS", "MAX_PATIENTS"]
 
@@ -290,9 +292,10 @@ def sample_population(variables: Sequence[Variability], typical: Mapping[str, fl
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise PopulationInputError("seed", seed, "a non-negative whole number")
     u = np.empty((len(idx), len(variables)))
-    for row, i in enumerate(idx):
-        ss = np.random.SeedSequence(entropy=int(seed), spawn_key=(int(i), int(stream)))
-        u[row] = np.random.default_rng(ss).random(len(variables))
+    m = len(variables)
+    for row, draws in enumerate(patient_draws(int(seed), np.asarray(idx, dtype=np.int64), (int(stream),),
+                                              lambda g: g.random(m))):
+        u[row] = draws
     if correlation is not None and len(variables):
         L = np.linalg.cholesky(np.asarray(correlation, dtype=float))
         u = ndtr(ndtri(np.clip(u, 1e-300, 1 - 1e-16)) @ L.T)

@@ -175,8 +175,10 @@ def default_survival(net: object) -> SurvivalModel | None:
 def exposures(seed: int, patients: np.ndarray) -> np.ndarray:
     """:math:`E_i \\sim \\mathrm{Exp}(1)` of cohort patients ``patients`` from their own streams
     (seed, spawn key ``(i, SURVIVAL_STREAM)``); independent of the other patients."""
-    return np.array([np.random.default_rng(np.random.SeedSequence(entropy=int(seed), spawn_key=(int(i), SURVIVAL_STREAM)))
-                     .standard_exponential() for i in np.asarray(patients, dtype=np.int64)], dtype=float)
+    from ..rng import patient_draws
+
+    return np.array(patient_draws(int(seed), np.asarray(patients, dtype=np.int64), (SURVIVAL_STREAM,),
+                                  lambda g: g.standard_exponential()), dtype=float)
 
 
 def cumulative_hazard(times: np.ndarray, burden: np.ndarray, model: SurvivalModel) -> np.ndarray:
