@@ -188,8 +188,11 @@ def roadrunner_loop(net: Any, y0: np.ndarray, P: np.ndarray, t_eval: np.ndarray,
             rr.model.setGlobalParameterValues(pidx, P[i])
             rr.model.setFloatingSpeciesInitAmounts(np.array(sidx, dtype=np.int32), y0[i])
             rr.reset()
-            res = rr.simulate(t0 - origin, float(t_eval[-1]) - origin, t_eval.size, sel)
-            Y[i] = np.asarray(res)[:, 1:]
+            # the output times themselves (a trial scenario's grid is not uniform: 6-hourly to
+            # day 28, then daily), not start/end/points
+            res = np.asarray(rr.simulate(times=list(np.concatenate([[t0], t_eval[t_eval > t0]]) - origin),
+                                         selections=sel))
+            Y[i] = res[-t_eval.size:, 1:]
         except RuntimeError:
             failed += 1
     return Y, failed, load_s
