@@ -239,3 +239,29 @@ def test_missing_column_is_named():
     del tab["tumour_nadir"]
     with pytest.raises(ValueError, match="no column 'tumour_nadir'"):
         draw_waterfall(tab)
+
+
+def test_a_large_waterfall_is_two_step_patches_with_the_same_bars(monkeypatch):
+    """Above MAX_BARS patients a panel holds two filled step patches (responders, the others)
+    instead of a patch per patient; bar by bar they hold the sorted, capped changes, each in its
+    own colour's patch and 0 in the other's."""
+    import livingdrug.report.trial_figures as tf
+
+    monkeypatch.setattr(tf, "MAX_BARS", 50)
+    tab = _table(n_per_arm=80)
+    fig = draw_waterfall(tab, cap=100.0)
+    change = best_percent_change(tab["tumour_baseline"], tab["tumour_nadir"])
+    for arm in ("CAR-T", "CAR-NK"):
+        assert not [p for ax in fig.axes for p in ax.patches if p.get_gid() == f"waterfall:{arm}"]
+        (yes,) = [p for ax in fig.axes for p in ax.patches if p.get_gid() == f"waterfall:{arm}:responded"]
+        (no,) = [p for ax in fig.axes for p in ax.patches if p.get_gid() == f"waterfall:{arm}:no response"]
+        sel = (tab["arm"] == arm) & np.isfinite(change)
+        order = np.argsort(-change[sel], kind="stable")
+        expected = np.minimum(change[sel][order], 100.0)
+        resp = tab["responded"][sel][order]
+        v_yes, edges, _ = yes.get_data()
+        v_no, _, _ = no.get_data()
+        np.testing.assert_array_equal(edges, np.arange(sel.sum() + 1) - 0.5)
+        np.testing.assert_allclose(np.where(resp, v_yes, v_no), expected, rtol=1e-12)
+        assert np.all(np.where(resp, v_no, v_yes) == 0.0)
+        assert to_hex(yes.get_facecolor()) == "#228833" and to_hex(no.get_facecolor()) == "#ee6677"
