@@ -160,12 +160,19 @@ def draw_waterfall(
                 b.set_gid(f"waterfall:{label}")
         else:
             # the same unit-width bars as two filled step outlines, one per colour (the other
-            # colour's patients at height 0): two artists instead of one per patient
+            # colour's patients at height 0): two artists instead of one per patient; runs of
+            # equal bars are one step (the same outline), and the patches are added without
+            # matplotlib's per-segment data limits (the axes' limits are set below)
+            from matplotlib.patches import StepPatch
+
             edges = np.arange(c.size + 1) - 0.5
             for flag, name in ((True, "responded"), (False, "no response")):
-                st = ax.stairs(np.where(r == flag, heights, 0.0), edges, baseline=0.0, fill=True,
+                v = np.where(r == flag, heights, 0.0)
+                new_step = np.r_[True, v[1:] != v[:-1]]
+                st = StepPatch(v[new_step], np.r_[edges[:-1][new_step], edges[-1]], baseline=0.0, fill=True,
                                color=_RESPONSE_COLOURS[flag], linewidth=0)
                 st.set_gid(f"waterfall:{label}:{name}")
+                ax.add_artist(st)
         ax.axhline(0, color="0.3", lw=0.8)
         capped = int(np.sum(c > cap))
         note = f"; {capped} above +{cap:g} % drawn at the cap" if capped else ""
