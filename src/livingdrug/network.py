@@ -383,13 +383,15 @@ def _printer(symbol_map: dict[sp.Symbol, str]) -> _Printer:
 
 
 def _emit_block(exprs: list[sp.Expr], targets: list[str], pr: _Printer, indent: str, prefix: str = "_c",
-                optimizations: str | None = "basic") -> list[str]:
+                optimizations: str | None = "basic", cse: Any = None) -> list[str]:
     """Common-subexpression-eliminated assignments ``targets[i] = exprs[i]`` (temporaries
     named ``prefix0``, ``prefix1``, …; ``optimizations=None`` skips sympy's factoring, which
-    takes seconds on nested Max/Min)."""
+    takes seconds on nested Max/Min).  ``cse``: ``sympy.cse(exprs, …)`` already computed, to
+    print the same block a second way without redoing it."""
     if not exprs:
         return []
-    repl, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(prefix), optimizations=optimizations)
+    repl, reduced = cse if cse is not None else sp.cse(exprs, symbols=sp.numbered_symbols(prefix),
+                                                       optimizations=optimizations)
     lines = [f"{indent}{pr.doprint(s)} = {pr.doprint(e)}" for s, e in repl]
     lines += [f"{indent}{tgt} = {pr.doprint(e)}" for tgt, e in zip(targets, reduced, strict=True)]
     return lines
@@ -496,7 +498,8 @@ def generate_source(net: Network) -> str:
     L += _emit_block(rates, [f"a[{j}]" for j in range(len(rates))], pr, "    ") or ["    pass"]
     L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def observables(t, y, p, out):"]
     oexprs = [sp.sympify(o.expr) for o in net.observables]
-    L += _emit_block(oexprs, [f"out[{j}]" for j in range(len(oexprs))], pr, "    ") or ["    pass"]
+    ocse = sp.cse(oexprs, symbols=sp.numbered_symbols("_c"), optimizations="basic") if oexprs else None
+    L += _emit_block(oexprs, [f"out[{j}]" for j in range(len(oexprs))], pr, "    ", cse=ocse) or ["    pass"]
     # events
     L += ["", "@njit(cache=True, nogil=True, error_model=\"numpy\")", "def event_time(k, p):"]
     for k, e in enumerate(net.events):
@@ -551,7 +554,8 @@ def generate_source(net: Network) -> str:
     bmap: dict[sp.Symbol, str] = {T: "t[j]"}
     bmap.update({s.symbol: f"Y[i, j, {k}]" for k, s in enumerate(net.species)})
     bmap.update({sym(p.name): f"P[i, {m}]" for m, p in enumerate(net.params)})
-    L += _emit_block(oexprs, [f"O[{j}, i, j]" for j in range(len(oexprs))], _printer(bmap), " " * 12) or ["            pass"]
+    L += _emit_block(oexprs, [f"O[{j}, i, j]" for j in range(len(oexprs))], _printer(bmap), " " * 12,
+                     cse=ocse) or ["            pass"]
     L += [""]
     # C-callable wrappers (raw float64 pointers) of the functions the compiled engines call:
     # numba types a cfunc by its signature alone, so one engine kernel, compiled and cached
