@@ -38,7 +38,8 @@ allocates one work buffer, and its work arrays are *borrowed* views of it
 (:func:`livingdrug.engines._pointers.borrowed`, no reference count) while model functions get
 raw data pointers (:func:`~livingdrug.engines._pointers.ptr`): with owned arrays and
 ``arr.ctypes``, numba's atomic reference-count updates at every call and inlined step took
-~30 % of a ``car_t`` solve (perf: ``NRT_incref``/``NRT_decref``).  All arrays whose pointers
+~40 % of perf's samples of a ``car_t`` solve (``NRT_incref``/``NRT_decref``); without them
+the solve is ~27 % faster, bitwise the same.  All arrays whose pointers
 are passed to model functions are C-contiguous.
 
 Both methods interpolate output times inside a step (DOPRI5: Shampine's order-4 extension;
@@ -544,41 +545,41 @@ def _ode_solve_one(fns, plan, t0, y0, p, t_eval, rtol, atol, method, max_steps, 
     wpos = plan[0]
     jptr = plan[7]
     jidx = plan[8]
-    # every model function gets q = [p, d]: the parameters, then the parameter-only parts of
-    # the right-hand side and Jacobian, computed once here (the event functions read q[:m])
     n = y0.shape[0]
     nev = ev_timed.shape[0]
     nT = t_eval.shape[0]
-    # all work arrays are borrowed views of one buffer (``mem``, kept alive to the end): an
-    # owned array passed to an inlined step function costs an atomic increment and decrement
-    # of its reference count per call, ~25 % of a solve (measured with perf)
-    mem = np.zeros(nq + 16 * n + 2 * n * n)
-    q = borrowed(mem[:nq])
+    # the work arrays are borrowed views (no reference count) of buffers kept alive to the end
+    # (``keep`` below): an owned array passed to an inlined step function costs an atomic
+    # increment and decrement of its reference count per call (perf: ~25 % of a solve)
+    q_mem = np.empty(nq)
+    work = np.zeros((16, n))
+    jw = np.zeros((2, n, n))
+    piv_mem = np.zeros(4 * n + 2 + n * (n - 1), dtype=np.int64)
+    # every model function gets q = [p, d]: the parameters, then the parameter-only parts of
+    # the right-hand side and Jacobian, computed once here (the event functions read q[:m])
+    q = borrowed(q_mem)
     derive(ptr(p), ptr(q))
     p = q
-    o = nq
-    y = borrowed(mem[o:o + n])
+    y = borrowed(work[0])
     for i in range(n):
         y[i] = y0[i]
-    ynew = borrowed(mem[o + n:o + 2 * n])
-    f0 = borrowed(mem[o + 2 * n:o + 3 * n])
-    fnew = borrowed(mem[o + 3 * n:o + 4 * n])
-    k1 = borrowed(mem[o + 4 * n:o + 5 * n])
-    k2 = borrowed(mem[o + 5 * n:o + 6 * n])
-    k3 = borrowed(mem[o + 6 * n:o + 7 * n])
-    k4 = borrowed(mem[o + 7 * n:o + 8 * n])
-    k5 = borrowed(mem[o + 8 * n:o + 9 * n])
-    k6 = borrowed(mem[o + 9 * n:o + 10 * n])
-    ytmp = borrowed(mem[o + 10 * n:o + 11 * n])
-    yr = borrowed(mem[o + 11 * n:o + 12 * n])
-    y6 = borrowed(mem[o + 12 * n:o + 13 * n])
-    err = borrowed(mem[o + 13 * n:o + 14 * n])
-    ft = borrowed(mem[o + 14 * n:o + 15 * n])
-    pvec = borrowed(mem[o + 15 * n:o + 16 * n])
-    o += 16 * n
-    J = borrowed(mem[o:o + n * n].reshape((n, n)))
-    W = borrowed(mem[o + n * n:o + 2 * n * n].reshape((n, n)))
-    piv_mem = np.zeros(4 * n + 2 + n * (n - 1), dtype=np.int64)
+    ynew = borrowed(work[1])
+    f0 = borrowed(work[2])
+    fnew = borrowed(work[3])
+    k1 = borrowed(work[4])
+    k2 = borrowed(work[5])
+    k3 = borrowed(work[6])
+    k4 = borrowed(work[7])
+    k5 = borrowed(work[8])
+    k6 = borrowed(work[9])
+    ytmp = borrowed(work[10])
+    yr = borrowed(work[11])
+    y6 = borrowed(work[12])
+    err = borrowed(work[13])
+    ft = borrowed(work[14])
+    pvec = borrowed(work[15])
+    J = borrowed(jw[0])
+    W = borrowed(jw[1])
     piv = borrowed(piv_mem)
     te = np.full(max(nev, 1), math.inf)
     fired = np.zeros(max(nev, 1), dtype=np.bool_)
@@ -974,7 +975,9 @@ def _ode_solve_one(fns, plan, t0, y0, p, t_eval, rtol, atol, method, max_steps, 
     stats[4] = n_lu
     stats[5] = n_ev
     stats[6] = n_sw
-    keep(mem)  # the borrowed views above end here
+    keep(q_mem)  # the borrowed views above end here
+    keep(work)
+    keep(jw)
     keep(piv_mem)
     return status, t
 

@@ -4,7 +4,8 @@
 ``arr.ctypes`` inside numba code builds a ctypes view that holds a reference to the array: an
 atomic increment and decrement of its reference count (``NRT_incref``/``NRT_decref``, ``lock``
 instructions) for each use.  The ODE kernel passes three such views per right-hand-side call,
-and perf showed ~40 % of a ``car_t`` solve in those two functions.  :func:`ptr` returns the
+and perf showed ~40 % of a ``car_t`` solve's samples in those two functions, from these views
+and from owned arrays passed to inlined functions (:func:`borrowed`).  :func:`ptr` returns the
 array's data pointer itself (``CPointer(dtype)``), borrowed: the caller keeps the array alive,
 which every kernel does (its work arrays live to the end of the function that uses them).
 """
