@@ -61,15 +61,16 @@ DEFAULT_CHUNK = 1024
 #: ... and with trajectories, whose chunk is solved and held whole
 DEFAULT_CHUNK_TRAJECTORIES = 256
 
+#: version of the trial folder layout (trial.json)
+TRIAL_FORMAT = 1
+#: the kinetics bands of the report and the NONMEM-style file come from the first this many patients
+BAND_PATIENTS = 200
+
 
 def default_chunk(patients: int, trajectories: float | None = None) -> int:
     """Patients per chunk when ``--chunk-size`` is not given (see :data:`DEFAULT_CHUNK`)."""
     cap = DEFAULT_CHUNK if trajectories is None else DEFAULT_CHUNK_TRAJECTORIES
     return max(64, min(cap, -(-int(patients) // 8 // 64) * 64))
-#: version of the trial folder layout (trial.json)
-TRIAL_FORMAT = 1
-#: the kinetics bands of the report and the NONMEM-style file come from the first this many patients
-BAND_PATIENTS = 200
 #: sampling days (after infusion) of the NONMEM-style export: a CAR-T cellular-kinetics schedule
 NONMEM_DAYS = (0, 1, 2, 4, 7, 10, 14, 21, 28, 42, 60, 90, 120, 180, 270, 365)
 

@@ -291,11 +291,9 @@ def sample_population(variables: Sequence[Variability], typical: Mapping[str, fl
     idx = list(patients)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise PopulationInputError("seed", seed, "a non-negative whole number")
-    u = np.empty((len(idx), len(variables)))
     m = len(variables)
-    for row, draws in enumerate(patient_draws(int(seed), np.asarray(idx, dtype=np.int64), (int(stream),),
-                                              lambda g: g.random(m))):
-        u[row] = draws
+    u = np.array(patient_draws(int(seed), np.asarray(idx, dtype=np.int64), (int(stream),), lambda g: g.random(m)),
+                 dtype=float).reshape(len(idx), m)
     if correlation is not None and len(variables):
         L = np.linalg.cholesky(np.asarray(correlation, dtype=float))
         u = ndtr(ndtri(np.clip(u, 1e-300, 1 - 1e-16)) @ L.T)

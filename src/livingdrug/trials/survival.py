@@ -65,6 +65,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..logistics.programme import DAYS_PER_MONTH
+from ..rng import patient_draws
 
 __all__ = ["SurvivalModel", "SurvivalInputError", "DEFAULTS", "SURVIVAL_STREAM", "MONTH_DAYS", "LANDMARK_SLACK_DAYS",
            "disease_of", "default_survival", "exposures", "death_times", "cumulative_hazard",
@@ -175,8 +176,6 @@ def default_survival(net: object) -> SurvivalModel | None:
 def exposures(seed: int, patients: np.ndarray) -> np.ndarray:
     """:math:`E_i \\sim \\mathrm{Exp}(1)` of cohort patients ``patients`` from their own streams
     (seed, spawn key ``(i, SURVIVAL_STREAM)``); independent of the other patients."""
-    from ..rng import patient_draws
-
     return np.array(patient_draws(int(seed), np.asarray(patients, dtype=np.int64), (SURVIVAL_STREAM,),
                                   lambda g: g.standard_exponential()), dtype=float)
 
