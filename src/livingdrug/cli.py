@@ -692,7 +692,7 @@ def trial(
     if seed is not None and seed < 0:
         _fail(f"--seed {seed}: expected a non-negative integer")
     if chunk_size is not None and chunk_size < 1:
-        _fail(f"--chunk-size {chunk_size}: expected a positive whole number (e.g. 256)")
+        _fail(f"--chunk-size {chunk_size}: expected a positive whole number (e.g. 1024)")
     if executor not in ("local", "dask"):
         _fail(f"--executor {executor}: expected local or dask")
     if (scheduler or workers) and executor != "dask":
