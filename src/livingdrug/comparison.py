@@ -1023,59 +1023,92 @@ def _bands(ds: Any, net: Any) -> dict[str, Any]:
     return out
 
 
-def _arm_summary(cols: Mapping[str, np.ndarray], curve: dict, programme: Any) -> dict:
-    from .clinical.probability import kaplan_meier, proportion
+def _table(cols: Any, arm: str | None = None) -> Any:
+    """``cols`` as :class:`~livingdrug.io.results.Batches` (a mapping of arrays is read in
+    slices; ``arm`` restricts it to one arm's rows)."""
+    from .io.results import Batches
 
-    n = int(cols["patient"].size)
-    infused = cols["outcome"] == "infused"
-    ok = infused & (cols["status"] == 0)
-    n_inf = int(infused.sum())
-    resp = cols["responded"]
+    t = cols if isinstance(cols, Batches) else Batches(cols)
+    return t if arm is None else t.select("arm", arm)
 
-    def quart(x: np.ndarray) -> dict:
-        x = x[np.isfinite(x)]
-        if x.size == 0:
+
+def _infused(b: Mapping[str, Any]) -> np.ndarray:
+    return np.asarray(b["outcome"] == "infused", dtype=bool)
+
+
+def _arm_summary(cols: Any, curve: dict, programme: Any) -> dict:
+    """The endpoints of one arm (a mapping of arrays or a :class:`~livingdrug.io.results.Batches`),
+    computed batch by batch (:mod:`livingdrug.clinical.streaming`): memory does not grow with
+    the number of patients.  ``curve`` receives the survival curves for figures."""
+    from .clinical.probability import proportion
+    from .clinical.streaming import column_scan, kaplan_meier_scan, percentiles
+    from .trials.survival import MONTH_DAYS
+
+    t = _table(cols)
+    k: collections.Counter = collections.Counter()
+    outcomes: collections.Counter = collections.Counter()
+    has_death = "death_day" in t
+    for b in t(["outcome", "status", "responded", "complete_response", "relapse_day", "crs_max_grade",
+                "icans_max_grade", *(("death_day",) if has_death else ())]):
+        infused = _infused(b)
+        ok = infused & (b["status"] == 0)
+        resp = np.asarray(b["responded"], dtype=bool)
+        names, counts = np.unique(b["outcome"], return_counts=True)
+        outcomes.update({str(o): int(c) for o, c in zip(names, counts, strict=True)})
+        k["n"] += resp.size
+        k["infused"] += int(infused.sum())
+        k["ok"] += int(ok.sum())
+        k["failed"] += int((infused & (b["status"] != 0)).sum())
+        k["resp"] += int(resp.sum())
+        k["resp_ok"] += int((resp & ok).sum())
+        k["cr"] += int(np.asarray(b["complete_response"], dtype=bool).sum())
+        k["rel"] += int((np.isfinite(b["relapse_day"]) & resp).sum())
+        for key in ("crs_max_grade", "icans_max_grade"):
+            for g in (1, 3):
+                k[key, g] += int(((b[key] >= g) & ok).sum())
+        if has_death:
+            k["deaths"] += int(np.isfinite(b["death_day"]).sum())
+    n, n_ok = k["n"], k["ok"]
+
+    def quart(col: str) -> dict:
+        (q1, med, q3), m = percentiles(column_scan(t, col), [25, 50, 75])
+        if m == 0:
             return {"median": None, "q1": None, "q3": None, "n": 0}
-        q1, med, q3 = np.percentile(x, [25, 50, 75])
-        return {"median": float(med), "q1": float(q1), "q3": float(q3), "n": int(x.size)}
+        return {"median": float(med), "q1": float(q1), "q3": float(q3), "n": m}
 
-    def grade_ge(key: str, g: int, among: np.ndarray) -> dict:
-        v = cols[key]
-        return proportion(int(np.sum((v >= g) & among)), int(among.sum())).as_dict()
-
-    rel = np.isfinite(cols["relapse_day"]) & resp
-    km = kaplan_meier(cols["efs_day"], cols["efs_event"])
-    os_km = kaplan_meier(cols["os_day"], cols["os_event"]) if "os_day" in cols else None
-    pfs_in = infused & np.isfinite(cols["pfs_day"]) if "pfs_day" in cols else None
-    pfs_km = kaplan_meier(cols["pfs_day"][pfs_in], cols["pfs_event"][pfs_in]) if pfs_in is not None else None
+    marks = [m * MONTH_DAYS for m in (6, 12)]
+    km = kaplan_meier_scan(column_scan(t, "efs_day", weight="efs_event"), landmarks=marks)
+    os_km = kaplan_meier_scan(column_scan(t, "os_day", weight="os_event"), landmarks=marks) if "os_day" in t else None
+    pfs_km = (kaplan_meier_scan(column_scan(t, "pfs_day", where=_infused, weight="pfs_event", extra=("outcome",)),
+                                landmarks=marks) if "pfs_day" in t else None)
     s: dict[str, Any] = {
         "referred": n,
-        "infused": n_inf,
-        "infused_share": proportion(n_inf, n).as_dict(),
-        "outcomes": {k: int(np.sum(cols["outcome"] == k)) for k in ("infused", *_DROPPED, "waiting")},
-        "failed_solves": int(np.sum(infused & (cols["status"] != 0))),
-        "referral_to_infusion_days": quart(cols["referral_to_infusion"]),
-        "untreated_days": quart(cols["untreated_days"]),
-        "tumour_at_infusion": quart(cols["tumour_at_infusion"]),
-        "response_itt": proportion(int(resp.sum()), n).as_dict(),
-        "response_if_infused": proportion(int((resp & ok).sum()), int(ok.sum())).as_dict(),
-        "complete_response_itt": proportion(int(cols["complete_response"].sum()), n).as_dict(),
-        "relapse_among_responders": proportion(int(rel.sum()), int(resp.sum())).as_dict(),
-        "crs_grade_ge_1": grade_ge("crs_max_grade", 1, ok),
-        "crs_grade_ge_3": grade_ge("crs_max_grade", 3, ok),
-        "icans_grade_ge_1": grade_ge("icans_max_grade", 1, ok),
-        "icans_grade_ge_3": grade_ge("icans_max_grade", 3, ok),
-        "car_cmax": quart(cols["car_cmax"]),
+        "infused": k["infused"],
+        "infused_share": proportion(k["infused"], n).as_dict(),
+        "outcomes": {o: int(outcomes.get(o, 0)) for o in ("infused", *_DROPPED, "waiting")},
+        "failed_solves": k["failed"],
+        "referral_to_infusion_days": quart("referral_to_infusion"),
+        "untreated_days": quart("untreated_days"),
+        "tumour_at_infusion": quart("tumour_at_infusion"),
+        "response_itt": proportion(k["resp"], n).as_dict(),
+        "response_if_infused": proportion(k["resp_ok"], n_ok).as_dict(),
+        "complete_response_itt": proportion(k["cr"], n).as_dict(),
+        "relapse_among_responders": proportion(k["rel"], k["resp"]).as_dict(),
+        "crs_grade_ge_1": proportion(k["crs_max_grade", 1], n_ok).as_dict(),
+        "crs_grade_ge_3": proportion(k["crs_max_grade", 3], n_ok).as_dict(),
+        "icans_grade_ge_1": proportion(k["icans_max_grade", 1], n_ok).as_dict(),
+        "icans_grade_ge_3": proportion(k["icans_max_grade", 3], n_ok).as_dict(),
+        "car_cmax": quart("car_cmax"),
         "efs": {"median_days": km.as_dict()["median"],
                 **{f"at_{m}_months": (lm or {}).get("estimate") for m in (6, 12) for lm in [_landmark(km, m)]}},
     }
-    curve["efs"] = {"time": km.time, "survival": km.survival, "low": km.low, "high": km.high}
-    for key, k in (("os", os_km), ("pfs", pfs_km)):
-        if k is not None:
-            s[key] = _km_summary(k)
-            curve[key] = {"time": k.time, "survival": k.survival, "low": k.low, "high": k.high}
-    if "death_day" in cols:
-        s["deaths"] = int(np.isfinite(cols["death_day"]).sum())
+    for key, c in (("efs", km), ("os", os_km), ("pfs", pfs_km)):
+        if c is not None:
+            if key != "efs":
+                s[key] = _km_summary(c)
+            curve[key] = {"time": c.time, "survival": c.survival, "low": c.low, "high": c.high}
+    if has_death:
+        s["deaths"] = k["deaths"]
     if programme is not None:
         s["programme"] = {"months": programme.programme.months, "referred": programme.summary["referred"],
                           "vein_to_vein_days": programme.summary["vein_to_vein_days"]}
@@ -1095,42 +1128,49 @@ def _km_summary(km: Any) -> dict:
 
 def _landmark(km: Any, months: int) -> dict | None:
     """Ŝ at ``months`` × :data:`MONTH_DAYS` with its pointwise Greenwood log-log interval, or
-    None where the follow-up ends before it.  A follow-up that ends less than
-    :data:`LANDMARK_SLACK_DAYS` before the landmark reads Ŝ at its end (a 365-day follow-up
-    gives the 12-month figure, 365.25 d); the curve is not extrapolated further."""
+    None where the follow-up ends before it (``km``: a
+    :class:`~livingdrug.clinical.streaming.KaplanMeierScan` asked for that landmark).  A
+    follow-up that ends less than :data:`LANDMARK_SLACK_DAYS` before the landmark reads Ŝ at
+    its end (a 365-day follow-up gives the 12-month figure, 365.25 d); the curve is not
+    extrapolated further."""
     from .trials.survival import LANDMARK_SLACK_DAYS, MONTH_DAYS
 
     t = months * MONTH_DAYS
-    last = float(km.time[-1]) if km.time.size else 0.0
-    if km.time.size == 0 or t > last + LANDMARK_SLACK_DAYS:
+    if km.n == 0 or t > km.last_time + LANDMARK_SLACK_DAYS:
         return None
-    j = int(np.searchsorted(km.time, min(t, last), side="right")) - 1
-    if j < 0:
-        return {"estimate": 1.0, "low": 1.0, "high": 1.0}
-    return {"estimate": float(km.survival[j]), "low": float(km.low[j]), "high": float(km.high[j])}
+    s, lo, hi = km.landmarks[t]
+    return {"estimate": s, "low": lo, "high": hi}
 
 
-def _logrank(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], day: str, event: str) -> float | None:
-    """Log-rank p-value (scipy.stats.logrank) of ``a`` against ``b`` on columns ``day``/``event``;
-    None without an event or without the columns."""
-    from scipy.stats import CensoredData, logrank
+def _logrank(a: Any, b: Any, day: str, event: str) -> float | None:
+    """Log-rank p-value of arm ``a`` against arm ``b`` (tables, :func:`_table`) on columns
+    ``day``/``event`` (:func:`livingdrug.clinical.streaming.logrank_scan`: scipy.stats.logrank's
+    statistic, batch by batch); None without an event or without the columns."""
+    from .clinical.streaming import column_scan, logrank_scan
 
     if day not in a or day not in b:
         return None
-    ma, mb = np.isfinite(a[day]), np.isfinite(b[day])
-    da, ea, db, eb = a[day][ma], a[event][ma].astype(bool), b[day][mb], b[event][mb].astype(bool)
-    if not da.size or not db.size or not (ea.any() or eb.any()):
-        return None
-    x = CensoredData(uncensored=da[ea], right=da[~ea])
-    y = CensoredData(uncensored=db[eb], right=db[~eb])
-    return float(logrank(x, y).pvalue)
+    return logrank_scan(column_scan(a, day, weight=event), column_scan(b, day, weight=event))
 
 
-def _randomised(per_arm: Mapping[str, Mapping[str, np.ndarray]]) -> list[dict]:
+def _counts(t: Any) -> collections.Counter:
+    """ITT responders and CRS ≥ 3 among the successfully infused, batch by batch."""
+    k: collections.Counter = collections.Counter()
+    for b in t(["outcome", "status", "responded", "crs_max_grade"]):
+        ok = _infused(b) & (b["status"] == 0)
+        k["n"] += b["responded"].size
+        k["resp"] += int(np.asarray(b["responded"], dtype=bool).sum())
+        k["ok"] += int(ok.sum())
+        k["crs3"] += int(((np.nan_to_num(b["crs_max_grade"]) >= 3) & ok).sum())
+    return k
+
+
+def _randomised(per_arm: Mapping[str, Any]) -> list[dict]:
     """Each arm against the first in a randomised trial (different patients): difference in
     ITT response with Newcombe's hybrid-score 95 % interval (Newcombe RG 1998 Stat Med 17:873,
     method 10) and Fisher's exact test; CRS ≥ 3 among the infused likewise; event-free
-    survival by the log-rank test (scipy.stats.logrank)."""
+    survival by the log-rank test (scipy.stats.logrank's statistic).  Arms are mappings of
+    arrays or :class:`~livingdrug.io.results.Batches`, read batch by batch."""
     from scipy.stats import fisher_exact
 
     from .clinical.probability import proportion
@@ -1143,19 +1183,18 @@ def _randomised(per_arm: Mapping[str, Mapping[str, np.ndarray]]) -> list[dict]:
         p = float(fisher_exact([[k1, n1 - k1], [k0, n0 - k0]]).pvalue) if n1 and n0 else None
         return {"difference": d, "low": lo, "high": hi, "fisher_p": p, "arm": [k1, n1], "reference": [k0, n0]}
 
-    names = list(per_arm)
-    ref = per_arm[names[0]]
+    tables = {name: _table(t) for name, t in per_arm.items()}
+    names = list(tables)
+    ref = tables[names[0]]
+    k0 = _counts(ref)
     out = []
     for name in names[1:]:
-        o = per_arm[name]
-        inf0 = (ref["outcome"] == "infused") & (ref["status"] == 0)
-        inf1 = (o["outcome"] == "infused") & (o["status"] == 0)
-        c0, c1 = np.nan_to_num(ref["crs_max_grade"]) >= 3, np.nan_to_num(o["crs_max_grade"]) >= 3
+        o = tables[name]
+        k1 = _counts(o)
         out.append({
             "arm": name, "reference": names[0],
-            "response_itt": diff(int(o["responded"].sum()), o["responded"].size, int(ref["responded"].sum()),
-                                 ref["responded"].size),
-            "crs_grade_ge_3": diff(int((c1 & inf1).sum()), int(inf1.sum()), int((c0 & inf0).sum()), int(inf0.sum())),
+            "response_itt": diff(k1["resp"], k1["n"], k0["resp"], k0["n"]),
+            "crs_grade_ge_3": diff(k1["crs3"], k1["ok"], k0["crs3"], k0["ok"]),
             "efs_logrank_p": _logrank(o, ref, "efs_day", "efs_event"),
             "os_logrank_p": _logrank(o, ref, "os_day", "os_event"),
             "pfs_logrank_p": _logrank(o, ref, "pfs_day", "pfs_event"),
@@ -1163,36 +1202,45 @@ def _randomised(per_arm: Mapping[str, Mapping[str, np.ndarray]]) -> list[dict]:
     return out
 
 
-def _paired(per_arm: Mapping[str, Mapping[str, np.ndarray]]) -> list[dict]:
+def _paired(per_arm: Mapping[str, Any]) -> list[dict]:
     """Each arm against the first, in the same patients (McNemar's exact test on discordant
-    pairs for ITT response; CRS ≥ 1 among patients infused in both arms)."""
+    pairs for ITT response; CRS ≥ 1 among patients infused in both arms).  Arms are mappings
+    of arrays or :class:`~livingdrug.io.results.Batches` holding the same patients in the same
+    order, read side by side batch by batch."""
     from scipy.stats import binomtest
 
-    names = list(per_arm)
+    from .clinical.streaming import column_scan, percentiles, zip_aligned
+
+    tables = {name: _table(t) for name, t in per_arm.items()}
+    names = list(tables)
     out = []
-    ref = per_arm[names[0]]
+    ref = tables[names[0]]
+    cols = ["responded", "outcome", "crs_max_grade"]
     for name in names[1:]:
-        other = per_arm[name]
-        r0, r1 = ref["responded"], other["responded"]
-        b = int(np.sum(r1 & ~r0))  # respond only on the other arm
-        cc = int(np.sum(r0 & ~r1))
-        n = int(r0.size)
+        other = tables[name]
+        k: collections.Counter = collections.Counter()
+        for b0, b1 in zip_aligned(ref(cols), other(cols)):
+            r0, r1 = np.asarray(b0["responded"], dtype=bool), np.asarray(b1["responded"], dtype=bool)
+            k["b"] += int(np.sum(r1 & ~r0))  # respond only on the other arm
+            k["c"] += int(np.sum(r0 & ~r1))
+            k["n"] += r0.size
+            both = _infused(b0) & _infused(b1)
+            k["both"] += int(both.sum())
+            k["crs0"] += int(np.sum((np.nan_to_num(b0["crs_max_grade"]) >= 1) & both))
+            k["crs1"] += int(np.sum((np.nan_to_num(b1["crs_max_grade"]) >= 1) & both))
+        b, cc, n = k["b"], k["c"], k["n"]
         p = float(binomtest(b, b + cc, 0.5).pvalue) if b + cc else 1.0
-        both = (ref["outcome"] == "infused") & (other["outcome"] == "infused")
-        c0 = np.nan_to_num(ref["crs_max_grade"]) >= 1
-        c1 = np.nan_to_num(other["crs_max_grade"]) >= 1
+        (m1,), n1 = percentiles(column_scan(other, "referral_to_infusion"), [50])
+        (m0,), n0 = percentiles(column_scan(ref, "referral_to_infusion"), [50])
         out.append({
             "arm": name,
             "reference": names[0],
             "response_itt_difference": (b - cc) / n if n else None,
             "discordant_pairs": {"only_arm": b, "only_reference": cc},
             "mcnemar_p": p,
-            "both_infused": int(both.sum()),
+            "both_infused": k["both"],
             "crs_grade_ge_1_difference_both_infused":
-                float(np.mean(c1[both]) - np.mean(c0[both])) if both.any() else None,
-            "referral_to_infusion_median_difference_days":
-                float(np.nanmedian(other["referral_to_infusion"]) - np.nanmedian(ref["referral_to_infusion"]))
-                if np.isfinite(other["referral_to_infusion"]).any() and np.isfinite(ref["referral_to_infusion"]).any()
-                else None,
+                float(k["crs1"] / k["both"] - k["crs0"] / k["both"]) if k["both"] else None,
+            "referral_to_infusion_median_difference_days": float(m1 - m0) if n1 and n0 else None,
         })
     return out

@@ -533,23 +533,25 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
         arm_patients,
     )
     from .io.atomic import atomic_write_with
-    from .io.results import Columns, merge_parquet, write_json
+    from .io.results import Batches, Columns, merge_parquet, write_json
 
     # memory: the parts are merged into endpoints.parquet a part at a time, and the summary
-    # reads only the columns it uses, so peak memory does not grow with the whole table
+    # reads it a batch of rows at a time (clinical.streaming), so peak memory does not grow
+    # with the number of patients
     many = len(c.arms) > 1
     atomic_write_with(out / "endpoints.parquet", functools.partial(
         merge_parquet, parts=[_part_paths(out, k)[0] for k, _, _ in bounds], by="arm" if many else None,
         groups=[a.name for a in c.arms], order="patient"))
     cols = Columns(out / "endpoints.parquet")
-    per_arm: dict[str, Mapping[str, np.ndarray]] = {}
+    table = Batches(out / "endpoints.parquet")
+    per_arm: dict[str, Batches] = {}
     arms: dict[str, dict] = {}
     curves: dict[str, dict] = {}
     plans = _plans(*_key(recipe))
     d = _design_from_text(*_key(recipe))
     kinetics: list[tuple[str, Any, dict, Any]] = []
     for a, plan in zip(c.arms, plans, strict=True):
-        sub = Columns(cols, rows=cols["arm"] == a.name) if many else cols
+        sub = table.select("arm", a.name) if many else table
         per_arm[a.name] = sub
         curve: dict[str, Any] = {"t": np.asarray(plan.rs.t_out) - _t_dose(plan.rs)}
         band_cols, ds = arm_chunk(d, plan, arm_patients(d, plan.index, np.arange(min(BAND_PATIENTS, c.population.size))))
@@ -570,7 +572,7 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
         "definitions": {**DEFINITIONS,
                         "bands": f"kinetics bands from the first {min(BAND_PATIENTS, c.population.size)} patients"},
     }
-    cal = _calibration(c, per_arm, out)
+    cal = _calibration(c, cols, out)
     if cal is not None:
         summary["calibration"] = cal
     write_json(out / "summary.json", summary)
@@ -592,12 +594,13 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
     return result
 
 
-def _calibration(c: Any, per_arm: dict[str, Mapping[str, np.ndarray]], out: Path) -> dict | None:
+def _calibration(c: Any, cols: Mapping[str, np.ndarray], out: Path) -> dict | None:
     """For a one-arm trial of a scenario with ``[[targets]]``: maximum-entropy weights of its
     patients that reproduce the published figures (:func:`livingdrug.calibrate.calibrate_population`
     on the trial's own endpoints), the calibration table, the effective sample size, the
     weighted endpoints, and ``weights.parquet``.  ``None`` without targets; an unreachable
-    target is reported, not raised (the unweighted trial stands)."""
+    target is reported, not raised (the unweighted trial stands).  The weights are one per
+    patient, so this step (only) holds the columns it uses: ≈ 100 B per patient."""
     if len(c.arms) != 1 or not getattr(c.arms[0].scenario, "targets", ()):
         return None
     from .calibrate import calibrate_population
@@ -605,7 +608,6 @@ def _calibration(c: Any, per_arm: dict[str, Mapping[str, np.ndarray]], out: Path
     from .trials.calibration import CalibrationInputError
     from .trials.survival import MONTH_DAYS, weighted_survival_at
 
-    cols = next(iter(per_arm.values()))
     try:
         r = calibrate_population(c.arms[0].scenario, endpoints=cols)
     except CalibrationInputError as exc:

@@ -431,9 +431,12 @@ def test_landmark_survival_reads_a_year_of_follow_up_and_never_extrapolates():
     """Ŝ at 6/12 months (1 month = 365.25/12 d): a follow-up of 365 d gives the 12-month figure
     (Ŝ at the end of follow-up, 6 h short of 365.25 d); a follow-up that ends more than a day
     before the landmark gives None, not the last value carried forward."""
-    from livingdrug.clinical.probability import kaplan_meier
+    from livingdrug.clinical.streaming import kaplan_meier_scan
     from livingdrug.comparison import _landmark
     from livingdrug.trials.survival import MONTH_DAYS, weighted_survival_at
+
+    def kaplan_meier(d: np.ndarray, e: np.ndarray):  # one batch, asked for the two landmarks
+        return kaplan_meier_scan(lambda: [(d, e.astype(float)[None])], landmarks=[6 * MONTH_DAYS, 12 * MONTH_DAYS])
 
     days = np.array([50.0, 100.0, 200.0, 300.0, 365.0, 365.0, 365.0, 365.0])
     event = np.array([True, True, False, True, False, False, False, False])

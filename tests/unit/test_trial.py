@@ -222,15 +222,54 @@ def test_merged_row_groups_do_not_depend_on_the_parts(scenario_file, comparison_
         assert shas[0] == shas[1]
 
 
-def test_the_summary_reads_only_the_columns_it_needs(scenario_file, reference, tmp_path):
-    """The trial's table is read from endpoints.parquet column by column as used (memory of
-    a 10⁶-patient summary: the columns it reads, not the table); every column is there."""
-    r = run_trial(scenario_file, tmp_path / "t", chunk_size=10, figures=False)
-    cols = r.patients
-    loaded = set(cols._cache)  # type: ignore[attr-defined]
-    assert "os_day" in loaded and not loaded & {"weight", "leukaemia", "car_auc28", "tumour_nadir"}
-    assert set(cols) == set(read_endpoints(r.folder))
-    assert_same_endpoints(dict(cols), reference.patients)
+def test_the_summary_reads_the_table_a_batch_at_a_time(scenario_file, reference, cmp_reference, monkeypatch):
+    """The summary never holds a column of the table (memory independent of the number of
+    patients): read from endpoints.parquet in batches of 7 rows, with the streaming sort
+    holding at most 5 values (clinical.streaming.RANGE_ROWS), it is the same summary as from
+    the table in memory — every count, quartile, Kaplan–Meier median, band and landmark, and
+    the comparison's paired or randomised tests."""
+    from livingdrug.clinical import streaming
+    from livingdrug.clinical.probability import kaplan_meier
+    from livingdrug.comparison import _arm_summary, _paired, _randomised
+    from livingdrug.io.results import Batches
+
+    rows: list[int] = []
+
+    class Spy(Batches):
+        def __call__(self, columns):
+            for b in super().__call__(columns):
+                rows.append(len(next(iter(b.values()))))
+                yield b
+
+    monkeypatch.setattr(streaming, "RANGE_ROWS", 5)
+    for r in (reference, cmp_reference):
+        table = read_endpoints(r.folder)
+        path = r.folder / "endpoints.parquet"
+        for arm, expected in r.summary["arms"].items():
+            mask = table["arm"] == arm
+            in_memory = _arm_summary({k: v[mask] for k, v in table.items()}, {}, None)
+            streamed = _arm_summary(Spy(path, where={"arm": arm}, rows=7), {}, None)
+            assert streamed == in_memory
+            # and the in-memory functions it replaces: numpy's quartiles, scipy's Kaplan–Meier
+            sub = {k: v[mask] for k, v in table.items()}
+            w = sub["referral_to_infusion"][np.isfinite(sub["referral_to_infusion"])]
+            q = streamed["referral_to_infusion_days"]
+            assert [q["q1"], q["median"], q["q3"]] == pytest.approx(list(np.percentile(w, [25, 50, 75])), rel=1e-14)
+            km = kaplan_meier(sub["os_day"], sub["os_event"])
+            assert streamed["os"]["median_days"] == (km.median if np.isfinite(km.median) else None)
+            lm = streamed["os"]["at_6_months"]
+            assert (lm is None) == (6 * 365.25 / 12 > km.time[-1] + 1.0)
+            assert lm is None or lm["estimate"] == km.at(6 * 365.25 / 12)
+            assert streamed["os"]["n"] == km.n and streamed["os"]["events"] == km.n_events
+            expected = {k: v for k, v in expected.items() if k != "programme"}
+            assert {k: v for k, v in streamed.items() if k != "programme"} == expected
+        arms = {a: Spy(path, where={"arm": a}, rows=7) for a in r.summary["arms"]}
+        if r.summary["paired"]:
+            assert _paired(arms) == r.summary["paired"]
+        if r.summary["randomised"]:
+            assert _randomised(arms) == r.summary["randomised"]
+    assert rows and max(rows) <= 7
+    assert len(cmp_reference.summary["arms"]) == 2 and (cmp_reference.summary["paired"] or cmp_reference.summary["randomised"])
 
 
 def test_comparison_with_logistics_does_not_depend_on_the_chunk_size(comparison_file, cmp_reference, tmp_path):

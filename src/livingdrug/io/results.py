@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pyarrow as pa
@@ -109,8 +109,8 @@ class Columns(Mapping[str, np.ndarray]):
     """A per-patient table (column name → array) whose columns are read when first used and
     then kept: from a Parquet file, or from another mapping restricted to ``rows`` (a
     boolean mask or indices); ``extra`` columns (already of the final length) replace or add
-    to them.  A summary of a 10⁶-patient trial then holds the few columns it reads, not the
-    whole table."""
+    to them (``TrialResult.patients``: a user's column is read when asked for).  The trial's
+    own summary and figures never hold a column: they read :class:`Batches`."""
 
     def __init__(self, source: str | Path | Mapping[str, Any], rows: Any = None,
                  extra: Mapping[str, np.ndarray] | None = None) -> None:
@@ -149,6 +149,84 @@ class Columns(Mapping[str, np.ndarray]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._names
+
+
+#: rows read at once by :class:`Batches`
+BATCH_ROWS = 65_536
+
+
+class Batches:
+    """A per-patient table read a batch of rows at a time, never whole.
+
+    ``source`` is a Parquet file (read :data:`BATCH_ROWS` rows at a time, conditions applied
+    by Arrow before conversion), a mapping of equal-length arrays (read in slices; a
+    :class:`Columns` over a Parquet file is read from its file) or another ``Batches`` (its
+    conditions kept).  Only rows whose columns equal every value of ``where`` are read
+    (``{"arm": "CAR-T", "outcome": "infused"}``).  Calling it with column names returns a fresh
+    iterator of ``{name: array}`` batches, in row order; the streaming statistics of
+    :mod:`livingdrug.clinical.streaming` read it as often as they need, so their memory does
+    not grow with the number of patients."""
+
+    rows: int
+    names: list[str]
+
+    def __init__(self, source: str | Path | Mapping[str, Any] | Batches, *, where: Mapping[str, Any] | None = None,
+                 rows: int | None = None) -> None:
+        conditions: dict[str, Any] = {}
+        size: int
+        origin: Path | Mapping[str, Any]
+        if isinstance(source, Batches):
+            conditions, size, origin = dict(source.conditions), source.rows, source._origin
+        elif isinstance(source, (str, Path)):
+            size, origin = BATCH_ROWS, Path(source)
+        elif isinstance(source, Columns) and source._path is not None and source._rows is None:
+            size, origin = BATCH_ROWS, source._path
+        else:
+            size, origin = BATCH_ROWS, source
+        self._origin: Path | Mapping[str, Any] = origin
+        self.conditions: dict[str, Any] = {**conditions, **(where or {})}
+        self.rows = int(rows) if rows is not None else size
+        self.names = (source.names if isinstance(source, Batches)
+                                 else list(pq.read_schema(origin).names) if isinstance(origin, Path) else list(origin))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def select(self, column: str, value: Any) -> Self:
+        """The same table restricted to the rows whose ``column`` equals ``value``."""
+        return type(self)(self, where={column: value})
+
+    def __call__(self, columns: Sequence[str]) -> Iterator[dict[str, np.ndarray]]:
+        cols = list(dict.fromkeys(columns))
+        missing = [c for c in [*cols, *self.conditions] if c not in self.names]
+        if missing:
+            raise KeyError(f"no column {missing[0]!r}; the table has {self.names}")
+        read = cols + [c for c in self.conditions if c not in cols]
+        if isinstance(self._origin, Path):
+            import pyarrow.compute as pc
+
+            # pre_buffer (pyarrow's default) fetches every row group's pages of the columns
+            # before the first batch: the whole column in memory, which this class is to avoid
+            pf = pq.ParquetFile(self._origin, pre_buffer=False)
+            for rb in pf.iter_batches(batch_size=self.rows, columns=read):
+                mask = None
+                for c, v in self.conditions.items():
+                    m = pc.equal(rb.column(c), v.item() if isinstance(v, np.generic) else v)
+                    mask = m if mask is None else pc.and_(mask, m)
+                if mask is not None:
+                    rb = rb.filter(mask)
+                if rb.num_rows:
+                    yield {c: arrow_to_numpy(rb.column(c)) for c in cols}
+            return
+        src = self._origin
+        n = int(np.asarray(src[next(iter(src))]).shape[0]) if len(src) else 0
+        for lo in range(0, n, self.rows):
+            sl = slice(lo, lo + self.rows)
+            keep = np.ones(min(n, lo + self.rows) - lo, dtype=bool)
+            for c, v in self.conditions.items():
+                keep &= np.asarray(src[c])[sl] == v
+            if keep.any():
+                yield {c: np.asarray(src[c])[sl][keep] for c in cols}
 
 
 #: rows per row group of a merged table: a fixed number, so that the file's bytes do not
