@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-import pytest
-from matplotlib.colors import to_hex
+import matplotlib
 
-from livingdrug.clinical.probability import kaplan_meier
-from livingdrug.report.trial_figures import (
+matplotlib.use("Agg", force=True)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.colors import to_hex  # noqa: E402
+
+import livingdrug.report.trial_figures as tf  # noqa: E402
+from livingdrug.clinical.probability import kaplan_meier  # noqa: E402
+from livingdrug.io.results import Batches  # noqa: E402
+from livingdrug.report.trial_figures import (  # noqa: E402
     GRADE_COLOURS,
+    Rows,
     best_percent_change,
     draw_exposure_response,
     draw_grade_bars,
@@ -24,6 +33,7 @@ from livingdrug.report.trial_figures import (
     kinetics_bands,
     km_figure,
     logistic_fit,
+    logistic_fit_scan,
     number_at_risk,
     waterfall,
 )
@@ -44,6 +54,7 @@ def _table(n_per_arm: int = 60, seed: int = 1) -> dict[str, np.ndarray]:
     return {
         "arm": arms,
         "patient": np.arange(n, dtype=np.int64),
+        "outcome": np.where(infused, "infused", "progression"),
         "responded": responded,
         "tumour_baseline": np.where(infused, base, np.nan),
         "tumour_nadir": np.where(infused, nadir, np.nan),
@@ -272,3 +283,197 @@ def _step_values_at_bars(patch, m):
     v, edges, _ = patch.get_data()
     assert edges[0] == -0.5 and edges[-1] == m - 0.5
     return v[np.searchsorted(edges, np.arange(m), side="right") - 1]
+
+
+# ---------------------------------------------------------------------------------------------
+# read a batch at a time: the same pictures from a Parquet file in small batches, and bounded
+# reductions above the per-patient limits
+# ---------------------------------------------------------------------------------------------
+
+
+def _parquet(tab: dict[str, np.ndarray], path) -> object:
+    pq.write_table(pa.table({k: pa.array(v) for k, v in tab.items()}), path)
+    return path
+
+
+def _artists(fig) -> list:
+    """Every drawn artist's data (lines, patches, collections, texts), in drawing order."""
+    out = []
+    for ax in fig.axes:
+        out.append(("title", ax.get_title(), ax.get_xlim(), ax.get_ylim()))
+        for ln in ax.lines:
+            out.append(("line", ln.get_gid(), ln.get_label(), np.asarray(ln.get_xdata(), float).tolist(),
+                        np.asarray(ln.get_ydata(), float).tolist()))
+        for p in ax.patches:
+            if hasattr(p, "get_data"):
+                v, e, _ = p.get_data()
+                out.append(("step", p.get_gid(), np.asarray(v).tolist(), np.asarray(e).tolist(),
+                            to_hex(p.get_facecolor())))
+            else:
+                out.append(("patch", p.get_gid(), np.asarray(p.get_path().vertices).tolist(),
+                            p.get_transform().transform(p.get_path().vertices).tolist(), to_hex(p.get_facecolor())))
+        for c in ax.collections:
+            out.append(("collection", [np.asarray(q.vertices).tolist() for q in c.get_paths()]))
+        for t in ax.texts:
+            out.append(("text", t.get_gid(), t.get_text(), t.get_position()))
+    out.append(("suptitle", fig._suptitle.get_text() if fig._suptitle is not None else None))
+    plt.close(fig)
+    return out
+
+
+def test_km_from_batches_is_the_in_memory_figure(tmp_path):
+    tab = _table()
+    path = _parquet(tab, tmp_path / "t.parquet")
+    mem = draw_km(tab)
+    ax = mem.axes[0]
+    for arm in ("CAR-T", "CAR-NK"):
+        (line,) = [ln for ln in ax.lines if ln.get_gid() == f"km:{arm}"]
+        m = tab["arm"] == arm
+        km = kaplan_meier(tab["efs_day"][m], tab["efs_event"][m])
+        assert np.array_equal(line.get_xdata()[1:], km.time) and np.array_equal(line.get_ydata()[1:], km.survival)
+        # censor marks: each distinct censoring time at Ŝ there
+        cens = np.unique(tab["efs_day"][m][~tab["efs_event"][m]])
+        (marks,) = [ln for ln in ax.lines if ln.get_marker() == "+" and to_hex(ln.get_color()) == to_hex(line.get_color())]
+        np.testing.assert_array_equal(marks.get_xdata(), cens)
+        np.testing.assert_array_equal(marks.get_ydata(), km.at(cens))
+    assert _artists(mem) == _artists(draw_km(Batches(path, rows=7)))
+    assert _artists(draw_km(tab, by=None)) == _artists(draw_km(Batches(path, rows=7), by=None))
+
+
+def test_waterfall_grades_and_exposure_from_batches_are_the_in_memory_figures(tmp_path):
+    tab = _table(n_per_arm=150)
+    path = _parquet(tab, tmp_path / "t.parquet")
+    for draw in (draw_waterfall, draw_grade_bars, draw_exposure_response):
+        assert _artists(draw(tab)) == _artists(draw(Batches(path, rows=7))), draw.__name__
+        assert _artists(draw(tab)) == _artists(draw(Rows(path, rows=7))), draw.__name__
+
+
+def test_rows_filter_and_label_without_a_relabelled_column(tmp_path):
+    tab = _table()
+    path = _parquet(tab, tmp_path / "t.parquet")
+    inf = tab["outcome"] == "infused"
+    sub = {k: v[inf] for k, v in tab.items()}
+    rows = Rows(path, where={"outcome": "infused"}, labels={"CAR-T": "T", "CAR-NK": "NK"}, rows=5)
+    fig = draw_km(rows)
+    gids = sorted(ln.get_gid() for ln in fig.axes[0].lines if ln.get_gid())
+    assert gids == ["km:NK", "km:T"]
+    relabelled = dict(sub, arm=np.where(sub["arm"] == "CAR-T", "T", "NK"))
+    assert _artists(fig) == _artists(draw_km(relabelled))
+    assert sum(len(b["patient"]) for b in rows(["patient"])) == int(inf.sum())
+    assert all(len(b["patient"]) <= 5 for b in rows(["patient"]))
+
+
+def test_a_binned_waterfall_has_exact_counts_and_order_statistics(monkeypatch, tmp_path):
+    """Above WATERFALL_BINS patients a panel's bins are consecutive ranks drawn at the change of
+    their first (largest) patient, responders first within the bin (and within equal changes)."""
+    monkeypatch.setattr(tf, "MAX_BARS", 10)
+    monkeypatch.setattr(tf, "WATERFALL_BINS", 16)
+    tab = _table(n_per_arm=300, seed=4)
+    # ties: changes rounded to whole percent, some of them shared by responders and the others
+    change = best_percent_change(tab["tumour_baseline"], tab["tumour_nadir"])
+    tab["tumour_nadir"] = tab["tumour_baseline"] * (1 + np.round(np.clip(change, -100, 300) / 25) * 25 / 100)
+    tab["responded"] = tab["responded"] | (np.arange(tab["arm"].size) % 7 == 0)
+    change = best_percent_change(tab["tumour_baseline"], tab["tumour_nadir"])
+    path = _parquet(tab, tmp_path / "t.parquet")
+    fig = draw_waterfall(tab, cap=100.0)
+    for ax, arm in zip(fig.axes, ("CAR-T", "CAR-NK"), strict=True):
+        sel = (tab["arm"] == arm) & np.isfinite(change)
+        c, r = change[sel], tab["responded"][sel]
+        n = int(sel.sum())
+        assert n > 16
+        capped = int(np.sum(c > 100))
+        assert ax.get_title() == f"{arm}: {n} patients, {int(r.sum())} responded; {capped} above +100 % drawn at the cap"
+        order = np.lexsort((~r, -c))  # by descending change, responders first among equals
+        c, r = c[order], r[order]
+        w = -(-n // 16)
+        bins = np.arange(n) // w
+        first = np.minimum(c[::w], 100.0)  # each bin's first member: an exact order statistic
+        resp = np.bincount(bins, weights=r).astype(int)
+        in_bin = np.arange(n) - bins * w
+        expected_yes = np.where(in_bin < resp[bins], first[bins], 0.0)
+        expected_no = np.where(in_bin < resp[bins], 0.0, first[bins])
+        (yes,) = [a for a in ax.patches if a.get_gid() == f"waterfall:{arm}:responded"]
+        (no,) = [a for a in ax.patches if a.get_gid() == f"waterfall:{arm}:no response"]
+        for patch, want in ((yes, expected_yes), (no, expected_no)):
+            v, edges, _ = patch.get_data()
+            assert v.size <= 2 * 16 and edges[0] == -0.5 and edges[-1] == n - 0.5
+            np.testing.assert_array_equal(v[np.searchsorted(edges, np.arange(n), side="right") - 1], want)
+        # the drawn heights are values of the data (order statistics), not averages
+        assert set(np.unique(yes.get_data()[0][yes.get_data()[0] != 0])) <= set(np.minimum(c, 100.0))
+    assert "bins of consecutive patients" in fig._suptitle.get_text()
+    assert _artists(fig) == _artists(draw_waterfall(Batches(path, rows=7), cap=100.0))
+
+
+def test_logistic_fit_from_batches_equals_the_in_memory_fit(tmp_path):
+    rng = np.random.default_rng(11)
+    n = 5000
+    lx = rng.uniform(0.0, 3.0, n)
+    x = 10**lx
+    x[::97] = np.nan  # left out
+    y = rng.random(n) < 1 / (1 + np.exp(-(-2.5 + 1.7 * lx)))
+    path = _parquet({"car_cmax": x, "responded": y}, tmp_path / "t.parquet")
+    mem = logistic_fit(x, y)
+    b = Batches(path, rows=7)
+
+    def scan():
+        for batch in b(["car_cmax", "responded"]):
+            yield batch["car_cmax"].astype(float), batch["responded"].astype(float)[None, :]
+
+    got = logistic_fit_scan(scan)
+    assert got.estimable and got.converged and (got.n, got.responders) == (mem.n, mem.responders)
+    np.testing.assert_allclose([got.intercept, got.slope], [mem.intercept, mem.slope], rtol=1e-10)
+    np.testing.assert_allclose(got.cov, mem.cov, rtol=1e-10)
+    # the maximum-likelihood estimate: the score vanishes there
+    ok = np.isfinite(x)
+    X = np.column_stack([np.ones(ok.sum()), lx[ok]])
+    p = 1 / (1 + np.exp(-(X @ [mem.intercept, mem.slope])))
+    assert np.max(np.abs(X.T @ (y[ok] - p))) < 1e-8 * ok.sum()
+    assert "Newton" in mem.method
+    # the figure's fitted curve is this fit
+    fig = draw_exposure_response(Batches(path, rows=7))
+    (line,) = [ln for ln in fig.axes[0].lines if ln.get_gid() == "logistic"]
+    np.testing.assert_allclose(line.get_ydata(), mem.predict(line.get_xdata()), rtol=1e-10)
+    plt.close(fig)
+
+
+def test_exposure_bins_are_exact_quantile_bins_with_exact_medians():
+    tab = _table(n_per_arm=150)
+    fig = draw_exposure_response(tab, bins=4)
+    ax = fig.axes[0]
+    x, y = tab["car_cmax"], tab["responded"].astype(float)
+    ok = np.isfinite(x)
+    x, y = x[ok], y[ok]
+    edges = np.unique(np.quantile(np.log10(x), np.linspace(0, 1, 5)))
+    idx = np.clip(np.searchsorted(edges, np.log10(x), side="right") - 1, 0, edges.size - 2)
+    (pts,) = [ln for ln in ax.lines if ln.get_gid() == "binned"]
+    np.testing.assert_allclose(np.asarray(pts.get_xdata(), float), [np.median(x[idx == b]) for b in range(4)], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(pts.get_ydata(), float), [np.mean(y[idx == b]) for b in range(4)], rtol=1e-12)
+    assert [t.get_text() for t in ax.texts if t.get_text().startswith("n=")] == [
+        f"n={int(np.sum(idx == b))}" for b in range(4)]
+    plt.close(fig)
+
+
+def test_exposure_ticks_are_a_bounded_subset_of_the_exposures(monkeypatch):
+    monkeypatch.setattr(tf, "RUG_POINTS", 40)
+    tab = _table(n_per_arm=150)
+    fig = draw_exposure_response(tab)
+    (rug,) = [ln for ln in fig.axes[0].lines if ln.get_marker() == "|"]
+    xs, ys = np.asarray(rug.get_xdata()), np.asarray(rug.get_ydata())
+    assert 0 < xs.size <= 41
+    ok = np.isfinite(tab["car_cmax"])
+    for flag, sign in ((True, ys > 0.5), (False, ys < 0.5)):
+        pool = np.sort(tab["car_cmax"][ok & (tab["responded"] == flag)])
+        assert np.all(np.isin(xs[sign], pool))  # exact exposures of patients with that outcome
+        assert xs[sign].min() == pool[0] and xs[sign].max() == pool[-1]
+    plt.close(fig)
+
+
+def test_grade_errors_read_in_batches(tmp_path):
+    tab = _table()
+    tab["crs_max_grade"] = tab["crs_max_grade"].copy()
+    tab["crs_max_grade"][-1] = 2.5
+    with pytest.raises(ValueError, match=r"column .crs_max_grade. holds .*2\.5"):
+        draw_grade_bars(Batches(_parquet(tab, tmp_path / "t.parquet"), rows=7))
+    with pytest.raises(ValueError, match="no column 'car_cmax'"):
+        draw_exposure_response(Batches({"responded": np.ones(3, bool)}))
+    assert not math.isnan(logistic_fit([1.0, 10, 100, 1000], [0, 1, 0, 1]).slope)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..io.atomic import atomic_write_text, ensure_writable_dir
-from ..io.results import Columns, write_columns, write_json
+from ..io.results import write_columns, write_json
 from .html import figure_html, page_html, save_png, scenario_html
 
 __all__ = ["save_comparison_run", "write_comparison_report", "comparison_rows", "column_units", "ENDPOINTS",
@@ -133,13 +133,14 @@ def _figures(result: Any, out: Path) -> list[Path]:
     ax.legend(loc="lower right", fontsize=8)
     save(fig, "endpoints.png")
 
+    from ..clinical.streaming import column_scan, percentiles
     from . import trial_figures as tf
 
-    # arm names label legends and the number-at-risk rows: keep them short enough to leave room
-    # (read lazily: a figure loads the columns it draws, not the whole table)
-    full_arm = np.asarray(result.patients["arm"], dtype=object)
-    short = {a: a if len(a) <= 32 else a[:31] + "…" for a in dict.fromkeys(full_arm.tolist())}
-    pt = Columns(result.patients, extra={"arm": np.array([short[a] for a in full_arm], dtype=object)})
+    # every figure reads the table a batch at a time (a trial's endpoints.parquet is never held
+    # whole); arm names label legends and the number-at-risk rows: drawn short enough to leave
+    # room, mapped when drawing (no relabelled column is built)
+    short = {a: a if len(a) <= 32 else a[:31] + "…" for a in arms}
+    pt = tf.Rows(result.patients, labels=short)
     paths.append(tf.km_figure(pt, out / "efs_from_referral.png", time_col="efs_day", event_col="efs_event", by="arm",
                               xlabel="days since referral",
                               title="Event-free survival from referral\n(drop-out, no response, relapse, death)"))
@@ -147,31 +148,48 @@ def _figures(result: Any, out: Path) -> list[Path]:
         paths.append(tf.km_figure(pt, out / "os_from_referral.png", time_col="os_day", event_col="os_event", by="arm",
                                   xlabel="days since referral",
                                   title="Overall survival from referral\n(event: death)"))
-        inf = Columns(pt, rows=pt["outcome"] == "infused")
+        inf = tf.Rows(pt, where={"outcome": "infused"})
         paths.append(tf.km_figure(inf, out / "pfs_from_infusion.png", time_col="pfs_day", event_col="pfs_event",
                                   by="arm", xlabel="days since infusion",
                                   title="Progression-free survival from infusion\n(events: progression, death)"))
-    treated = Columns(pt, rows=(pt["outcome"] == "infused") & (pt["status"] == 0))
-    if treated["patient"].size:
+    treated = tf.Rows(pt, where={"outcome": "infused", "status": 0})
+    n_treated, finite_cmax, positive_cmax = 0, False, True
+    for b in treated(["car_cmax"]):
+        c = np.asarray(b["car_cmax"], dtype=float)
+        n_treated += c.size
+        fin = np.isfinite(c)
+        finite_cmax = finite_cmax or bool(fin.any())
+        positive_cmax = positive_cmax and bool(np.all(c[fin] > 0))
+    if n_treated:
         paths.append(tf.grade_bars(treated, out / "grade_bars.png"))
         paths.append(tf.waterfall(treated, out / "waterfall.png", baseline="tumour_at_infusion", nadir="tumour_nadir"))
-        if np.isfinite(treated["car_cmax"]).any() and np.all(treated["car_cmax"][np.isfinite(treated["car_cmax"])] > 0):
+        if finite_cmax and positive_cmax:
             paths.append(tf.exposure_response(treated, out / "exposure_response.png"))
-    all_w = pt["referral_to_infusion"][np.isfinite(pt["referral_to_infusion"])]
-    if all_w.size and any(a.logistics is not None for a in result.comparison.arms):  # waits need a programme
-        fig, ax = plt.subplots(figsize=(7, 4))
-        bins = np.linspace(0, max(float(all_w.max()), 1.0) * 1.02, 40)
-        full = result.patients["arm"]
-        for j, a in enumerate(arms):
-            w = pt["referral_to_infusion"][(full == a) & np.isfinite(pt["referral_to_infusion"])]
+    if any(a.logistics is not None for a in result.comparison.arms):  # waits need a programme
+        w_max, any_w = -np.inf, False
+        for b in pt(["referral_to_infusion"]):
+            w = np.asarray(b["referral_to_infusion"], dtype=float)
+            w = w[np.isfinite(w)]
             if w.size:
-                ax.hist(w, bins=list(bins), alpha=0.6, color=_COLOURS[j % len(_COLOURS)],
-                        label=f"{a}: median {np.median(w):.1f} d")
-        ax.set_xlabel("referral → infusion, d")
-        ax.set_ylabel("patients infused")
-        ax.set_title("Time from referral to infusion")
-        ax.legend(fontsize=8)
-        save(fig, "referral_to_infusion.png")
+                any_w, w_max = True, max(w_max, float(w.max()))
+        if any_w:
+            fig, ax = plt.subplots(figsize=(7, 4))
+            bins = np.linspace(0, max(w_max, 1.0) * 1.02, 40)
+            for j, a in enumerate(arms):
+                waits = column_scan(pt.select("arm", a), "referral_to_infusion")
+                counts = np.zeros(bins.size - 1, dtype=np.int64)
+                for w, _ in waits():
+                    counts += np.histogram(w, bins=bins)[0]
+                if counts.sum():
+                    (med,), _n = percentiles(waits, [50.0])
+                    # the histogram of the arm's waits, drawn from its counts per bin
+                    ax.hist(bins[:-1], bins=list(bins), weights=counts, alpha=0.6, color=_COLOURS[j % len(_COLOURS)],
+                            label=f"{a}: median {med:.1f} d")
+            ax.set_xlabel("referral → infusion, d")
+            ax.set_ylabel("patients infused")
+            ax.set_title("Time from referral to infusion")
+            ax.legend(fontsize=8)
+            save(fig, "referral_to_infusion.png")
 
     panels = [k for k in ("tumour", "car_blood") if any(k in result.curves[a] for a in arms)]
     if panels:
