@@ -654,7 +654,7 @@ def _compare(scenario: str, out: Path | None, patients: int | None, seed: int | 
 def trial(
     scenario: Annotated[
         str | None,
-        typer.Argument(help="Model scenario with a [population] or a comparison (default: the default scenario)."),
+        typer.Argument(help="Model scenario with a \\[population] or a comparison (default: the default scenario)."),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Trial folder (default: runs/<name>-trial-<time>).")] = None,
     patients: Annotated[int | None, typer.Option("--patients", "-n", help="Virtual patients (default: the population's).")] = None,
@@ -739,7 +739,7 @@ def trial(
 @_guard
 def escalate(
     scenario: Annotated[
-        str | None, typer.Argument(help="Model scenario with a [population] (default: the default scenario).")
+        str | None, typer.Argument(help="Model scenario with a \\[population] (default: the default scenario).")
     ] = None,
     doses: Annotated[str, typer.Option("--doses", help="Dose levels in cells, increasing, comma-separated.")] = "1e7,3e7,1e8,3e8",
     design: Annotated[str, typer.Option("--design", help="3+3 or boin.")] = "boin",
@@ -801,7 +801,7 @@ def escalate(
 @app.command()
 @_guard
 def calibrate(
-    scenario: Annotated[str, typer.Argument(help="Scenario with [population] and [[targets]] (e.g. eliana, zuma-1, karmma, liu2020-carnk).")],
+    scenario: Annotated[str, typer.Argument(help="Scenario with \\[population] and \\[\\[targets]] (e.g. eliana, zuma-1, karmma, liu2020-carnk).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder (default: runs/<scenario>-calibration-<time>).")] = None,
     patients: Annotated[int | None, typer.Option("--patients", "-n", help="Plausible virtual patients (default: the population's).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Population seed (default: the file's).")] = None,

@@ -198,3 +198,11 @@ def test_calibrate_command_writes_the_calibration(tmp_path):
     p = subprocess.run([sys.executable, "-m", "livingdrug", "calibrate", "liu2020-carnk", "--method", "magic"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "--method magic" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_help_names_the_scenario_sections_it_needs():
+    """Rich markup would swallow "[population]" in the argument's help; it is escaped."""
+    r = invoke("trial", "--help")
+    assert r.exit_code == 0 and "[population]" in " ".join(r.output.split())
+    r = invoke("calibrate", "--help")
+    assert r.exit_code == 0 and "[population] and [[targets]]" in " ".join(r.output.split())
