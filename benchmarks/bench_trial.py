@@ -13,7 +13,7 @@ What it measures, side by side in one run, on the same virtual patients (the cd1
     integration from day −6 to 365 on the scenario's output grid — 6-hourly to day 28, then
     daily — scoring: B-ALL response, exposure, ASTCT grades, OS/PFS,
     Parquet parts, final table and summary; no figures), in a fresh process so that its peak memory
-    (``ru_maxrss``) is its own; run at two sizes to show whether memory grows with N;
+    (``ru_maxrss``) is its own; run at two sizes to show how memory depends on N;
 (b) scipy ``solve_ivp`` (LSODA with the analytic Jacobian, event handling as in
     ``bench_ode.py``) per patient on a sample, extrapolated to N;
 (c) libroadrunner on the exported SBML per patient on a sample, extrapolated to N.
@@ -42,6 +42,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ode import max_rel_error, roadrunner_loop, scipy_loop  # noqa: E402
+
+from livingdrug.clinical.streaming import RANGE_ROWS  # noqa: E402
+from livingdrug.io.results import MERGE_ROW_GROUP  # noqa: E402
 
 
 def _trial_worker(n: int, chunk: int | None) -> None:
@@ -111,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"    {big['n']:,} patients in {big['seconds']:.1f} s = {rate:,.0f} patients/s; "
           f"peak memory {big['peak_rss_mb']:.0f} MB (after warm-up {big['warm_rss_mb']:.0f} MB); failed {big['failed']}")
     print(f"    {small['n']:,} patients: peak memory {small['peak_rss_mb']:.0f} MB "
-          f"→ growth {big['peak_rss_mb'] - small['peak_rss_mb']:+.0f} MB for {big['n'] - small['n']:,} more patients")
+          f"→ {big['peak_rss_mb'] - small['peak_rss_mb']:+.0f} MB for {big['n'] - small['n']:,} more patients "
+          f"(bounded: the merge's row groups fill at {MERGE_ROW_GROUP:,} patients and the summary's "
+          f"sort ranges at {RANGE_ROWS:,}; flat beyond)")
     minutes = big["seconds"] / 60 * 1e6 / big["n"]
     how = "measured" if big["n"] == 1_000_000 else "extrapolated"
     met = minutes < 5 and big["peak_rss_mb"] < 2048

@@ -600,7 +600,7 @@ def _calibration(c: Any, cols: Mapping[str, np.ndarray], out: Path) -> dict | No
     on the trial's own endpoints), the calibration table, the effective sample size, the
     weighted endpoints, and ``weights.parquet``.  ``None`` without targets; an unreachable
     target is reported, not raised (the unweighted trial stands).  The weights are one per
-    patient, so this step (only) holds the columns it uses: ≈ 100 B per patient."""
+    patient, so this step, unlike the rest of the finish, holds the columns it uses."""
     if len(c.arms) != 1 or not getattr(c.arms[0].scenario, "targets", ()):
         return None
     from .calibrate import calibrate_population
