@@ -154,8 +154,8 @@ def run_comparison(comparison: Any, *, patients: int | None = None, seed: int | 
         "seed": c.seed,
         "arms": arms,
         "allocation": c.allocation,
-        "paired": _paired(per_arm) if c.allocation == "paired" else [],
-        "randomised": _randomised(per_arm) if c.allocation == "randomised" else [],
+        "paired": _paired(per_arm, arms) if c.allocation == "paired" else [],
+        "randomised": _randomised(per_arm, arms) if c.allocation == "randomised" else [],
         "definitions": dict(DEFINITIONS),
     }
     return ComparisonResult(c, table, summary, curves, _manifest(c))
@@ -1023,13 +1023,12 @@ def _bands(ds: Any, net: Any) -> dict[str, Any]:
     return out
 
 
-def _table(cols: Any, arm: str | None = None) -> Any:
+def _table(cols: Any) -> Any:
     """``cols`` as :class:`~livingdrug.io.results.Batches` (a mapping of arrays is read in
-    slices; ``arm`` restricts it to one arm's rows)."""
+    slices)."""
     from .io.results import Batches
 
-    t = cols if isinstance(cols, Batches) else Batches(cols)
-    return t if arm is None else t.select("arm", arm)
+    return cols if isinstance(cols, Batches) else Batches(cols)
 
 
 def _infused(b: Mapping[str, Any]) -> np.ndarray:
@@ -1153,24 +1152,13 @@ def _logrank(a: Any, b: Any, day: str, event: str) -> float | None:
     return logrank_scan(column_scan(a, day, weight=event), column_scan(b, day, weight=event))
 
 
-def _counts(t: Any) -> collections.Counter:
-    """ITT responders and CRS ≥ 3 among the successfully infused, batch by batch."""
-    k: collections.Counter = collections.Counter()
-    for b in t(["outcome", "status", "responded", "crs_max_grade"]):
-        ok = _infused(b) & (b["status"] == 0)
-        k["n"] += b["responded"].size
-        k["resp"] += int(np.asarray(b["responded"], dtype=bool).sum())
-        k["ok"] += int(ok.sum())
-        k["crs3"] += int(((np.nan_to_num(b["crs_max_grade"]) >= 3) & ok).sum())
-    return k
-
-
-def _randomised(per_arm: Mapping[str, Any]) -> list[dict]:
+def _randomised(per_arm: Mapping[str, Any], arms: Mapping[str, dict]) -> list[dict]:
     """Each arm against the first in a randomised trial (different patients): difference in
     ITT response with Newcombe's hybrid-score 95 % interval (Newcombe RG 1998 Stat Med 17:873,
-    method 10) and Fisher's exact test; CRS ≥ 3 among the infused likewise; event-free
-    survival by the log-rank test (scipy.stats.logrank's statistic).  Arms are mappings of
-    arrays or :class:`~livingdrug.io.results.Batches`, read batch by batch."""
+    method 10) and Fisher's exact test; CRS ≥ 3 among the infused likewise (both from the
+    counts of the arm summaries ``arms``, :func:`_arm_summary`); event-free survival by the
+    log-rank test (scipy.stats.logrank's statistic) on the arms' tables (mappings of arrays or
+    :class:`~livingdrug.io.results.Batches`, read batch by batch)."""
     from scipy.stats import fisher_exact
 
     from .clinical.probability import proportion
@@ -1183,18 +1171,20 @@ def _randomised(per_arm: Mapping[str, Any]) -> list[dict]:
         p = float(fisher_exact([[k1, n1 - k1], [k0, n0 - k0]]).pvalue) if n1 and n0 else None
         return {"difference": d, "low": lo, "high": hi, "fisher_p": p, "arm": [k1, n1], "reference": [k0, n0]}
 
+    def counts(name: str, key: str) -> tuple[int, int]:
+        p = arms[name][key]
+        return p["successes"], p["trials"]
+
     tables = {name: _table(t) for name, t in per_arm.items()}
     names = list(tables)
     ref = tables[names[0]]
-    k0 = _counts(ref)
     out = []
     for name in names[1:]:
         o = tables[name]
-        k1 = _counts(o)
         out.append({
             "arm": name, "reference": names[0],
-            "response_itt": diff(k1["resp"], k1["n"], k0["resp"], k0["n"]),
-            "crs_grade_ge_3": diff(k1["crs3"], k1["ok"], k0["crs3"], k0["ok"]),
+            "response_itt": diff(*counts(name, "response_itt"), *counts(names[0], "response_itt")),
+            "crs_grade_ge_3": diff(*counts(name, "crs_grade_ge_3"), *counts(names[0], "crs_grade_ge_3")),
             "efs_logrank_p": _logrank(o, ref, "efs_day", "efs_event"),
             "os_logrank_p": _logrank(o, ref, "os_day", "os_event"),
             "pfs_logrank_p": _logrank(o, ref, "pfs_day", "pfs_event"),
@@ -1202,14 +1192,15 @@ def _randomised(per_arm: Mapping[str, Any]) -> list[dict]:
     return out
 
 
-def _paired(per_arm: Mapping[str, Any]) -> list[dict]:
+def _paired(per_arm: Mapping[str, Any], arms: Mapping[str, dict]) -> list[dict]:
     """Each arm against the first, in the same patients (McNemar's exact test on discordant
-    pairs for ITT response; CRS ≥ 1 among patients infused in both arms).  Arms are mappings
-    of arrays or :class:`~livingdrug.io.results.Batches` holding the same patients in the same
-    order, read side by side batch by batch."""
+    pairs for ITT response; CRS ≥ 1 among patients infused in both arms; the difference of
+    the median waits of the arm summaries ``arms``).  Arms are mappings of arrays or
+    :class:`~livingdrug.io.results.Batches` holding the same patients in the same order, read
+    side by side batch by batch."""
     from scipy.stats import binomtest
 
-    from .clinical.streaming import column_scan, percentiles, zip_aligned
+    from .clinical.streaming import zip_aligned
 
     tables = {name: _table(t) for name, t in per_arm.items()}
     names = list(tables)
@@ -1230,8 +1221,8 @@ def _paired(per_arm: Mapping[str, Any]) -> list[dict]:
             k["crs1"] += int(np.sum((np.nan_to_num(b1["crs_max_grade"]) >= 1) & both))
         b, cc, n = k["b"], k["c"], k["n"]
         p = float(binomtest(b, b + cc, 0.5).pvalue) if b + cc else 1.0
-        (m1,), n1 = percentiles(column_scan(other, "referral_to_infusion"), [50])
-        (m0,), n0 = percentiles(column_scan(ref, "referral_to_infusion"), [50])
+        m1 = arms[name]["referral_to_infusion_days"]["median"]
+        m0 = arms[names[0]]["referral_to_infusion_days"]["median"]
         out.append({
             "arm": name,
             "reference": names[0],
@@ -1241,6 +1232,6 @@ def _paired(per_arm: Mapping[str, Any]) -> list[dict]:
             "both_infused": k["both"],
             "crs_grade_ge_1_difference_both_infused":
                 float(k["crs1"] / k["both"] - k["crs0"] / k["both"]) if k["both"] else None,
-            "referral_to_infusion_median_difference_days": float(m1 - m0) if n1 and n0 else None,
+            "referral_to_infusion_median_difference_days": m1 - m0 if m1 is not None and m0 is not None else None,
         })
     return out

@@ -567,8 +567,8 @@ def _finish(c: Any, recipe: dict, out: Path, bounds: list, units: dict, figures:
         "seed": c.seed,
         "arms": arms,
         "allocation": c.allocation,
-        "paired": _paired(per_arm) if len(per_arm) > 1 and c.allocation == "paired" else [],
-        "randomised": _randomised(per_arm) if c.allocation == "randomised" else [],
+        "paired": _paired(per_arm, arms) if len(per_arm) > 1 and c.allocation == "paired" else [],
+        "randomised": _randomised(per_arm, arms) if c.allocation == "randomised" else [],
         "definitions": {**DEFINITIONS,
                         "bands": f"kinetics bands from the first {min(BAND_PATIENTS, c.population.size)} patients"},
     }

@@ -54,6 +54,8 @@ from typing import Any
 
 import numpy as np
 
+from .probability import _f, _first_at_or_below
+
 __all__ = [
     "RANGE_ROWS",
     "CURVE_POINTS",
@@ -158,37 +160,35 @@ def _range(scan: Scan, lo: int, hi: int, n: int | None, limit: int, start: int,
             sums[j] += np.bincount(idx, weights=row, minlength=_BINS)
     if sums is None:
         return
-    group: list[int] = []  # bins read back together: [first key, last key, count, first bin]
-
-    def flush() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        g_lo, g_hi, g_n, g_bin = group
-        if wanted is not None and not np.any((wanted >= pos - g_n) & (wanted < pos)):
-            yield np.array([np.nan]), np.array([g_n], dtype=np.int64), sums[:, g_bin:b].sum(axis=1, keepdims=True)
+    def read(g_lo: int, g_hi: int, count: int, first: int,
+             bins: slice) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Keys ``[g_lo, g_hi]`` (``count``, from rank ``first``; histogram ``bins``): read back,
+        or one NaN block with their count and weight sums when no wanted rank is among them."""
+        if wanted is None or np.any((wanted >= first) & (wanted < first + count)):
+            yield from _range(scan, g_lo, g_hi, count, limit, first, wanted)
         else:
-            yield from _range(scan, g_lo, g_hi, g_n, limit, pos - g_n, wanted)
+            yield np.array([np.nan]), np.array([count], dtype=np.int64), sums[:, bins].sum(axis=1, keepdims=True)
 
+    group: list[int] = []  # bins read back together: [first key, last key, count, first rank, first bin]
     pos = start  # rank of the first key of bin b
     for b in map(int, np.flatnonzero(counts)):
         blo = lo + (b << shift)
         bhi = min(hi, blo + (1 << shift) - 1)
         c = int(counts[b])
         if group and (c > limit or group[2] + c > limit):
-            yield from flush()
+            g_lo, g_hi, g_n, g_first, g_bin = group
+            yield from read(g_lo, g_hi, g_n, g_first, slice(g_bin, b))
             group = []
-        if c > limit:
-            if blo == bhi:  # one value, however many times
-                yield _floats(np.array([blo], dtype=np.uint64)), np.array([c], dtype=np.int64), sums[:, b:b + 1]
-            elif wanted is not None and not np.any((wanted >= pos) & (wanted < pos + c)):
-                yield np.array([np.nan]), np.array([c], dtype=np.int64), sums[:, b:b + 1]
-            else:
-                yield from _range(scan, blo, bhi, c, limit, pos, wanted)
-            pos += c
-            continue
-        group = [group[0] if group else blo, bhi, (group[2] if group else 0) + c, group[3] if group else b]
+        if c > limit and blo == bhi:  # one value, however many times
+            yield _floats(np.array([blo], dtype=np.uint64)), np.array([c], dtype=np.int64), sums[:, b:b + 1]
+        elif c > limit:
+            yield from read(blo, bhi, c, pos, slice(b, b + 1))
+        else:
+            group = [group[0], bhi, group[2] + c, group[3], group[4]] if group else [blo, bhi, c, pos, b]
         pos += c
     if group:
-        b = _BINS
-        yield from flush()
+        g_lo, g_hi, g_n, g_first, g_bin = group
+        yield from read(g_lo, g_hi, g_n, g_first, slice(g_bin, _BINS))
 
 
 def column_scan(table: Callable[[Sequence[str]], Iterable[Mapping[str, Any]]], column: str, *,
@@ -237,8 +237,9 @@ def order_statistics(scan: Scan, ranks: Sequence[int], *, limit: int | None = No
 
 
 def percentiles(scan: Scan, q: Sequence[float], *, limit: int | None = None) -> tuple[np.ndarray, int]:
-    """``numpy.percentile(values, q)`` (linear method, same bits) and the number of values;
-    NaNs when there are none."""
+    """``numpy.percentile(values, q)`` (linear method: the same order statistics and
+    interpolation, equal to the last bit or two) and the number of values; NaNs when there
+    are none."""
     n = count(scan)
     qs = np.asarray(q, dtype=float) / 100.0
     if n == 0:
@@ -283,13 +284,8 @@ class KaplanMeierScan:
     landmarks: dict[float, tuple[float, float, float] | None] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        f = _finite
-        return {"n": self.n, "events": self.n_events, "median": f(self.median), "median_low": f(self.median_low),
-                "median_high": f(self.median_high), "confidence": self.confidence}
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
+        return {"n": self.n, "events": self.n_events, "median": _f(self.median), "median_low": _f(self.median_low),
+                "median_high": _f(self.median_high), "confidence": self.confidence}
 
 
 def kaplan_meier_scan(scan: Scan, *, confidence: float = 0.95, landmarks: Sequence[float] = (),
@@ -341,9 +337,7 @@ def kaplan_meier_scan(scan: Scan, *, confidence: float = 0.95, landmarks: Sequen
         s_prev, g_prev = float(sf[-1]), float(g[-1])
         for name, arr in (("median", sf), ("median_low", lo), ("median_high", hi)):
             if math.isnan(getattr(res, name)):
-                idx = np.flatnonzero(arr <= 0.5 + 1e-12)
-                if idx.size:
-                    setattr(res, name, float(t[idx[0]]))
+                setattr(res, name, _first_at_or_below(t, arr, 0.5))
         while mi < len(marks) and marks[mi] < t[0]:
             res.landmarks[marks[mi]] = point_prev
             mi += 1

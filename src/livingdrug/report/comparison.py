@@ -133,7 +133,7 @@ def _figures(result: Any, out: Path) -> list[Path]:
     ax.legend(loc="lower right", fontsize=8)
     save(fig, "endpoints.png")
 
-    from ..clinical.streaming import column_scan, percentiles
+    from ..clinical.streaming import column_scan
     from . import trial_figures as tf
 
     # every figure reads the table a batch at a time (a trial's endpoints.parquet is never held
@@ -181,7 +181,7 @@ def _figures(result: Any, out: Path) -> list[Path]:
                 for w, _ in waits():
                     counts += np.histogram(w, bins=bins)[0]
                 if counts.sum():
-                    (med,), _n = percentiles(waits, [50.0])
+                    med = s["arms"][a]["referral_to_infusion_days"]["median"]  # the summary's
                     # the histogram of the arm's waits, drawn from its counts per bin
                     ax.hist(bins[:-1], bins=list(bins), weights=counts, alpha=0.6, color=_COLOURS[j % len(_COLOURS)],
                             label=f"{a}: median {med:.1f} d")

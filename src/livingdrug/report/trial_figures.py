@@ -73,6 +73,7 @@ from ..clinical.streaming import (
     Scan,
     ascending_runs,
     at_risk_scan,
+    column_scan,
     kaplan_meier_scan,
     order_statistics,
     percentiles,
@@ -163,11 +164,6 @@ def _groups(rows: Rows, by: str | None) -> list[tuple[str, Rows]]:
         for i in np.sort(first):
             seen.setdefault(str(s[i]), g[i])
     return [(rows.labels.get(v, rows.labels.get(k, k)), rows.select(by, v)) for k, v in seen.items()]
-
-
-def _n(rows: Rows, column: str) -> int:
-    """Number of rows (one pass over ``column``)."""
-    return sum(len(b[column]) for b in rows([column]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,16 +364,6 @@ def number_at_risk(durations: Any, times: Any) -> np.ndarray:
     return (d.size - np.searchsorted(d, np.asarray(times, dtype=float), side="left")).astype(np.int64)
 
 
-def _survival_scan(rows: Rows, time_col: str, event_col: str) -> Scan:
-    """Scan of ``(finite durations, [observed as 0/1])`` of ``rows``."""
-    def scan() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for b in rows([time_col, event_col]):
-            d = np.asarray(b[time_col], dtype=float)
-            ok = np.isfinite(d)
-            yield d[ok], np.asarray(b[event_col]).astype(bool)[ok][None, :].astype(float)
-    return scan
-
-
 def draw_km(
     table: Any,
     *,
@@ -405,7 +391,7 @@ def draw_km(
     t_max = 0.0
     data = []
     for j, (label, g) in enumerate(groups):
-        scan = _survival_scan(g, time_col, event_col)
+        scan = column_scan(g, time_col, weight=event_col)
         km = kaplan_meier_scan(scan, confidence=confidence)
         col = _COLOURS[j % len(_COLOURS)]
         t = np.concatenate(([0.0], km.time))
